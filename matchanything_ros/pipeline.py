@@ -134,6 +134,49 @@ class PipelineResult:
     def inlier_ratio(self) -> float:
         return self.num_inliers / max(1, self.num_matches)
 
+    def summary(self) -> str:
+        """One human-readable line (CLI, logs)."""
+        g = self.geometry
+        return (
+            f"{g.mode}: {g.status.value}, {self.num_inliers}/{self.num_matches} inliers, "
+            f"polarity {self.polarity}, {1000 * self.timings['total']:.0f} ms ({self.model})"
+        )
+
+    def to_dict(self, include_matches: bool = True) -> dict[str, Any]:
+        """JSON-ready dict: geometry, counts, timings and (optionally) every match."""
+        g = self.geometry
+
+        def arr(x):
+            return None if x is None else np.asarray(x, dtype=float).tolist()
+
+        out: dict[str, Any] = {
+            "model": self.model,
+            "polarity": self.polarity,
+            "visible_shape": list(self.visible_shape),
+            "thermal_shape": list(self.thermal_shape),
+            "num_matches": self.num_matches,
+            "num_inliers": self.num_inliers,
+            "inlier_ratio": self.inlier_ratio,
+            "timings_s": dict(self.timings),
+            "geometry": {
+                "mode": g.mode,
+                "status": g.status.value,
+                "message": g.message,
+                "matrix": arr(g.matrix),
+                "R": arr(g.R),
+                "t": arr(g.t),
+                "covariance": arr(g.covariance),
+            },
+        }
+        if include_matches:
+            out["matches"] = {
+                "kpts_visible": arr(self.matches.kpts0),
+                "kpts_thermal": arr(self.matches.kpts1),
+                "scores": arr(self.matches.scores),
+                "inlier": np.asarray(g.inliers, dtype=bool).tolist(),
+            }
+        return out
+
 
 class Pipeline:
     """Preprocess -> match -> geometry. Build once, call :meth:`process` per image pair."""

@@ -1,10 +1,80 @@
-"""Placeholder until its issue lands: the owning module replaces this file."""
-from . import CommandError
+"""`matchanything-ros match VISIBLE THERMAL`: match one image pair from files."""
+from __future__ import annotations
+
+HELP = "match a visible and a thermal image file"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    from ..pipeline import GEOMETRY_MODES, POLARITIES
+
+    parser.add_argument("visible", help="visible image file (8-bit colour or gray)")
+    parser.add_argument("thermal", help="thermal image file (8- or 16-bit)")
+    parser.add_argument("--model", default="auto", help="auto (default), xfeat, sift, matchanything_eloftr")
+    parser.add_argument("--backend", default="auto", help="ELoFTR backend: auto, torch, onnxruntime, tensorrt")
+    parser.add_argument("--weights", default="", help="ELoFTR weights file (default: cache)")
+    parser.add_argument("--geometry", default="homography", choices=GEOMETRY_MODES)
+    parser.add_argument("--polarity", default="auto", choices=POLARITIES, help="thermal polarity")
+    parser.add_argument("--resolution", type=int, default=640, help="matcher long side (px)")
+    parser.add_argument(
+        "--intrinsics",
+        nargs="+",
+        metavar="K",
+        help="visible [thermal] intrinsics: camera_info YAML or fx,fy,cx,cy (needed for essential)",
+    )
+    parser.add_argument("--json", metavar="OUT", help="write the result (geometry, matches) as JSON")
+    parser.add_argument("--viz", metavar="OUT.png", help="write a picture of the matches")
 
 
-def run(args):
-    raise CommandError("not implemented yet")
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    import cv2
+
+    from ..matching import MatcherError
+    from ..pipeline import Pipeline, PipelineConfig
+    from . import CommandError
+    from .common import read_image, read_intrinsics
+
+    visible = read_image(args.visible, "visible")
+    thermal = read_image(args.thermal, "thermal")
+    if thermal.ndim == 3:  # a thermal frame saved as 3-channel gray
+        thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
+    K0 = K1 = None
+    if args.intrinsics:
+        if len(args.intrinsics) > 2:
+            raise CommandError("--intrinsics takes one (both cameras) or two values (visible thermal)")
+        K0 = read_intrinsics(args.intrinsics[0])
+        K1 = read_intrinsics(args.intrinsics[-1])
+    try:
+        config = PipelineConfig(
+            model=args.model,
+            backend=args.backend,
+            weights=args.weights,
+            geometry=args.geometry,
+            polarity=args.polarity,
+            resolution=args.resolution,
+        )
+        pipeline = Pipeline(config)
+        result = pipeline.process(visible, thermal, K0=K0, K1=K1)
+    except (MatcherError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(result.summary())
+    if result.geometry.matrix is not None:
+        print(f"{result.geometry.mode} matrix:\n{result.geometry.matrix}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        print(f"wrote {args.json}")
+    if args.viz:
+        from ..viz import draw_matches
+
+        vis_u8, th_u8 = pipeline.preprocess(visible, thermal)
+        if result.polarity == "inverted":
+            th_u8 = 255 - th_u8
+        canvas = draw_matches(vis_u8, th_u8, result.matches, result.geometry.inliers)
+        Path(args.viz).parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.viz), canvas):
+            raise CommandError(f"cannot write {args.viz}")
+        print(f"wrote {args.viz}")
+    return 0
