@@ -12,7 +12,7 @@ fi
 stamp=.venv/.matchanything_ros-installed
 if [ ! -f "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
     # torch first, so that no later requirement can pull a multi-GB CUDA build.
-    .venv/bin/python -m pip install --disable-pip-version-check -q torch==2.13.0
-    .venv/bin/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+    .venv/bin/python -m pip install --disable-pip-version-check -q torch==2.13.0 2> >(grep -v "is ignored" >&2)
+    .venv/bin/python -m pip install --disable-pip-version-check -q -r requirements-dev.txt 2> >(grep -v "is ignored" >&2)
     touch "$stamp"
 fi

@@ -1,0 +1,92 @@
+"""Pipeline configuration and end-to-end behaviour on synthetic pairs (no ROS)."""
+import numpy as np
+import pytest
+
+from matchanything_ros.geometry import GeometryStatus
+from matchanything_ros.matching import MatcherError, create_matcher, resolve_model
+from matchanything_ros.pipeline import Pipeline, PipelineConfig
+
+
+def test_config_from_nested_and_dotted_dicts():
+    a = PipelineConfig.from_dict({"model": "sift", "thermal": {"mode": "fixed", "fixed_min": 100.0}})
+    b = PipelineConfig.from_dict({"model": "sift", "thermal.mode": "fixed", "thermal.fixed_min": 100.0})
+    assert a == b
+    assert a.thermal.mode == "fixed" and a.thermal.fixed_min == 100.0
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"geometry": "projective"}, "geometry must be one of"),
+        ({"polarity": "sideways"}, "polarity must be one of"),
+        ({"resolution": 10}, "resolution must be"),
+        ({"match_threshold": 2.0}, "match_threshold"),
+        ({"colour": 1}, "unknown pipeline option"),
+    ],
+)
+def test_config_rejects_bad_values(values, message):
+    with pytest.raises(ValueError, match=message):
+        PipelineConfig.from_dict(values)
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(MatcherError, match="unknown model 'superglue'"):
+        create_matcher("superglue")
+
+
+def test_auto_model_without_weights_is_offline_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # empty cache: no ELoFTR weights
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model("auto") == "xfeat"
+
+
+def test_homography_pipeline_recovers_ground_truth():
+    from matchanything_ros.evaluation.metrics import corner_error
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(3)
+    pipe = Pipeline(PipelineConfig(model="xfeat", geometry="homography"))
+    res = pipe.process(pair.visible, pair.thermal)
+    assert res.ok, res.geometry.message
+    h, w = pair.visible.shape[:2]
+    assert corner_error(res.geometry.matrix, pair.H, w, h) < 3.0
+    assert res.num_inliers >= 30
+    assert set(res.timings) >= {"preprocess", "match", "geometry", "total"}
+    d = res.to_dict()
+    assert d["geometry"]["status"] == "OK" and len(d["matches"]["scores"]) == res.num_matches
+
+
+def test_polarity_auto_keeps_the_better_fit_and_reconfigure_reuses_matcher():
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(5)
+    pipe = Pipeline(PipelineConfig(model="xfeat", polarity="auto"))
+    auto = pipe.process(pair.visible, pair.thermal)
+    matcher = pipe.matcher
+    per_polarity = {}
+    for polarity in ("normal", "inverted"):
+        pipe.reconfigure(PipelineConfig(model="xfeat", polarity=polarity))
+        per_polarity[polarity] = pipe.process(pair.visible, pair.thermal).num_inliers
+    assert pipe.matcher is matcher  # polarity is not a matcher option: no rebuild
+    assert auto.num_inliers == max(per_polarity.values())
+    assert per_polarity[auto.polarity] == auto.num_inliers
+
+
+def test_essential_without_intrinsics_reports_status_not_exception():
+    from matchanything_ros.synthetic import make_stereo_pair
+
+    pair = make_stereo_pair(1)
+    res = Pipeline(PipelineConfig(model="xfeat", geometry="essential")).process(pair.visible, pair.thermal)
+    assert res.geometry.status == GeometryStatus.NO_INTRINSICS
+    assert res.num_matches > 0
+
+
+def test_sixteen_bit_visible_and_mismatched_sizes_are_handled():
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(2)
+    vis16 = pair.visible[:, :, 1].astype(np.uint16) * 257
+    thermal_small = pair.thermal[::2, ::2]
+    res = Pipeline(PipelineConfig(model="sift", geometry="homography")).process(vis16, thermal_small)
+    assert res.visible_shape == vis16.shape[:2]
+    assert res.thermal_shape == thermal_small.shape[:2]
