@@ -1,0 +1,328 @@
+"""Configuration of the matcher node, ROS-free: the parameter table and the params-file reader.
+
+The node's ROS parameters are the fields of :class:`NodeConfig` (nested dataclasses give dotted
+names such as ``sync.slop``) plus the fields of :class:`~matchanything_ros.pipeline.PipelineConfig`
+(``model``, ``geometry``, ``thermal.mode``, ...). :func:`parameter_specs` lists them all with
+type, default, description, range and whether they can change at run time; the node declares
+exactly these, and :func:`load_params_file` reads the same names from a standard ROS 2 params
+YAML, so bag replay and tests configure the pipeline exactly like ``--params-file`` does.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RELIABILITIES = ("best_effort", "reliable")
+
+
+@dataclass
+class TopicsConfig:
+    """Input topic names (relative: they follow the node's namespace and remappings)."""
+
+    visible_image: str = "visible/image_raw"
+    thermal_image: str = "thermal/image_raw"
+    visible_info: str = "visible/camera_info"
+    thermal_info: str = "thermal/camera_info"
+    use_camera_info: bool = True  # subscribe to CameraInfo (needed by geometry 'essential')
+
+
+@dataclass
+class SyncConfig:
+    """Approximate-time pairing of the visible and thermal images (message_filters semantics)."""
+
+    queue_size: int = 10  # messages kept per stream while waiting for a partner
+    slop: float = 0.02  # s, max stamp difference of a pair (strictly below)
+
+
+@dataclass
+class QosConfig:
+    """QoS of the image subscriptions (sensor data: best effort, keep last)."""
+
+    reliability: str = "best_effort"  # "best_effort" or "reliable"
+    depth: int = 5
+
+
+@dataclass
+class PublishConfig:
+    """Which outputs to publish (all runtime-switchable)."""
+
+    correspondences: bool = True  # sensor_msgs/PointCloud2
+    pose: bool = True  # geometry_msgs/PoseWithCovarianceStamped (essential/fundamental*)
+    transform: bool = True  # geometry_msgs/TransformStamped on a topic
+    tf: bool = False  # the same transform on /tf (off by default: it may fight a calibrated URDF)
+    homography: bool = True  # std_msgs/Float64MultiArray (homography/affine modes)
+    registered: bool = True  # thermal image warped into the visible frame (homography/affine)
+    debug_image: bool = False  # matches drawn side by side (costs a few ms)
+
+
+@dataclass
+class FramesConfig:
+    """Frame ids; empty means "take the frame_id from the input image header"."""
+
+    visible: str = ""
+    thermal: str = ""
+
+
+@dataclass
+class OutputConfig:
+    """Shape of the published data."""
+
+    inliers_only: bool = False  # correspondences: only geometric inliers (else all + flag)
+    registered_normalized: bool = True  # registered image: mono8 normalized thermal, else raw
+    publish_on_failure: bool = True  # publish correspondences even when the geometry failed
+
+
+@dataclass
+class WorkerConfig:
+    """Inference runs on one worker thread; callbacks only queue pairs."""
+
+    queue_size: int = 1  # pending pairs kept; when full the OLDEST is dropped (and counted)
+
+
+@dataclass
+class DiagnosticsConfig:
+    """diagnostic_msgs/DiagnosticArray on /diagnostics."""
+
+    period: float = 1.0  # s between diagnostics messages
+    warn_inlier_ratio: float = 0.2  # WARN below this inlier ratio
+    warn_latency: float = 0.5  # s, WARN when stamp-to-publish latency exceeds this
+    stale_timeout: float = 3.0  # s without a processed pair before WARN (ERROR if never)
+
+
+@dataclass
+class NodeConfig:
+    """Everything about the node that is not the matching pipeline itself."""
+
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    qos: QosConfig = field(default_factory=QosConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                setattr(self, f.name, f.default_factory(**value))  # type: ignore[misc]
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError with a clear message for any out-of-range value."""
+        if self.sync.queue_size < 1:
+            raise ValueError(f"sync.queue_size must be >= 1, got {self.sync.queue_size}")
+        if not 0.0 < self.sync.slop <= 10.0:
+            raise ValueError(f"sync.slop must be in (0, 10] seconds, got {self.sync.slop}")
+        if self.qos.reliability not in RELIABILITIES:
+            raise ValueError(f"qos.reliability must be one of {RELIABILITIES}, got {self.qos.reliability!r}")
+        if self.qos.depth < 1:
+            raise ValueError(f"qos.depth must be >= 1, got {self.qos.depth}")
+        if self.worker.queue_size < 1:
+            raise ValueError(f"worker.queue_size must be >= 1, got {self.worker.queue_size}")
+        if self.diagnostics.period <= 0:
+            raise ValueError(f"diagnostics.period must be > 0, got {self.diagnostics.period}")
+        for name in ("visible_image", "thermal_image", "visible_info", "thermal_info"):
+            if not getattr(self.topics, name):
+                raise ValueError(f"topics.{name} must not be empty")
+
+    def to_flat(self) -> dict[str, Any]:
+        return _flatten(dataclasses.asdict(self))
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any]) -> "NodeConfig":
+        """Build from dotted names (``{"sync.slop": 0.05}``); unknown names raise ValueError."""
+        nested: dict[str, dict[str, Any]] = {}
+        known = {spec.name for spec in _node_specs()}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"unknown node parameter {key!r}")
+            group, name = key.split(".", 1)
+            nested.setdefault(group, {})[name] = value
+        return cls(**nested)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: the node declares it from this, the params-file reader checks it."""
+
+    name: str
+    default: Any
+    description: str = ""
+    read_only: bool = False  # True: needs a restart (topics, QoS)
+    min_value: float | int | None = None
+    max_value: float | int | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+# Ranges and choices shown in the parameter descriptors (PipelineConfig.validate() remains the
+# authority for pipeline values; these make `ros2 param describe` useful).
+_RANGES: dict[str, tuple[float | int, float | int]] = {
+    "resolution": (64, 4096),
+    "max_matches": (1, 100000),
+    "match_threshold": (0.0, 1.0),
+    "ransac_threshold": (0.1, 100.0),
+    "ransac_confidence": (0.5, 1.0),
+    "min_matches": (4, 100000),
+    "thermal.low_percentile": (0.0, 100.0),
+    "thermal.high_percentile": (0.0, 100.0),
+    "sync.queue_size": (1, 1000),
+    "sync.slop": (0.0, 10.0),
+    "qos.depth": (1, 1000),
+    "worker.queue_size": (1, 100),
+    "diagnostics.period": (0.05, 60.0),
+    "diagnostics.warn_inlier_ratio": (0.0, 1.0),
+    "diagnostics.warn_latency": (0.0, 60.0),
+    "diagnostics.stale_timeout": (0.1, 3600.0),
+}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model": ("auto", "xfeat", "sift", "matchanything_eloftr"),
+    "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("fp32", "fp16"),
+    "geometry": ("homography", "affine", "fundamental", "essential", "none"),
+    "polarity": ("normal", "inverted", "auto"),
+    "thermal.mode": ("percentile", "fixed", "minmax"),
+    "qos.reliability": RELIABILITIES,
+}
+_DESCRIPTIONS: dict[str, str] = {
+    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr",
+    "backend": "ELoFTR inference backend",
+    "weights": "ELoFTR weights (.safetensors), ONNX model or TensorRT engine path; empty = cache",
+    "resolution": "long side (px) the matcher resizes to",
+    "geometry": "robust model: homography/affine (registration), essential (pose, needs CameraInfo), fundamental",
+    "polarity": "thermal polarity: normal, inverted, auto (try both, keep the better fit)",
+    "sync.slop": "max stamp difference (s) of a visible/thermal pair",
+    "sync.queue_size": "messages kept per stream while waiting for a partner",
+    "qos.reliability": "image subscriptions: best_effort (sensor data) or reliable",
+    "worker.queue_size": "pairs waiting for inference; older ones are dropped",
+    "publish.tf": "also broadcast the visible->thermal transform on /tf",
+    "frames.visible": "frame of the outputs; empty = visible image header frame_id",
+    "frames.thermal": "child frame of pose/transform; empty = thermal image header frame_id",
+}
+# Changing these needs a restart: they shape subscriptions and publishers.
+_READ_ONLY_GROUPS = ("topics.", "qos.")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _spec(name: str, default: Any, doc: str = "") -> ParamSpec:
+    lo, hi = _RANGES.get(name, (None, None))
+    return ParamSpec(
+        name=name,
+        default=list(default) if isinstance(default, tuple) else default,
+        description=_DESCRIPTIONS.get(name, doc),
+        read_only=name.startswith(_READ_ONLY_GROUPS),
+        min_value=lo,
+        max_value=hi,
+        choices=_CHOICES.get(name, ()),
+    )
+
+
+def _node_specs() -> list[ParamSpec]:
+    return [_spec(k, v) for k, v in NodeConfig().to_flat().items()]
+
+
+def _pipeline_specs() -> list[ParamSpec]:
+    from .pipeline import PipelineConfig
+
+    return [_spec(k, v) for k, v in _flatten(dataclasses.asdict(PipelineConfig())).items()]
+
+
+def parameter_specs() -> list[ParamSpec]:
+    """Every parameter of the node: pipeline parameters first, then node parameters."""
+    return _pipeline_specs() + _node_specs()
+
+
+def split_parameters(values: dict[str, Any]) -> tuple[NodeConfig, "PipelineConfig"]:  # noqa: F821
+    """Dotted parameter values -> (NodeConfig, PipelineConfig); unknown names raise ValueError.
+
+    Integers are accepted where a float is expected (YAML ``slop: 1``)."""
+    from .pipeline import PipelineConfig
+
+    specs = {s.name: s for s in parameter_specs()}
+    node_values: dict[str, Any] = {}
+    pipe_values: dict[str, Any] = {}
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(specs))}"
+        )
+    node_names = {s.name for s in _node_specs()}
+    for key, value in values.items():
+        value = _coerce(specs[key], value)
+        (node_values if key in node_names else pipe_values)[key] = value
+    return NodeConfig.from_flat(node_values), PipelineConfig.from_dict(pipe_values)
+
+
+def _coerce(spec: ParamSpec, value: Any) -> Any:
+    kind = spec.kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, (list, tuple)):
+        return tuple(value)
+    wrong_type = not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
+    if kind in (bool, int, float, str) and wrong_type:
+        raise ValueError(
+            f"parameter {spec.name!r} must be of type {kind.__name__}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"parameter {spec.name!r} must be one of {spec.choices}, got {value!r}")
+    return value
+
+
+def load_params_file(path: str | Path, node_name: str = "matcher_node") -> tuple[NodeConfig, "PipelineConfig"]:  # noqa: F821
+    """Read a ROS 2 params YAML (``matcher_node: {ros__parameters: {...}}``) into configs.
+
+    Sections apply in the order ROS uses: ``/**`` (wildcard) first, then the node's own section
+    (``matcher_node``, ``/matcher_node`` or ``/<namespace>/matcher_node``). Nested mappings are
+    dotted (``sync: {slop: 0.05}`` == ``sync.slop: 0.05``). Unknown names raise ValueError.
+    """
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"params file {path} is not valid YAML: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"params file {path}: expected a mapping of node names at the top level")
+    values: dict[str, Any] = {}
+    found = False
+    for key in sorted(document, key=lambda k: 0 if str(k) in ("/**", "**") else 1):
+        section_name = str(key)
+        bare = section_name.strip("/").split("/")[-1]
+        if section_name not in ("/**", "**") and bare != node_name:
+            continue
+        section = document[key] or {}
+        params = section.get("ros__parameters") if isinstance(section, dict) else None
+        if not isinstance(params, dict):
+            raise ValueError(f"params file {path}: section {section_name!r} has no 'ros__parameters' mapping")
+        values.update(_flatten(params))
+        found = True
+    if not found:
+        raise ValueError(
+            f"params file {path}: no section for node {node_name!r} (expected '{node_name}:' or '/**:' "
+            "with 'ros__parameters:')"
+        )
+    values.pop("use_sim_time", None)  # a standard rclpy parameter, not ours
+    return split_parameters(values)
