@@ -1,0 +1,307 @@
+"""Write a ROS 2 bag of visible/thermal image pairs with ground truth, for replay + evaluation.
+
+Sources: the synthetic generator (planar pairs with an exact homography, stereo pairs with exact
+K0, K1, R, t) or a folder of pre-aligned visible/thermal pairs whose thermal image is warped
+with a seeded random homography (the same homographies as the accuracy protocol,
+``matchanything_ros.evaluation.homography_protocol``).
+
+Topics (absolute, the node's default input names in the root namespace):
+``/visible/image_raw`` (bgr8), ``/thermal/image_raw`` (mono16 synthetic / mono8 folder),
+``/visible/camera_info``, ``/thermal/camera_info``. CameraInfo carries the stamp and size of its
+image; K is the true intrinsics for stereo pairs and a nominal ``fx = fy = width`` otherwise.
+
+Camera timing: visible frames at ``rate_hz``; each thermal stamp is the visible stamp plus a
+uniform random offset in ``[-jitter_ms, +jitter_ms]``; with ``thermal_rate_factor = k`` the
+thermal camera runs k times faster (the extra frames repeat the pair's thermal image, as from a
+static scene, and lie ``period/k`` apart, so the synchronizer must pick the right one);
+``thermal_drop`` drops whole thermal frames with that probability (the visible frame then has
+no partner). Receive (bag) times are the stamps plus a few ms of transport latency.
+
+Ground truth: a JSON sidecar next to the bag, ``<bag>.gt.json``, keyed by the visible stamp in
+nanoseconds (the stamp the node's outputs carry); see :func:`write_ground_truth`.
+"""
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .storage import BagError, BagWriter
+
+GT_FORMAT = "matchanything_ros/ground_truth"
+GT_VERSION = 1
+DEFAULT_TOPICS = {
+    "visible_image": "/visible/image_raw",
+    "thermal_image": "/thermal/image_raw",
+    "visible_info": "/visible/camera_info",
+    "thermal_info": "/thermal/camera_info",
+}
+START_NS = 1_700_000_000 * 1_000_000_000  # fixed epoch: bags are reproducible byte for byte
+
+
+@dataclass
+class Frame:
+    """One visible/thermal pair to write, with its ground truth."""
+
+    visible: np.ndarray  # (H, W, 3) uint8 BGR
+    thermal: np.ndarray  # (H1, W1) uint8 or uint16
+    name: str
+    kind: str  # "planar" (H known) or "stereo" (K0, K1, R, t known)
+    K0: np.ndarray
+    K1: np.ndarray
+    H: np.ndarray | None = None
+    R: np.ndarray | None = None
+    t: np.ndarray | None = None
+
+
+@dataclass
+class CameraTiming:
+    """How the two cameras' stamps and receive times are generated (see module docstring)."""
+
+    rate_hz: float = 10.0
+    jitter_ms: float = 5.0
+    thermal_rate_factor: int = 1
+    thermal_drop: float = 0.0
+    latency_ms: tuple[float, float] = (2.0, 8.0)  # receive time - stamp, uniform
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rate_hz <= 0:
+            raise ValueError(f"rate must be > 0 Hz, got {self.rate_hz}")
+        if self.jitter_ms < 0 or self.jitter_ms * 1e-3 >= 0.25 / self.rate_hz:
+            raise ValueError(
+                f"jitter must be >= 0 and below a quarter frame period ({250 / self.rate_hz:.1f} ms), "
+                f"got {self.jitter_ms} ms"
+            )
+        if self.thermal_rate_factor < 1:
+            raise ValueError(f"thermal rate factor must be >= 1, got {self.thermal_rate_factor}")
+        if not 0.0 <= self.thermal_drop < 1.0:
+            raise ValueError(f"thermal drop probability must be in [0, 1), got {self.thermal_drop}")
+
+
+def nominal_K(width: int, height: int) -> np.ndarray:
+    """Intrinsics of a ~53 deg horizontal field of view camera (fx = fy = width)."""
+    return np.array([[width, 0, (width - 1) / 2], [0, width, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+
+
+def synthetic_frames(count: int, *, kind: str = "planar", size: tuple[int, int] = (320, 256), seed: int = 0) -> Iterator[Frame]:
+    """``count`` synthetic pairs (seeds ``seed``, ``seed+1``, ...); kind planar, stereo or mixed
+    (alternating, planar first)."""
+    from ..synthetic import make_planar_pair, make_stereo_pair
+
+    if kind not in ("planar", "stereo", "mixed"):
+        raise ValueError(f"synthetic kind must be planar, stereo or mixed, got {kind!r}")
+    if count < 1:
+        raise ValueError(f"frame count must be >= 1, got {count}")
+    for i in range(count):
+        k = kind if kind != "mixed" else ("planar", "stereo")[i % 2]
+        if k == "planar":
+            p = make_planar_pair(seed + i, size=size)
+            h, w = p.visible.shape[:2]
+            th, tw = p.thermal.shape[:2]
+            yield Frame(p.visible, p.thermal, f"synthetic-planar-{seed + i}", "planar", nominal_K(w, h), nominal_K(tw, th), H=p.H)
+        else:
+            p = make_stereo_pair(seed + i, size=size)
+            yield Frame(p.visible, p.thermal, f"synthetic-stereo-{seed + i}", "stereo", p.K0, p.K1, R=p.R, t=p.t)
+
+
+def folder_frames(folder: str | Path, *, count: int | None = None, seed: int = 0) -> Iterator[Frame]:
+    """Aligned pairs from ``folder`` (``visible/`` + ``thermal/``), the thermal image warped by
+    the accuracy protocol's seeded homography for that pair; ground truth is that homography."""
+    import cv2
+
+    from ..evaluation.homography_protocol import load_aligned_pairs, random_homography
+
+    pairs = load_aligned_pairs(folder)
+    if count is not None:
+        pairs = pairs[:count]
+    for i, pair in enumerate(pairs):
+        visible, thermal, name = _unpack_pair(pair)
+        if visible.ndim == 2:
+            visible = cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
+        if thermal.ndim == 3:
+            thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
+        h, w = visible.shape[:2]
+        H = np.asarray(random_homography(seed + i, w, h), dtype=np.float64)
+        warped = cv2.warpPerspective(thermal, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        yield Frame(visible, warped, name, "planar", nominal_K(w, h), nominal_K(w, h), H=H)
+
+
+def _unpack_pair(pair: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """Accept the protocol's pair objects (attributes) or (visible, thermal, name) tuples."""
+    if isinstance(pair, (tuple, list)):
+        visible, thermal = pair[0], pair[1]
+        name = str(pair[2]) if len(pair) > 2 else ""
+        return np.asarray(visible), np.asarray(thermal), name
+    return np.asarray(pair.visible), np.asarray(pair.thermal), str(getattr(pair, "name", ""))
+
+
+def write_bag(
+    frames: Iterable[Frame],
+    out: str | Path,
+    *,
+    storage: str = "mcap",
+    version: int = 5,
+    distro: str = "humble",
+    timing: CameraTiming | None = None,
+    topics: dict[str, str] | None = None,
+    frame_ids: tuple[str, str] = ("visible_camera", "thermal_camera"),
+    source: str = "",
+    progress: bool = False,
+) -> Path:
+    """Write ``frames`` to a new bag at ``out`` and the ground truth to ``<out>.gt.json``.
+
+    Returns the ground-truth path. Messages are written in receive-time order."""
+    from ..imaging.encodings import numpy_to_image
+
+    timing = timing or CameraTiming()
+    topics = {**DEFAULT_TOPICS, **(topics or {})}
+    rng = np.random.default_rng(timing.seed)
+    period_ns = int(round(1e9 / timing.rate_hz))
+    out = Path(out)
+    gt_frames: dict[str, dict[str, Any]] = {}
+    heap: list = []
+    seq = 0
+
+    writer = BagWriter(out, storage=storage, version=version, distro=distro).open()
+    ts = writer.typestore
+    Image = ts.types["sensor_msgs/msg/Image"]
+    Info = ts.types["sensor_msgs/msg/CameraInfo"]
+    RoI = ts.types["sensor_msgs/msg/RegionOfInterest"]
+    Time = ts.types["builtin_interfaces/msg/Time"]
+    Header = ts.types["std_msgs/msg/Header"]
+
+    def header(t_ns: int, frame_id: str):
+        return Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id=frame_id)
+
+    def image_msg(array: np.ndarray, encoding: str, t_ns: int, frame_id: str):
+        buf = numpy_to_image(array, encoding)
+        return Image(
+            header=header(t_ns, frame_id), height=buf.height, width=buf.width, encoding=buf.encoding,
+            is_bigendian=int(buf.is_bigendian), step=buf.step, data=np.frombuffer(buf.data, dtype=np.uint8),
+        )
+
+    def info_msg(K: np.ndarray, shape: tuple[int, ...], t_ns: int, frame_id: str):
+        h, w = shape[:2]
+        P = np.hstack([K, np.zeros((3, 1))])
+        return Info(
+            header=header(t_ns, frame_id), height=h, width=w, distortion_model="plumb_bob",
+            d=np.zeros(5), k=K.reshape(9).astype(np.float64), r=np.eye(3).reshape(9), p=P.reshape(12),
+            binning_x=0, binning_y=0, roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
+        )
+
+    def push(t_ns: int, topic: str, msg: Any) -> None:
+        nonlocal seq
+        latency = int(rng.uniform(*timing.latency_ms) * 1e6)
+        heapq.heappush(heap, (t_ns + latency, seq, topic, msg))
+        seq += 1
+
+    try:
+        for name in ("visible_image", "thermal_image"):
+            writer.add_topic(topics[name], "sensor_msgs/msg/Image")
+        for name in ("visible_info", "thermal_info"):
+            writer.add_topic(topics[name], "sensor_msgs/msg/CameraInfo")
+        iterator = enumerate(frames)
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, desc="make-bag", unit="frame")
+        for i, frame in iterator:
+            t_vis = START_NS + i * period_ns
+            # Flush everything that cannot be overtaken by this frame's messages.
+            while heap and heap[0][0] < t_vis - period_ns // 2:
+                t, _, topic, msg = heapq.heappop(heap)
+                writer.write(topic, t, msg)
+            vis_encoding = "bgr8"
+            th_encoding = "mono16" if frame.thermal.dtype == np.uint16 else "mono8"
+            push(t_vis, topics["visible_image"], image_msg(frame.visible, vis_encoding, t_vis, frame_ids[0]))
+            push(t_vis, topics["visible_info"], info_msg(frame.K0, frame.visible.shape, t_vis, frame_ids[0]))
+            offset = int(rng.uniform(-timing.jitter_ms, timing.jitter_ms) * 1e6)
+            dropped = rng.uniform() < timing.thermal_drop
+            t_th = t_vis + offset
+            k = timing.thermal_rate_factor
+            for j in range(k):
+                # frame j of the faster thermal camera; j == 0 is the true partner
+                t_j = t_th + j * period_ns // k
+                if j == 0 and dropped:
+                    continue
+                push(t_j, topics["thermal_image"], image_msg(frame.thermal, th_encoding, t_j, frame_ids[1]))
+                push(t_j, topics["thermal_info"], info_msg(frame.K1, frame.thermal.shape, t_j, frame_ids[1]))
+            gt_frames[str(t_vis)] = _frame_gt(frame, t_vis, None if dropped else t_th)
+        while heap:
+            t, _, topic, msg = heapq.heappop(heap)
+            writer.write(topic, t, msg)
+    finally:
+        writer.close()
+    if not gt_frames:
+        raise BagError("no frames to write: the source produced no image pairs")
+    return write_ground_truth(out, gt_frames, topics=topics, timing=timing, source=source)
+
+
+def _frame_gt(frame: Frame, t_vis: int, t_th: int | None) -> dict[str, Any]:
+    def arr(x):
+        return None if x is None else np.asarray(x, dtype=np.float64).tolist()
+
+    return {
+        "name": frame.name,
+        "kind": frame.kind,
+        "visible_stamp_ns": t_vis,
+        "thermal_stamp_ns": t_th,  # None: the thermal frame was dropped (no pair expected)
+        "visible_size": [int(frame.visible.shape[1]), int(frame.visible.shape[0])],
+        "thermal_size": [int(frame.thermal.shape[1]), int(frame.thermal.shape[0])],
+        "H": arr(frame.H),
+        "K0": arr(frame.K0),
+        "K1": arr(frame.K1),
+        "R": arr(frame.R),
+        "t": arr(None if frame.t is None else np.asarray(frame.t).reshape(3)),
+    }
+
+
+def ground_truth_path(bag: str | Path) -> Path:
+    """Where :func:`write_bag` puts the ground truth of ``bag``: ``<bag>.gt.json``."""
+    bag = Path(bag)
+    return bag.with_name(bag.name + ".gt.json")
+
+
+def write_ground_truth(bag: Path, frames: dict[str, dict[str, Any]], *, topics, timing: CameraTiming, source: str) -> Path:
+    """JSON: ``{"format", "version", "bag", "source", "topics", "timing", "frames": {stamp: {...}}}``
+    where each frame has name, kind, stamps, sizes ``[w, h]``, ``H`` (visible px -> thermal px,
+    planar), ``K0``, ``K1`` and ``R``, ``t`` (OpenCV X1 = R X0 + t, stereo)."""
+    path = ground_truth_path(bag)
+    doc = {
+        "format": GT_FORMAT,
+        "version": GT_VERSION,
+        "bag": bag.name,  # relative to this file's folder
+        "source": source,
+        "topics": topics,
+        "timing": {
+            "rate_hz": timing.rate_hz,
+            "jitter_ms": timing.jitter_ms,
+            "thermal_rate_factor": timing.thermal_rate_factor,
+            "thermal_drop": timing.thermal_drop,
+            "seed": timing.seed,
+        },
+        "frames": frames,
+    }
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def load_ground_truth(path: str | Path) -> dict[str, Any]:
+    """Read and check a ground-truth JSON written by :func:`write_bag`."""
+    path = Path(path)
+    if not path.is_file():
+        raise BagError(f"ground truth file not found: {path} (make-bag writes <bag>.gt.json)")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BagError(f"ground truth {path} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != GT_FORMAT or not isinstance(doc.get("frames"), dict):
+        raise BagError(f"{path} is not a matchanything_ros ground-truth file (format {GT_FORMAT!r})")
+    if doc.get("version") != GT_VERSION:
+        raise BagError(f"ground truth {path} has version {doc.get('version')}, this tool reads {GT_VERSION}")
+    return doc
