@@ -1,0 +1,73 @@
+"""Coarse matching with fixed output shapes: dual-softmax confidence, mutual nearest neighbours
+found by row/column maxima (no NonZero), border removal, threshold as a tensor, fixed top-K."""
+from __future__ import annotations
+
+import torch
+
+from .config import ELoFTRConfig
+
+
+def coarse_confidence(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Dual-softmax confidence (L0, L1) between two (1, C, h, w) coarse feature maps.
+
+    Always computed in fp32: with 4800x4800 cells a half-precision similarity/softmax loses
+    nearly every match, so the inputs are cast up even under autocast or a half model.
+    """
+    c = feat0.shape[1]
+    with torch.autocast(device_type=feat0.device.type, enabled=False):
+        f0 = feat0.float().flatten(2)[0].transpose(0, 1) / c**0.5  # (L0, C)
+        f1 = feat1.float().flatten(2)[0].transpose(0, 1) / c**0.5  # (L1, C)
+        similarity = (f0 @ f1.transpose(0, 1)) / temperature
+        return torch.softmax(similarity, dim=0) * torch.softmax(similarity, dim=1)
+
+
+def border_mask(h: int, w: int, border: int, device) -> torch.Tensor:
+    """(h*w,) bool: True for cells at least ``border`` cells away from the edge."""
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    ok_r = (rows >= border) & (rows < h - border)
+    ok_c = (cols >= border) & (cols < w - border)
+    return (ok_r[:, None] & ok_c[None, :]).reshape(-1)
+
+
+def select_matches(
+    confidence: torch.Tensor,
+    shape0: tuple[int, int],
+    shape1: tuple[int, int],
+    threshold: torch.Tensor,
+    border: int,
+    top_k: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mutual nearest neighbours above ``threshold`` away from the border, best ``top_k`` first.
+
+    A cell pair (i, j) is a match iff conf[i, j] is the maximum of row i and of column j, exceeds
+    the threshold and both cells lie inside the border margin -- the same set as the reference's
+    dense masks. Returns (idx0 (K,), idx1 (K,), scores (K,)) with scores 0 for empty slots; K is
+    always ``top_k`` (padded when there are fewer cells than K).
+    """
+    l0 = confidence.shape[0]
+    row_max, best1 = confidence.max(dim=1)  # each image-0 cell's best image-1 cell
+    col_max = confidence.max(dim=0).values  # (L1,)
+    mutual = row_max >= col_max[best1]
+    valid = mutual & (row_max > threshold)
+    valid = valid & border_mask(*shape0, border, confidence.device)
+    valid = valid & border_mask(*shape1, border, confidence.device)[best1]
+    scores = torch.where(valid, row_max, torch.zeros_like(row_max))
+    k = min(top_k, l0)
+    scores_k, idx0 = torch.topk(scores, k)
+    idx1 = best1[idx0]
+    if k < top_k:  # fewer cells than slots: pad so the output shape never depends on the input
+        pad = top_k - k
+        idx0 = torch.cat([idx0, idx0.new_zeros(pad)])
+        idx1 = torch.cat([idx1, idx1.new_zeros(pad)])
+        scores_k = torch.cat([scores_k, scores_k.new_zeros(pad)])
+    return idx0, idx1, scores_k
+
+
+def cell_to_pixel(idx: torch.Tensor, width: int, stride: int) -> torch.Tensor:
+    """Coarse cell index -> (x, y) pixel position of the cell as the reference reports it
+    (column * stride, row * stride)."""
+    return torch.stack([idx % width, idx // width], dim=-1).float() * stride
+
+
+__all__ = ["coarse_confidence", "select_matches", "border_mask", "cell_to_pixel", "ELoFTRConfig"]

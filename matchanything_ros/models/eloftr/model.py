@@ -1,0 +1,91 @@
+"""The deployable MatchAnything-ELoFTR network: two images in, fixed-size match lists out.
+
+Graph: fused RepVGG backbone -> aggregated-attention transformer -> fp32 dual-softmax ->
+mutual nearest neighbours (row/column maxima) -> fixed top-K -> fine refinement of the K pairs.
+Every shape depends only on the input resolution and ``top_k`` (no NonZero, no data-dependent
+shapes), so the module exports to ONNX / TensorRT as one static graph per resolution.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .backbone import RepVGGBackbone
+from .coarse import cell_to_pixel, coarse_confidence, select_matches
+from .config import ELoFTRConfig
+from .fine import FineFeatures, gather_windows, refine
+from .transformer import CoarseTransformer
+
+#: TensorRT's TopK supports K <= 3840
+MAX_TOP_K = 3840
+
+
+class ELoFTRDeploy(nn.Module):
+    """MatchAnything-ELoFTR for deployment.
+
+    ``forward(image0, image1, threshold)``: image0/image1 float32 (1, 1, H, W) in [0, 1], same H, W,
+    multiples of ``config.size_divisor`` (32); threshold a float32 scalar tensor (coarse
+    confidence threshold). Returns ``(kpts0 (K, 2), kpts1 (K, 2), scores (K,))`` float32 in network
+    input pixels, best first, K = ``top_k``; slots without a match have score 0.
+    """
+
+    def __init__(self, config: ELoFTRConfig | None = None, top_k: int = 2048):
+        super().__init__()
+        if not 1 <= int(top_k) <= MAX_TOP_K:
+            raise ValueError(f"top_k must be in [1, {MAX_TOP_K}] (TensorRT TopK limit), got {top_k}")
+        self.config = config or ELoFTRConfig()
+        self.top_k = int(top_k)
+        self.backbone = RepVGGBackbone(self.config)
+        self.transformer = CoarseTransformer(self.config)
+        self.fine = FineFeatures(self.config)
+
+    def coarse(self, image0: torch.Tensor, image1: torch.Tensor):
+        """Backbone + transformer: (coarse0, coarse1, skips) with skips per image, finest first."""
+        feats = self.backbone(torch.cat([image0, image1], dim=0))
+        coarse0, coarse1 = self.transformer(feats[-1][:1], feats[-1][1:])
+        return coarse0, coarse1, feats[:-1]
+
+    def forward(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
+        cfg = self.config
+        height, width = image0.shape[-2:]
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            if image0.shape != image1.shape or image0.shape[:2] != (1, 1):
+                raise ValueError(
+                    f"ELoFTRDeploy expects two (1, 1, H, W) images of the same size, got "
+                    f"{tuple(image0.shape)} and {tuple(image1.shape)}"
+                )
+            cfg.check_input_size(height, width)
+        coarse0, coarse1, skips = self.coarse(image0, image1)
+        hc, wc = coarse0.shape[-2:]
+        stride = height // hc
+        confidence = coarse_confidence(coarse0, coarse1, cfg.temperature)
+        threshold = threshold.to(confidence.dtype).reshape(())
+        idx0, idx1, scores = select_matches(
+            confidence, (hc, wc), (hc, wc), threshold, cfg.border_removal, self.top_k
+        )
+        fine = self.fine(torch.cat([coarse0, coarse1], dim=0), skips)
+        fine_stride = fine.shape[-2] // hc
+        win0 = gather_windows(fine[:1], idx0, wc, fine_stride, cfg.fine_window, pad=0)
+        win1 = gather_windows(fine[1:], idx1, wc, fine_stride, cfg.fine_window + 2, pad=1)
+        kpts0_c = cell_to_pixel(idx0, wc, stride)
+        kpts1_c = cell_to_pixel(idx1, wc, stride)
+        kpts0, kpts1 = refine(win0.float(), win1.float(), kpts0_c, kpts1_c, cfg)
+        return kpts0, kpts1, scores.float()
+
+
+def load_deploy_model(
+    weights_path: str | Path,
+    top_k: int = 2048,
+    config: ELoFTRConfig | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> ELoFTRDeploy:
+    """Build :class:`ELoFTRDeploy` from a checkpoint (HF safetensors or MatchAnything ``.ckpt``),
+    fuse RepVGG/BatchNorm, move to ``device``/``dtype`` and set eval mode."""
+    from .weights import load_state_dict
+
+    model = ELoFTRDeploy(config, top_k)
+    model.load_state_dict(load_state_dict(weights_path, model.config), strict=True)
+    return model.to(device=device, dtype=dtype).eval()
