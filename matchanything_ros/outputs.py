@@ -164,24 +164,6 @@ def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in qa)  # type: ignore[return-value]
 
 
-def warp_to_visible(thermal: np.ndarray, H: np.ndarray, visible_shape: tuple[int, int]) -> np.ndarray:
-    """Resample the thermal image into the visible image's pixel grid.
-
-    ``H`` maps visible pixels to thermal pixels, so each visible pixel x takes thermal(H x):
-    OpenCV's inverse-map warp, no matrix inversion. Pixels with no thermal data are 0."""
-    import cv2
-
-    h, w = int(visible_shape[0]), int(visible_shape[1])
-    return cv2.warpPerspective(
-        np.ascontiguousarray(thermal),
-        np.asarray(H, dtype=np.float64),
-        (w, h),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
-
-
 class OutputBuilder:
     """Builds each output message; methods return None when the result has nothing to say
     (e.g. no pose in homography mode, no homography when the fit failed)."""
@@ -334,7 +316,9 @@ class OutputBuilder:
         g = result.geometry
         if not result.ok or g.mode not in ("homography", "affine") or g.matrix is None:
             return None
-        warped = warp_to_visible(thermal, g.matrix, visible_shape)
+        from .geometry import warp_thermal_to_visible
+
+        warped = warp_thermal_to_visible(thermal, g.matrix, visible_shape)
         return self.image(warped, encoding, stamp_ns, frame_id)
 
     def debug_image(self, result: Any, visible: np.ndarray, thermal: np.ndarray, stamp_ns: int, frame_id: str) -> Any:

@@ -1,0 +1,190 @@
+"""Counters, rates and the OK/WARN/ERROR verdict behind the node's /diagnostics (ROS-free).
+
+The node calls the ``on_*`` methods from its callbacks and worker thread; :meth:`NodeHealth.report`
+turns the state into one :class:`~matchanything_ros.outputs.DiagnosticReport` per period.
+Times are in seconds on one monotonic clock chosen by the caller.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..outputs import ERROR, OK, WARN, DiagnosticReport
+
+STREAMS = ("visible", "thermal")
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window: float = 5.0):
+        self.window = window
+        self._times: collections.deque = collections.deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+
+@dataclass
+class Thresholds:
+    warn_inlier_ratio: float = 0.2
+    warn_latency: float = 0.5
+    stale_timeout: float = 3.0
+
+
+class NodeHealth:
+    """Thread-safe bookkeeping of everything /diagnostics reports."""
+
+    def __init__(self, name: str, hardware_id: str = "", start_time: float = 0.0, window: int = 50):
+        self.name = name
+        self.hardware_id = hardware_id
+        self.start_time = start_time
+        self._lock = threading.Lock()
+        self.input_rate = {s: RateMeter() for s in STREAMS}
+        self.pair_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self.received = collections.Counter()
+        self.bad_input: collections.Counter = collections.Counter()  # reason -> count
+        self.counts = collections.Counter()  # pairs, processed, matcher_errors, ...
+        self.latency = collections.deque(maxlen=window)  # s, stamp -> publish
+        self.inference = collections.deque(maxlen=window)  # s, pipeline total
+        self.last_processed: float | None = None
+        self.last_matches = 0
+        self.last_inliers = 0
+        self.last_status = ""
+        self.last_message = ""
+        self.last_error = ""  # sticky until a pair succeeds
+        self.model = ""
+        self._reported = collections.Counter()  # counter snapshot at the previous report
+
+    # -- events ---------------------------------------------------------------------------
+    def on_input(self, stream: str, now: float) -> None:
+        with self._lock:
+            self.received[stream] += 1
+            if stream in self.input_rate:
+                self.input_rate[stream].tick(now)
+
+    def on_bad_input(self, reason: str) -> None:
+        with self._lock:
+            self.bad_input[reason] += 1
+
+    def on_pair(self, now: float) -> None:
+        with self._lock:
+            self.counts["pairs"] += 1
+            self.pair_rate.tick(now)
+
+    def count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[key] += n
+
+    def set_count(self, key: str, value: int) -> None:
+        """Mirror a counter owned elsewhere (synchronizer, worker)."""
+        with self._lock:
+            self.counts[key] = int(value)
+
+    def on_error(self, key: str, message: str) -> None:
+        with self._lock:
+            self.counts[key] += 1
+            self.last_error = message
+
+    def on_result(self, now: float, latency: float, result) -> None:
+        with self._lock:
+            self.counts["processed"] += 1
+            self.output_rate.tick(now)
+            self.last_processed = now
+            self.latency.append(latency)
+            self.inference.append(result.timings.get("total", 0.0))
+            self.last_matches = result.num_matches
+            self.last_inliers = result.num_inliers
+            self.last_status = result.geometry.status.value
+            self.last_message = result.geometry.message
+            self.model = result.model
+            self.last_error = ""
+
+    # -- report ---------------------------------------------------------------------------
+    def report(self, now: float, thresholds: Thresholds, extra: dict | None = None) -> DiagnosticReport:
+        with self._lock:
+            level, reasons = OK, []
+
+            def flag(lvl: int, reason: str) -> None:
+                nonlocal level
+                level = max(level, lvl)
+                reasons.append(reason)
+
+            totals = collections.Counter(self.counts)
+            totals["bad_input"] = sum(self.bad_input.values())
+            delta = {k: totals[k] - self._reported[k] for k in totals}
+            self._reported = totals
+
+            if self.last_error:
+                flag(ERROR, self.last_error)
+            if self.last_processed is None:
+                if now - self.start_time > thresholds.stale_timeout:
+                    waiting = [s for s in STREAMS if self.received[s] == 0]
+                    flag(ERROR if not waiting else WARN,
+                         f"no image received on {', '.join(waiting)}" if waiting else "no pair processed yet")
+            elif now - self.last_processed > thresholds.stale_timeout:
+                flag(WARN, f"no pair processed for {now - self.last_processed:.1f} s")
+            if self.last_status and self.last_status != "OK":
+                flag(WARN, f"geometry {self.last_status}: {self.last_message}".rstrip(": "))
+            ratio = self.last_inliers / max(1, self.last_matches)
+            if self.last_processed is not None and ratio < thresholds.warn_inlier_ratio:
+                flag(WARN, f"inlier ratio {ratio:.2f} < {thresholds.warn_inlier_ratio:.2f}")
+            lat = float(np.median(self.latency)) if self.latency else 0.0
+            if lat > thresholds.warn_latency:
+                flag(WARN, f"latency {lat * 1000:.0f} ms > {thresholds.warn_latency * 1000:.0f} ms")
+            for key, what in (
+                ("bad_input", "malformed input message(s)"),
+                ("dropped_overload", "pair(s) dropped (processing slower than input)"),
+                ("stamp_backwards", "message(s) with stamps going backwards"),
+                ("missing_camera_info", "pair(s) without the CameraInfo the pose needs"),
+                ("matcher_errors", "matcher error(s)"),
+            ):
+                if delta.get(key, 0) > 0:
+                    flag(WARN, f"{delta[key]} {what}")
+
+            values: dict[str, object] = {
+                "model": self.model,
+                "input_rate_visible_hz": self.input_rate["visible"].rate(now),
+                "input_rate_thermal_hz": self.input_rate["thermal"].rate(now),
+                "pair_rate_hz": self.pair_rate.rate(now),
+                "output_rate_hz": self.output_rate.rate(now),
+                "latency_median_ms": lat * 1000,
+                "latency_max_ms": (max(self.latency) * 1000) if self.latency else 0.0,
+                "inference_median_ms": (float(np.median(self.inference)) * 1000) if self.inference else 0.0,
+                "matches": self.last_matches,
+                "inliers": self.last_inliers,
+                "inlier_ratio": float(ratio),
+                "geometry_status": self.last_status,
+                "received_visible": self.received["visible"],
+                "received_thermal": self.received["thermal"],
+                "pairs": totals["pairs"],
+                "processed": totals["processed"],
+                "dropped_overload": totals["dropped_overload"],
+                "sync_unpaired": totals["sync_unpaired"],
+                "stamp_backwards": totals["stamp_backwards"],
+                "time_resets": totals["time_resets"],
+                "bad_input": totals["bad_input"],
+                "missing_camera_info": totals["missing_camera_info"],
+                "matcher_errors": totals["matcher_errors"],
+                "reconfigure_errors": totals["reconfigure_errors"],
+            }
+            for reason, n in sorted(self.bad_input.items()):
+                values[f"bad_input.{reason}"] = n
+            values.update(extra or {})
+            message = "; ".join(reasons) if reasons else "OK"
+            return DiagnosticReport(level, self.name, message, self.hardware_id, values)

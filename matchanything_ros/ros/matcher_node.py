@@ -1,0 +1,387 @@
+"""matcher_node: synchronized visible + thermal images in; correspondences, relative pose,
+homography and the registered thermal image out.
+
+A thin rclpy shell over the ROS-free core: :class:`~matchanything_ros.pipeline.Pipeline` does
+the work, :mod:`matchanything_ros.sync` pairs images (or message_filters when installed),
+:mod:`matchanything_ros.outputs` builds every message and :mod:`.health` the diagnostics.
+Subscription callbacks only check and pair messages; inference runs on one worker thread fed by
+a bounded queue that drops the oldest pending pair under overload (see docs/NODE.md).
+
+Run: ``ros2 run matchanything_ros matcher_node --ros-args --params-file config/uav_nadir.yaml``
+or ``ros2 launch matchanything_ros matcher.launch.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+
+from ..imaging.encodings import ImageFormatError, encoding_info, msg_to_numpy, to_bgr8, to_mono
+from ..imaging.thermal import normalize_thermal
+from ..matching import MatcherError
+from ..node_config import NodeConfig, split_parameters
+from ..outputs import OutputBuilder, rclpy_types
+from ..pipeline import Pipeline, PipelineConfig
+from ..sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
+from .health import NodeHealth, Thresholds
+from .params import current_values, declare_all
+from .worker import LatestWorker
+
+VISIBLE, THERMAL = 0, 1
+STREAMS = ("visible", "thermal")
+DEFAULT_FRAMES = ("visible_optical_frame", "thermal_optical_frame")
+# A stamp this far behind the newest one is a clock reset (bag loop, simulator restart).
+TIME_RESET_NS = 3 * NS_PER_S
+THROTTLE_S = 5.0
+
+
+def check_image(msg: Any) -> tuple[str, str] | None:
+    """Cheap O(1) sanity check of a sensor_msgs/Image: (reason key, message) or None."""
+    try:
+        dtype, channels = encoding_info(msg.encoding)
+    except ImageFormatError as exc:
+        return "unknown_encoding", str(exc)
+    if msg.width <= 0 or msg.height <= 0 or len(msg.data) == 0:
+        return "empty", f"empty image {msg.width}x{msg.height} with {len(msg.data)} bytes"
+    row = msg.width * channels * np.dtype(dtype).itemsize
+    if msg.step < row or len(msg.data) != msg.step * msg.height:
+        return "size_mismatch", (
+            f"{msg.encoding} {msg.width}x{msg.height}: step {msg.step} (row needs {row}), "
+            f"data {len(msg.data)} bytes (step*height = {msg.step * msg.height})"
+        )
+    return None
+
+
+def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
+    """3x3 K from a CameraInfo matching the image size; None if absent, zero or mismatched."""
+    if info is None:
+        return None
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return None
+    if info.width and info.height and (info.width, info.height) != (image_msg.width, image_msg.height):
+        return None
+    return K
+
+
+class MatcherNode(Node):
+    """The node; see the module docstring and docs/NODE.md for topics and parameters."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__("matcher_node", **kwargs)
+        self._specs = declare_all(self)
+        self.cfg, pipe_cfg = split_parameters(current_values(self, self._specs))
+        self.pipeline = Pipeline(pipe_cfg)  # at startup a bad model/weights is fatal (clear error)
+        self.get_logger().info(f"matcher ready: {self.pipeline.matcher.describe()}, geometry {pipe_cfg.geometry}")
+
+        self.out = OutputBuilder(rclpy_types())
+        self.health = NodeHealth(
+            name=f"{self.get_name()}: visible/thermal matching",
+            hardware_id=self.get_fully_qualified_name(),
+            start_time=time.monotonic(),
+        )
+        self._camera_info: list[Any] = [None, None]
+        self._newest_stamp: list[int | None] = [None, None]
+        self._swap_lock = threading.Lock()
+        self._swap: tuple[str, Any, int] | None = None  # ("config"|"pipeline", obj, generation)
+        self._generation = 0
+
+        self._make_publishers()
+        self._make_sync()
+        self._make_subscriptions()
+        self.worker = LatestWorker(self._process, self.cfg.worker.queue_size)
+        self._diag_timer = self.create_timer(self.cfg.diagnostics.period, self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # -- setup ------------------------------------------------------------------------------
+    def _make_publishers(self) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+        from sensor_msgs.msg import Image, PointCloud2
+        from std_msgs.msg import Float64MultiArray
+
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.pub_corr = self.create_publisher(PointCloud2, "correspondences", qos)
+        self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "relative_pose", qos)
+        self.pub_transform = self.create_publisher(TransformStamped, "relative_transform", qos)
+        self.pub_homography = self.create_publisher(Float64MultiArray, "homography", qos)
+        self.pub_registered = self.create_publisher(Image, "registered/image", qos)
+        self.pub_debug = self.create_publisher(Image, "debug/matches", qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._tf = None  # created on first use: tf2_ros broadcaster, else a TFMessage publisher
+
+    def _tf_send(self, transform: Any) -> None:
+        if self._tf is None:
+            try:
+                from tf2_ros import TransformBroadcaster
+
+                broadcaster = TransformBroadcaster(self)
+                self._tf = broadcaster.sendTransform
+            except ImportError:
+                msg = self.out.tf_message([])
+                if msg is None:
+                    self.get_logger().warning(
+                        "publish.tf is on but neither tf2_ros nor tf2_msgs is installed: /tf skipped "
+                        "(the transform is still on 'relative_transform')", once=True)
+                    return
+                pub = self.create_publisher(type(msg), "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+                self._tf = lambda t: pub.publish(self.out.tf_message([t]))
+        self._tf(transform)
+
+    def _make_sync(self) -> None:
+        """message_filters' ApproximateTimeSynchronizer when installed, else the in-package
+        one (same pairing rule). Both are fed by our own callbacks after input checks."""
+        c = self.cfg.sync
+        self._sync = ApproximateTimeSynchronizer(2, c.queue_size, c.slop, reset_threshold_ns=None)
+        self._mf_inputs = None
+        try:
+            import message_filters
+
+            inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
+            mf = message_filters.ApproximateTimeSynchronizer(inputs, c.queue_size, c.slop)
+            mf.registerCallback(lambda v, t: self._on_pair(v, t))
+            self._mf_inputs, self._mf_sync = inputs, mf
+        except Exception:  # not installed (PyPI wheels) or an incompatible version
+            pass
+        self.sync_backend = "message_filters" if self._mf_inputs else "matchanything_ros.sync"
+
+    def _make_subscriptions(self) -> None:
+        from sensor_msgs.msg import CameraInfo, Image
+
+        t, q = self.cfg.topics, self.cfg.qos
+        reliability = ReliabilityPolicy.RELIABLE if q.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        qos = QoSProfile(depth=q.depth, reliability=reliability, history=HistoryPolicy.KEEP_LAST)
+        self.create_subscription(Image, t.visible_image, lambda m: self._on_image(VISIBLE, m), qos)
+        self.create_subscription(Image, t.thermal_image, lambda m: self._on_image(THERMAL, m), qos)
+        if t.use_camera_info:
+            self.create_subscription(CameraInfo, t.visible_info, lambda m: self._on_info(VISIBLE, m), qos)
+            self.create_subscription(CameraInfo, t.thermal_info, lambda m: self._on_info(THERMAL, m), qos)
+
+    # -- callbacks (executor thread; never block) -----------------------------------------
+    def _on_info(self, index: int, msg: Any) -> None:
+        self._camera_info[index] = msg
+
+    def _on_image(self, index: int, msg: Any) -> None:
+        stream = STREAMS[index]
+        self.health.on_input(stream, time.monotonic())
+        problem = check_image(msg)
+        if problem is not None:
+            reason, text = problem
+            self.health.on_bad_input(f"{stream}_{reason}")
+            self.get_logger().warning(f"dropping {stream} image: {text}", throttle_duration_sec=THROTTLE_S)
+            return
+        stamp = stamp_to_ns(msg.header.stamp)
+        newest = self._newest_stamp[index]
+        if newest is not None and stamp < newest:
+            if newest - stamp <= TIME_RESET_NS:
+                self.health.count("stamp_backwards")
+                self.get_logger().warning(
+                    f"dropping {stream} image: stamp went back {(newest - stamp) / 1e6:.1f} ms",
+                    throttle_duration_sec=THROTTLE_S)
+                return
+            self.get_logger().warning(f"{stream} stamp jumped back {(newest - stamp) / 1e9:.1f} s: time reset, "
+                                      "clearing the pairing queues")
+            self.health.count("time_resets")
+            self._reset_sync()
+        self._newest_stamp[index] = stamp
+        if self._mf_inputs is not None:
+            self._mf_inputs[index].signalMessage(msg)
+        else:
+            for visible, thermal in self._sync.add(index, stamp, msg):
+                self._on_pair(visible, thermal)
+        self.health.set_count("sync_unpaired", self._sync.stats.evicted)
+
+    def _reset_sync(self) -> None:
+        self._sync.reset()
+        self._newest_stamp = [None, None]
+        if self._mf_inputs is not None:
+            for queue in self._mf_sync.queues:
+                queue.clear()
+
+    def _on_pair(self, visible: Any, thermal: Any) -> None:
+        self.health.on_pair(time.monotonic())
+        self.worker.submit((visible, thermal, self._camera_info[VISIBLE], self._camera_info[THERMAL]))
+        self.health.set_count("dropped_overload", self.worker.dropped)
+
+    # -- worker thread ----------------------------------------------------------------------
+    def _apply_pending_pipeline(self) -> None:
+        with self._swap_lock:
+            swap, self._swap = self._swap, None
+        if swap is None:
+            return
+        kind, obj, _ = swap
+        try:
+            if kind == "pipeline":
+                self.pipeline = obj
+            else:
+                self.pipeline.reconfigure(obj)
+            self.get_logger().info(f"pipeline reconfigured: {self.pipeline.matcher.describe()}, "
+                                   f"geometry {self.pipeline.config.geometry}")
+        except Exception as exc:  # keep the previous pipeline serving
+            self.health.on_error("reconfigure_errors", f"reconfigure failed: {exc}")
+            self.get_logger().error(f"reconfigure failed, keeping the previous pipeline: {exc}")
+
+    def _decode(self, msg: Any, stream: str) -> np.ndarray | None:
+        try:
+            array = msg_to_numpy(msg)
+            if array.ndim == 3:  # colour: BGR for 8-bit visible, luma otherwise
+                array = to_bgr8(array, msg.encoding) if stream == "visible" and array.dtype == np.uint8 \
+                    else to_mono(array, msg.encoding)
+            return array
+        except ImageFormatError as exc:
+            self.health.on_bad_input(f"{stream}_unsupported")
+            self.get_logger().warning(f"dropping {stream} image: {exc}", throttle_duration_sec=THROTTLE_S)
+            return None
+
+    def _process(self, item: tuple) -> None:
+        self._apply_pending_pipeline()
+        vis_msg, th_msg, vis_info, th_info = item
+        cfg, pipeline = self.cfg, self.pipeline
+        visible, thermal = self._decode(vis_msg, "visible"), self._decode(th_msg, "thermal")
+        if visible is None or thermal is None:
+            return
+        K0 = K1 = None
+        if cfg.topics.use_camera_info:
+            K0, K1 = camera_matrix(vis_info, vis_msg), camera_matrix(th_info, th_msg)
+        if pipeline.config.geometry == "essential" and (K0 is None or K1 is None):
+            self.health.count("missing_camera_info")
+            self.get_logger().warning(
+                "geometry 'essential' needs CameraInfo (K) for both cameras, matching the image size; "
+                f"have visible={K0 is not None}, thermal={K1 is not None}: no pose published",
+                throttle_duration_sec=THROTTLE_S)
+        try:
+            result = pipeline.process(visible, thermal, K0, K1)
+        except (MatcherError, ValueError, RuntimeError, MemoryError) as exc:
+            self.health.on_error("matcher_errors", f"matcher error: {exc}")
+            self.get_logger().error(f"matching failed: {exc}", throttle_duration_sec=THROTTLE_S)
+            return
+        self._publish(result, cfg, pipeline, vis_msg, th_msg, visible, thermal)
+
+    def _publish(self, result, cfg: NodeConfig, pipeline: Pipeline, vis_msg, th_msg, visible, thermal) -> None:
+        stamp = stamp_to_ns(vis_msg.header.stamp)
+        frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[0]
+        child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[1]
+        p, out = cfg.publish, self.out
+        if p.correspondences and (result.ok or cfg.output.publish_on_failure):
+            self.pub_corr.publish(out.correspondences(result, stamp, frame, cfg.output.inliers_only))
+        if p.pose and (msg := out.pose(result, stamp, frame)) is not None:
+            self.pub_pose.publish(msg)
+        if (p.transform or p.tf) and (tmsg := out.transform(result, stamp, frame, child)) is not None:
+            if p.transform:
+                self.pub_transform.publish(tmsg)
+            if p.tf:
+                self._tf_send(tmsg)
+        if p.homography and (msg := out.homography(result)) is not None:
+            self.pub_homography.publish(msg)
+        # registered image: raw thermal (one-channel encodings) or the normalized mono8 view
+        raw = p.registered and not cfg.output.registered_normalized and encoding_info(th_msg.encoding)[1] == 1
+        thermal8 = None
+        if (p.registered and not raw) or p.debug_image:
+            thermal8 = normalize_thermal(thermal, pipeline.config.thermal)
+        if p.registered:
+            image, encoding = (thermal, th_msg.encoding) if raw else (thermal8, "mono8")
+            if (msg := out.registered(result, image, encoding, visible.shape[:2], stamp, frame)) is not None:
+                self.pub_registered.publish(msg)
+        if p.debug_image:
+            self.pub_debug.publish(out.debug_image(result, visible, thermal8, stamp, frame))
+        latency = (self.get_clock().now().nanoseconds - stamp) / NS_PER_S
+        self.health.on_result(time.monotonic(), latency, result)
+
+    # -- diagnostics and parameters -------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        d = self.cfg.diagnostics
+        self.health.set_count("dropped_overload", self.worker.dropped)
+        report = self.health.report(
+            time.monotonic(),
+            Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
+            extra={
+                "geometry_mode": self.pipeline.config.geometry,
+                "backend": self.pipeline.config.backend,
+                "sync": self.sync_backend,
+                "sync_slop_s": self.cfg.sync.slop,
+            },
+        )
+        self.pub_diag.publish(self.out.diagnostics(self.get_clock().now().nanoseconds, [report]))
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        values = current_values(self, self._specs)
+        for param in params:
+            if param.name in values:
+                values[param.name] = param.value
+        try:
+            node_cfg, pipe_cfg = split_parameters(values)
+        except (ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        old = self.cfg
+        self.cfg = node_cfg
+        if node_cfg.sync != old.sync:
+            self._make_sync()
+            self._newest_stamp = [None, None]
+        if node_cfg.worker != old.worker:
+            self.worker.set_queue_size(node_cfg.worker.queue_size)
+        if node_cfg.diagnostics.period != old.diagnostics.period:
+            self._diag_timer.cancel()
+            self._diag_timer = self.create_timer(node_cfg.diagnostics.period, self._publish_diagnostics)
+        if pipe_cfg != self.pipeline.config:
+            self._request_pipeline(pipe_cfg)
+        return SetParametersResult(successful=True)
+
+    def _request_pipeline(self, cfg: PipelineConfig) -> None:
+        """Hand a new pipeline config to the worker; a new matcher is built on a side thread so
+        neither the executor nor the worker waits for model loading."""
+        with self._swap_lock:
+            self._generation += 1
+            gen = self._generation
+            if cfg.matcher_key() == self.pipeline.config.matcher_key():
+                self._swap = ("config", dataclasses.replace(cfg), gen)
+                return
+
+        def build() -> None:
+            try:
+                pipeline = Pipeline(cfg)
+            except Exception as exc:
+                self.health.on_error("reconfigure_errors", f"could not build matcher {cfg.model!r}: {exc}")
+                self.get_logger().error(f"could not build matcher {cfg.model!r}, keeping the previous one: {exc}")
+                return
+            with self._swap_lock:
+                if gen == self._generation:  # a newer request supersedes this one
+                    self._swap = ("pipeline", pipeline, gen)
+
+        threading.Thread(target=build, name="matcher-rebuild", daemon=True).start()
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``matcher_node``."""
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = MatcherNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, MatcherError) as exc:  # configuration errors at startup
+        rclpy.logging.get_logger("matcher_node").fatal(f"cannot start: {exc}")
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
