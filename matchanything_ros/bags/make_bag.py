@@ -149,7 +149,7 @@ def write_bag(
     distro: str = "humble",
     timing: CameraTiming | None = None,
     topics: dict[str, str] | None = None,
-    frame_ids: tuple[str, str] = ("visible_camera", "thermal_camera"),
+    frame_ids: tuple[str, str] = ("visible_optical_frame", "thermal_optical_frame"),
     source: str = "",
     progress: bool = False,
 ) -> Path:

@@ -1,10 +1,77 @@
-"""Placeholder until its issue lands: the owning module replaces this file."""
-from . import CommandError
+"""`matchanything-ros make-bag OUT_BAG`: a bag of visible/thermal pairs with ground truth."""
+from __future__ import annotations
+
+HELP = "write a ROS 2 bag of visible/thermal pairs with ground truth"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    parser.add_argument("out", metavar="OUT_BAG", help="output bag directory (must not exist); ground truth goes to OUT_BAG.gt.json")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--synthetic", choices=("planar", "stereo", "mixed"), default=None,
+                     help="synthetic pairs (default planar when --folder is not given)")
+    src.add_argument("--folder", metavar="DIR", help="aligned pairs (DIR/visible, DIR/thermal), thermal warped by seeded homographies")
+    parser.add_argument("--frames", type=int, help="number of pairs (synthetic default 10; folder default all)")
+    parser.add_argument("--size", default="320x256", help="synthetic image size WxH (default 320x256)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scenes / homographies / timing (default 0)")
+    parser.add_argument("--rate", type=float, default=10.0, help="visible frame rate in Hz (default 10)")
+    parser.add_argument("--jitter-ms", type=float, default=5.0, help="thermal stamp offset, uniform +-ms (default 5)")
+    parser.add_argument("--thermal-rate-factor", type=int, default=1, help="thermal camera runs this many times faster (default 1)")
+    parser.add_argument("--thermal-drop", type=float, default=0.0, help="probability of a missing thermal frame (default 0)")
+    parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="bag storage (default mcap)")
+    parser.add_argument("--rosbag-version", type=int, default=5, choices=(5, 8, 9),
+                        help="rosbag2 metadata version: 5 Humble+ (default), 8 Jazzy+, 9 Kilted+")
+    parser.add_argument("--distro", default="humble", choices=("humble", "iron", "jazzy", "kilted"),
+                        help="message definitions written into the bag (default humble)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args):
-    raise CommandError("not implemented yet")
+def _size(text: str) -> tuple[int, int]:
+    from . import CommandError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise CommandError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 320x256") from None
+    return w, h
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..bags.make_bag import CameraTiming, folder_frames, synthetic_frames, write_bag
+    from ..bags.storage import BagError
+    from . import CommandError
+
+    try:
+        timing = CameraTiming(
+            rate_hz=args.rate,
+            jitter_ms=args.jitter_ms,
+            thermal_rate_factor=args.thermal_rate_factor,
+            thermal_drop=args.thermal_drop,
+            seed=args.seed,
+        )
+        if args.folder:
+            folder = Path(args.folder)
+            if not (folder / "visible").is_dir() or not (folder / "thermal").is_dir():
+                raise CommandError(f"--folder {folder}: expected subfolders visible/ and thermal/ with aligned pairs")
+            frames = folder_frames(folder, count=args.frames, seed=args.seed)
+            source = f"folder {folder.resolve()} (thermal warped by homography_protocol.random_homography, seed {args.seed}+i)"
+        else:
+            kind = args.synthetic or "planar"
+            w, h = _size(args.size)
+            frames = synthetic_frames(args.frames or 10, kind=kind, size=(w, h), seed=args.seed)
+            source = f"synthetic {kind} {w}x{h}, seeds {args.seed}..{args.seed + (args.frames or 10) - 1}"
+        gt = write_bag(
+            frames,
+            args.out,
+            storage=args.storage,
+            version=args.rosbag_version,
+            distro=args.distro,
+            timing=timing,
+            source=source,
+            progress=not args.no_progress,
+        )
+    except (BagError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"wrote {args.out} ({args.storage}, rosbag2 metadata v{args.rosbag_version}) and ground truth {gt}")
+    return 0

@@ -1,0 +1,439 @@
+"""Bag replay: run the matcher node's pipeline over a recorded bag and write its outputs to a bag.
+
+What is the same as the live node (``matchanything_ros.ros.matcher_node``): parameters (a ROS 2
+params file read by ``node_config.load_params_file``), input topics (resolved in ``namespace``
+like the node's relative names), the input checks, the approximate-time pairing
+(``matchanything_ros.sync``, message_filters' rule), image decoding, CameraInfo handling, the
+pipeline, and every output message (``matchanything_ros.outputs`` with rosbags types): topics
+``correspondences``, ``relative_pose``, ``relative_transform``, ``homography``,
+``registered/image``, ``debug/matches``, ``/tf`` and ``/diagnostics`` (from the node's
+``NodeHealth``, one report per ``diagnostics.period`` of bag time).
+
+What differs, on purpose: every pair is processed (the node drops the oldest pending pair when
+inference is slower than the cameras); outputs are written at bag time ``t_pair + processing
+time``, where ``t_pair`` is the receive time of the message that completed the pair, i.e. when
+a node that is never behind would have published; all outputs of one pair share that time.
+
+Replay adds one topic, ``replay/timings`` (``diagnostic_msgs/DiagnosticArray``, stamp = the
+visible stamp, one status whose key/values are the per-frame timings in ms and counts; see
+:data:`TIMING_KEYS`), which ``evaluate`` reads for the latency statistics.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..node_config import NodeConfig
+from ..pipeline import Pipeline, PipelineConfig
+from ..sync import NS_PER_S, ApproximateTimeSynchronizer
+from .storage import BagError, BagReader, BagWriter, stamp_ns
+
+log = logging.getLogger(__name__)
+
+VISIBLE, THERMAL = 0, 1
+STREAMS = ("visible", "thermal")
+DEFAULT_FRAMES = ("visible_optical_frame", "thermal_optical_frame")  # as the node
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+TIMINGS_TOPIC = "replay/timings"
+TIMINGS_STATUS = "matchanything_ros replay"
+#: key/values of each ``replay/timings`` message (ms unless noted)
+TIMING_KEYS = (
+    "decode_ms",  # sensor_msgs/Image -> numpy, both images
+    "preprocess_ms",  # pipeline: thermal normalisation
+    "match_ms",  # pipeline: matcher (both polarities with polarity auto)
+    "geometry_ms",  # pipeline: robust fit
+    "pipeline_ms",  # pipeline total
+    "outputs_ms",  # building + serialising + writing the output messages
+    "frame_ms",  # decode + pipeline + outputs: the node's per-pair cost
+    "sync_wait_ms",  # receive time of the pair's completing message - visible stamp
+    "latency_ms",  # sync_wait_ms + frame_ms: stamp -> publish for a node that is never behind
+    "num_matches",
+    "num_inliers",
+    "status",  # geometry status (OK, TOO_FEW_MATCHES, ...)
+    "polarity",
+    "thermal_stamp_ns",
+)
+
+# Output topics (relative names resolve in the node's namespace, as in the node).
+OUTPUT_TOPICS = {
+    "correspondences": ("correspondences", "sensor_msgs/msg/PointCloud2"),
+    "pose": ("relative_pose", "geometry_msgs/msg/PoseWithCovarianceStamped"),
+    "transform": ("relative_transform", "geometry_msgs/msg/TransformStamped"),
+    "tf": ("/tf", "tf2_msgs/msg/TFMessage"),
+    "homography": ("homography", "std_msgs/msg/Float64MultiArray"),
+    "registered": ("registered/image", IMAGE_TYPE),
+    "debug_image": ("debug/matches", IMAGE_TYPE),
+    "diagnostics": ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
+    "timings": (TIMINGS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+}
+
+
+def resolve(name: str, namespace: str = "/") -> str:
+    """A ROS name resolved like a node's relative topic name in ``namespace``."""
+    if name.startswith("/"):
+        return name
+    ns = "/" + namespace.strip("/")
+    return (ns.rstrip("/") + "/" + name) if ns != "/" else "/" + name
+
+
+@dataclass
+class ReplayOptions:
+    """Where replay reads from and how it writes."""
+
+    namespace: str = "/"  # the node's namespace: resolves its relative topic names
+    storage: str = "mcap"  # output storage: mcap or sqlite3
+    version: int = 5  # output rosbag2 metadata version: 5 (Humble+), 8 (Jazzy+), 9 (Kilted+)
+    distro: str = "humble"  # message definitions written into the output bag
+    copy_inputs: bool = False  # also copy the input images and CameraInfo into the output
+    max_pairs: int | None = None  # stop after this many pairs
+    progress: bool = True  # tqdm progress bar on stderr
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did; ``error`` is set when the input bag was damaged."""
+
+    input_bag: str
+    output_bag: str
+    messages_read: int = 0
+    images: dict[str, int] = field(default_factory=lambda: {"visible": 0, "thermal": 0})
+    pairs: int = 0
+    processed: int = 0
+    ok: int = 0
+    bad_input: int = 0
+    matcher_errors: int = 0
+    unpaired_visible: int = 0
+    wall_s: float = 0.0
+    frame_ms: list[float] = field(default_factory=list)
+    interrupted: bool = False
+    error: str | None = None
+    model: str = ""
+
+    def text(self) -> str:
+        """Multi-line human summary."""
+        lines = [
+            f"replayed {self.input_bag} -> {self.output_bag}",
+            f"  images: {self.images['visible']} visible, {self.images['thermal']} thermal; "
+            f"{self.pairs} pairs, {self.processed} processed, {self.ok} with geometry OK",
+        ]
+        if self.frame_ms:
+            ms = np.asarray(self.frame_ms)
+            lines.append(
+                f"  per pair: median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms; "
+                f"{self.processed / max(self.wall_s, 1e-9):.2f} pairs/s ({self.model})"
+            )
+        if self.unpaired_visible:
+            lines.append(f"  {self.unpaired_visible} visible image(s) found no thermal partner within sync.slop")
+        if self.bad_input or self.matcher_errors:
+            lines.append(f"  dropped: {self.bad_input} malformed image(s), {self.matcher_errors} matcher error(s)")
+        if self.interrupted:
+            lines.append(f"  interrupted: the output bag holds the {self.processed} pairs processed so far")
+        return "\n".join(lines)
+
+
+# -- the node's input handling, ROS-free (matcher_node imports rclpy at module level, so
+# -- replay cannot import these from there; they follow MatcherNode.check_image/_decode) --------
+def check_image(msg: Any) -> str | None:
+    """Cheap sanity check of a sensor_msgs/Image: a reason key or None (as the node)."""
+    from ..imaging.encodings import ImageFormatError, encoding_info
+
+    try:
+        dtype, channels = encoding_info(msg.encoding)
+    except ImageFormatError:
+        return "unknown_encoding"
+    if msg.width <= 0 or msg.height <= 0 or len(msg.data) == 0:
+        return "empty"
+    row = msg.width * channels * np.dtype(dtype).itemsize
+    if msg.step < row or len(msg.data) != msg.step * msg.height:
+        return "size_mismatch"
+    return None
+
+
+def decode_image(msg: Any, stream: str) -> np.ndarray:
+    """Image message -> array as the node hands it to the pipeline (8-bit colour visible as
+    BGR, every other colour image as mono keeping its depth)."""
+    from ..imaging.encodings import msg_to_numpy, to_bgr8, to_mono
+
+    array = msg_to_numpy(msg)
+    if array.ndim == 3:
+        array = to_bgr8(array, msg.encoding) if stream == "visible" and array.dtype == np.uint8 else to_mono(array, msg.encoding)
+    return array
+
+
+def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
+    """3x3 K from a CameraInfo matching the image size; None if absent, zero or mismatched."""
+    if info is None:
+        return None
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return None
+    if info.width and info.height and (info.width, info.height) != (image_msg.width, image_msg.height):
+        return None
+    return K
+
+
+class BagReplay:
+    """Replays one bag; see :func:`replay`."""
+
+    def __init__(self, node_cfg: NodeConfig, pipe_cfg: PipelineConfig, options: ReplayOptions, pipeline: Pipeline | None = None):
+        self.cfg = node_cfg
+        self.options = options
+        self.pipeline = pipeline or Pipeline(pipe_cfg)
+        if pipeline is not None:
+            self.pipeline.reconfigure(pipe_cfg)
+
+    def input_topics(self) -> dict[str, str]:
+        t, ns = self.cfg.topics, self.options.namespace
+        return {
+            "visible_image": resolve(t.visible_image, ns),
+            "thermal_image": resolve(t.thermal_image, ns),
+            "visible_info": resolve(t.visible_info, ns),
+            "thermal_info": resolve(t.thermal_info, ns),
+        }
+
+    def output_topic(self, key: str) -> str:
+        return resolve(OUTPUT_TOPICS[key][0], self.options.namespace)
+
+    def run(self, bag: str | Path, out: str | Path) -> ReplaySummary:
+        from ..outputs import OutputBuilder, rosbags_types
+        from ..ros.health import NodeHealth
+
+        opts, cfg = self.options, self.cfg
+        summary = ReplaySummary(str(bag), str(out))
+        reader = BagReader(bag, opts.distro, salvage=True).open()
+        try:
+            topics = self.input_topics()
+            vis_info = reader.require_topic(topics["visible_image"], (IMAGE_TYPE,))
+            reader.require_topic(topics["thermal_image"], (IMAGE_TYPE,))
+            wanted = [topics["visible_image"], topics["thermal_image"]]
+            if cfg.topics.use_camera_info:
+                wanted += [t for t in (topics["visible_info"], topics["thermal_info"]) if t in reader.topics]
+            if reader.damage:
+                log.warning("%s; replaying the readable part", reader.damage)
+            writer = BagWriter(out, storage=opts.storage, version=opts.version, distro=opts.distro).open()
+        except BaseException:
+            reader.close()
+            raise
+
+        self.out = OutputBuilder(rosbags_types(writer.typestore))
+        self.writer = writer
+        self._registered_topics: set[str] = set()
+        stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
+        info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
+        sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop)
+        self.health = NodeHealth(name="matcher_node: visible/thermal matching", hardware_id="/matcher_node (replay)")
+        camera_info: list[Any] = [None, None]
+        next_diag_ns: int | None = None
+        started = time.perf_counter()
+        bar = None
+        if opts.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=vis_info.count, desc="replay", unit="img", dynamic_ncols=True)
+        try:
+            for topic, t_ns, msg in reader.messages(wanted):
+                summary.messages_read += 1
+                if next_diag_ns is None:
+                    next_diag_ns = t_ns + int(cfg.diagnostics.period * NS_PER_S)
+                    self.health.start_time = t_ns / NS_PER_S
+                while t_ns >= next_diag_ns:  # the node's diagnostics timer, on bag time
+                    self._write_diagnostics(next_diag_ns)
+                    next_diag_ns += int(cfg.diagnostics.period * NS_PER_S)
+                if opts.copy_inputs:
+                    self._write(topic, IMAGE_TYPE if topic in stream_of else INFO_TYPE, t_ns, msg)
+                if topic in info_of:
+                    camera_info[info_of[topic]] = msg
+                    continue
+                index = stream_of[topic]
+                stream = STREAMS[index]
+                summary.images[stream] += 1
+                self.health.on_input(stream, t_ns / NS_PER_S)
+                if bar is not None and index == VISIBLE:
+                    bar.update(1)
+                problem = check_image(msg)
+                if problem is not None:
+                    summary.bad_input += 1
+                    self.health.on_bad_input(f"{stream}_{problem}")
+                    continue
+                for vis_msg, th_msg in sync.add(index, stamp_ns(msg.header), msg):
+                    summary.pairs += 1
+                    self.health.on_pair(t_ns / NS_PER_S)
+                    self._process(vis_msg, th_msg, camera_info[VISIBLE], camera_info[THERMAL], t_ns, summary)
+                    if bar is not None:
+                        bar.set_postfix(pairs=summary.pairs, ok=summary.ok, refresh=False)
+                self.health.set_count("sync_unpaired", sync.stats.evicted)
+                self.health.set_count("stamp_backwards", sync.stats.backwards)
+                self.health.set_count("time_resets", sync.stats.resets)
+                if opts.max_pairs is not None and summary.pairs >= opts.max_pairs:
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except BagError as exc:
+            summary.error = f"{exc}; the output bag {out} keeps the {summary.processed} pairs replayed before it"
+        finally:
+            if bar is not None:
+                bar.close()
+            summary.wall_s = time.perf_counter() - started
+            summary.messages_read = reader.messages_read
+            summary.unpaired_visible = max(0, summary.images["visible"] - summary.pairs - _bad(self.health, "visible"))
+            try:
+                writer.close()
+            finally:
+                reader.close()
+        if summary.error is None and not summary.interrupted:
+            expected = vis_info.count
+            if summary.images["visible"] < expected and opts.max_pairs is None:
+                summary.error = (
+                    f"bag {bag} ended early: its metadata lists {expected} visible images, "
+                    f"only {summary.images['visible']} could be read; the output bag keeps what was replayed"
+                )
+        return summary
+
+    # -- per pair -------------------------------------------------------------------------
+    def _process(self, vis_msg, th_msg, vis_info, th_info, t_pair_ns: int, summary: ReplaySummary) -> None:
+        from ..imaging.encodings import ImageFormatError
+        from ..matching import MatcherError
+
+        cfg, pipeline = self.cfg, self.pipeline
+        t0 = time.perf_counter()
+        try:
+            visible, thermal = decode_image(vis_msg, "visible"), decode_image(th_msg, "thermal")
+        except ImageFormatError as exc:
+            summary.bad_input += 1
+            self.health.on_bad_input("unsupported")
+            log.warning("dropping pair: %s", exc)
+            return
+        t1 = time.perf_counter()
+        K0 = K1 = None
+        if cfg.topics.use_camera_info:
+            K0, K1 = camera_matrix(vis_info, vis_msg), camera_matrix(th_info, th_msg)
+        if pipeline.config.geometry == "essential" and (K0 is None or K1 is None):
+            self.health.count("missing_camera_info")
+        try:
+            result = pipeline.process(visible, thermal, K0, K1)
+        except (MatcherError, ValueError, RuntimeError, MemoryError) as exc:
+            summary.matcher_errors += 1
+            self.health.on_error("matcher_errors", f"matcher error: {exc}")
+            log.error("matching failed: %s", exc)
+            return
+        t2 = time.perf_counter()
+        # Output time: when a node that is never behind would publish (pair complete + work).
+        t_out = t_pair_ns + int((t2 - t0) * NS_PER_S)
+        self._publish(result, vis_msg, th_msg, visible, thermal, t_out)
+        t3 = time.perf_counter()
+        stamp = stamp_ns(vis_msg.header)
+        sync_wait_ms = (t_pair_ns - stamp) / 1e6
+        frame_ms = 1000 * (t3 - t0)
+        timings = {
+            "decode_ms": 1000 * (t1 - t0),
+            "preprocess_ms": 1000 * result.timings.get("preprocess", 0.0),
+            "match_ms": 1000 * result.timings.get("match", 0.0),
+            "geometry_ms": 1000 * result.timings.get("geometry", 0.0),
+            "pipeline_ms": 1000 * result.timings.get("total", 0.0),
+            "outputs_ms": 1000 * (t3 - t2),
+            "frame_ms": frame_ms,
+            "sync_wait_ms": sync_wait_ms,
+            "latency_ms": sync_wait_ms + frame_ms,
+            "num_matches": result.num_matches,
+            "num_inliers": result.num_inliers,
+            "status": result.geometry.status.value,
+            "polarity": result.polarity,
+            "thermal_stamp_ns": stamp_ns(th_msg.header),
+        }
+        self._write_timings(stamp, t_out, timings)
+        self.health.on_result(t_out / NS_PER_S, (t_out - stamp) / NS_PER_S, result)
+        summary.processed += 1
+        summary.ok += int(result.ok)
+        summary.frame_ms.append(frame_ms)
+        summary.model = result.model
+
+    def _write(self, topic: str, msgtype: str, t_ns: int, msg: Any) -> None:
+        if topic not in self._registered_topics:
+            self.writer.add_topic(topic, msgtype)
+            self._registered_topics.add(topic)
+        self.writer.write(topic, t_ns, msg)
+
+    def _emit(self, key: str, t_ns: int, msg: Any) -> None:
+        if msg is not None:
+            self._write(self.output_topic(key), OUTPUT_TOPICS[key][1], t_ns, msg)
+
+    def _publish(self, result, vis_msg, th_msg, visible, thermal, t_out: int) -> None:
+        """The node's MatcherNode._publish, writing to the bag instead of publishers."""
+        from ..imaging.encodings import encoding_info
+        from ..imaging.thermal import normalize_thermal
+
+        cfg, out = self.cfg, self.out
+        stamp = stamp_ns(vis_msg.header)
+        frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[0]
+        child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[1]
+        p = cfg.publish
+        if p.correspondences and (result.ok or cfg.output.publish_on_failure):
+            self._emit("correspondences", t_out, out.correspondences(result, stamp, frame, cfg.output.inliers_only))
+        if p.pose:
+            self._emit("pose", t_out, out.pose(result, stamp, frame))
+        if p.transform or p.tf:
+            tmsg = out.transform(result, stamp, frame, child)
+            if tmsg is not None and p.transform:
+                self._emit("transform", t_out, tmsg)
+            if tmsg is not None and p.tf:
+                self._emit("tf", t_out, out.tf_message([tmsg]))
+        if p.homography:
+            self._emit("homography", t_out, out.homography(result))
+        raw = p.registered and not cfg.output.registered_normalized and encoding_info(th_msg.encoding)[1] == 1
+        thermal8 = None
+        if (p.registered and not raw) or p.debug_image:
+            thermal8 = normalize_thermal(thermal, self.pipeline.config.thermal)
+        if p.registered:
+            image, encoding = (thermal, th_msg.encoding) if raw else (thermal8, "mono8")
+            self._emit("registered", t_out, out.registered(result, image, encoding, visible.shape[:2], stamp, frame))
+        if p.debug_image:
+            self._emit("debug_image", t_out, out.debug_image(result, visible, thermal8, stamp, frame))
+
+    def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
+        from ..outputs import OK, DiagnosticReport
+
+        values = {k: (f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in timings.items()}
+        report = DiagnosticReport(OK, TIMINGS_STATUS, "per-frame replay timings", "", values)
+        self._emit("timings", t_out, self.out.diagnostics(stamp, [report]))
+
+    def _write_diagnostics(self, t_ns: int) -> None:
+        from ..ros.health import Thresholds
+
+        d = self.cfg.diagnostics
+        report = self.health.report(
+            t_ns / NS_PER_S,
+            Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
+            extra={
+                "geometry_mode": self.pipeline.config.geometry,
+                "backend": self.pipeline.config.backend,
+                "sync": "matchanything_ros.sync (replay)",
+                "sync_slop_s": self.cfg.sync.slop,
+            },
+        )
+        self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, [report]))
+
+
+def _bad(health: Any, stream: str) -> int:
+    return sum(n for reason, n in health.bad_input.items() if reason.startswith(stream))
+
+
+def replay(
+    bag: str | Path,
+    out: str | Path,
+    node_cfg: NodeConfig | None = None,
+    pipe_cfg: PipelineConfig | None = None,
+    options: ReplayOptions | None = None,
+    pipeline: Pipeline | None = None,
+) -> ReplaySummary:
+    """Replay ``bag`` through the node's pipeline and write the node's outputs to ``out``.
+
+    The output bag is always closed properly (Ctrl-C, damaged input): ``summary.interrupted``
+    / ``summary.error`` say why it stopped early. Errors before anything is written (missing
+    topics, unreadable bag, existing output) raise BagError."""
+    return BagReplay(node_cfg or NodeConfig(), pipe_cfg or PipelineConfig(), options or ReplayOptions(), pipeline).run(bag, out)
