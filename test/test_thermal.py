@@ -130,3 +130,15 @@ def test_bad_images_raise():
         normalize_thermal(np.zeros((0, 4), np.uint16))
     with pytest.raises(ValueError, match=r"expects an \(H, W\) image"):
         normalize_thermal(np.zeros((2, 2, 2, 2), np.uint16))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_percentiles_match_numpy(dtype):
+    rng = np.random.default_rng(3)
+    hi = np.iinfo(dtype).max
+    img = rng.normal(hi * 0.4, hi * 0.05, (37, 53)).clip(0, hi).astype(dtype)
+    cfg = ThermalConfig(low_percentile=2.5, high_percentile=97.0)
+    lo_v, hi_v = np.percentile(img, [2.5, 97.0])
+    expected = np.clip((img.astype(np.float64) - lo_v) * 255.0 / (hi_v - lo_v) + 0.5, 0, 255).astype(np.uint8)
+    out = normalize_thermal(img, cfg)
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1

@@ -78,6 +78,25 @@ def _single_channel(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def _percentiles(values: np.ndarray, dtype: np.dtype, qs: tuple[float, float]) -> tuple[float, float]:
+    """np.percentile (linear interpolation) of the values; for 8/16-bit unsigned images via a
+    histogram, which gives the same numbers several times faster than sorting."""
+    if dtype not in (np.uint8, np.uint16):
+        lo, hi = np.percentile(values, qs)
+        return float(lo), float(hi)
+    counts = np.bincount(values.ravel(), minlength=1)
+    cdf = np.cumsum(counts)
+    n = int(cdf[-1])
+    out = []
+    for q in qs:
+        rank = q / 100.0 * (n - 1)
+        below, frac = int(np.floor(rank)), rank - np.floor(rank)
+        # value of the k-th smallest element (0-based) = first bin whose cumulative count > k
+        a, b = np.searchsorted(cdf, [below, min(below + 1, n - 1)], side="right")
+        out.append(float(a + frac * (b - a)))
+    return out[0], out[1]
+
+
 def normalize_thermal(image: np.ndarray, config: ThermalConfig | None = None) -> np.ndarray:
     """Stretch a thermal frame (uint8, uint16, int16, float) to an (H, W) uint8 image.
 
@@ -108,7 +127,9 @@ def normalize_thermal(image: np.ndarray, config: ThermalConfig | None = None) ->
     elif cfg.mode == "minmax":
         lo, hi = float(values.min()), float(values.max())
     else:
-        lo, hi = (float(v) for v in np.percentile(values, [cfg.low_percentile, cfg.high_percentile]))
+        # integer images have no invalid pixels: hand the raw counts to the histogram path
+        src = img if img.dtype in (np.uint8, np.uint16) else values
+        lo, hi = _percentiles(src, img.dtype, (cfg.low_percentile, cfg.high_percentile))
 
     if valid is not None:
         work = np.where(valid, work, lo)
