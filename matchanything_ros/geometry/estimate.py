@@ -196,10 +196,10 @@ def _fit_essential(q0, q1, K0, K1, thr, conf, iters):
     n0, n1 = _normalise(q0, K0), _normalise(q1, K1)
     focal = float(np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]]))
     eye = np.eye(3)
-    # MAGSAC++ is run on normalised coordinates scaled back to pixel size (K = diag(f, f, 1)) so
-    # the threshold stays in pixels: with unit-focal coordinates and a threshold of ~1e-3,
-    # OpenCV 5's MAGSAC++ essential fit is ~20x less accurate (0.56 vs 0.03 deg median
-    # rotation error on synthetic data with 30 % outliers).
+    # MAGSAC++ runs on normalised coordinates scaled back to pixel size (K = diag(f, f, 1)) so
+    # its threshold stays in pixels: fed unit-focal coordinates with a ~1e-3 threshold, OpenCV
+    # 5's MAGSAC++ essential fit is much less accurate (test_essential_median_rotation_error
+    # in test/test_geometry.py fails that way).
     Kf = np.diag([focal, focal, 1.0])
     E, mask = cv2.findEssentialMat(n0 * focal, n1 * focal, Kf, cv2.USAC_MAGSAC, conf, thr, iters)
     if E is None or mask is None or E.shape[0] < 3 or not np.all(np.isfinite(E)):
