@@ -48,6 +48,11 @@ class ELoFTRDeploy(nn.Module):
         return coarse0, coarse1, feats[:-1]
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
+        kpts0, kpts1, scores, _, _ = self.match_cells(image0, image1, threshold)
+        return kpts0, kpts1, scores
+
+    def match_cells(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
+        """Like forward, plus the selected coarse cell indices (idx0 (K,), idx1 (K,)) of each pair."""
         cfg = self.config
         height, width = image0.shape[-2:]
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
@@ -72,7 +77,7 @@ class ELoFTRDeploy(nn.Module):
         kpts0_c = cell_to_pixel(idx0, wc, stride)
         kpts1_c = cell_to_pixel(idx1, wc, stride)
         kpts0, kpts1 = refine(win0.float(), win1.float(), kpts0_c, kpts1_c, cfg)
-        return kpts0, kpts1, scores.float()
+        return kpts0, kpts1, scores.float(), idx0, idx1
 
 
 def load_deploy_model(
