@@ -1,0 +1,303 @@
+"""Export the deploy network to ONNX and check the graph against TensorRT 10's ONNX parser.
+
+The export is static-shape (one resolution and one K per file): TensorRT and ONNX Runtime then
+plan all memory once, and the graph has no data-dependent shapes. The TorchScript exporter
+cannot trace this network, so the dynamo exporter (``torch.export``) is used.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .base import INPUT_NAMES, OUTPUT_NAMES, EngineError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 18
+
+#: metadata keys written into every export (read back by the engines and the engine cache)
+META_HEIGHT = "matchanything_ros.height"
+META_WIDTH = "matchanything_ros.width"
+META_TOP_K = "matchanything_ros.top_k"
+META_FP32_NODES = "matchanything_ros.fp32_nodes"
+
+#: Prefix given to ONNX nodes that must run in fp32 even in an fp16 TensorRT engine. The ONNX
+#: parser names each TensorRT layer after its node (plus a suffix for helper layers), so the
+#: TensorRT builder finds these layers by name and pins their precision.
+FP32_TAG = "fp32::"
+
+#: Submodule attribute names whose operators get :data:`FP32_TAG`: the coarse similarity matrix and
+#: its dual softmax, where fp16 overflows (logits / temperature reach ~1e2; exp() of that is inf).
+FP32_SCOPES = ("coarse_matching",)
+
+# ONNX operators TensorRT 10's ONNX parser supports (column "Supported = Y"), taken from
+# onnx-tensorrt docs/operators.md, "ONNX-TensorRT 10.1 GA release" (opset 9 to 20), the list the
+# TensorRT documentation's "ONNX Operator Support" section links to. NonZero is listed as
+# supported but is rejected by check_tensorrt_compatible (data-dependent output shape).
+TENSORRT10_ONNX_OPS = frozenset(
+    """
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization
+    Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh
+    CumSum DeformConv DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand
+    EyeLike Flatten Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalLpPool
+    GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU HardSigmoid HardSwish
+    Hardmax Identity If ImageScaler InstanceNormalization IsInf IsNaN LayerNormalization
+    LeakyRelu Less LessOrEqual Log LogSoftmax Loop LRN LSTM LpNormalization LpPool MatMul Max
+    MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg NonMaxSuppression NonZero Not
+    OneHot Or Pad ParametricSoftplus Pow PRelu QuantizeLinear RandomNormal RandomNormalLike
+    RandomUniform RandomUniformLike Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum
+    ReduceLogSumExp ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu
+    Reshape Resize ReverseSequence RNN RoiAlign Round ScaledTanh Scan Scatter ScatterElements
+    ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus Softsign
+    SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile TopK Transpose Trilu
+    Unsqueeze Upsample Where Xor
+    """.split()
+)
+#: opset range of the default ONNX domain the TensorRT 10 parser accepts (same source)
+TENSORRT10_OPSET_RANGE = (9, 20)
+#: TensorRT's TopK layer handles at most this many elements (same source: TopK restrictions)
+TENSORRT_MAX_TOPK = 3840
+
+# Inputs that the same source requires to be initializers/constants: op -> input indices.
+_CONSTANT_INPUTS = {"TopK": (1,), "Slice": (3,), "Squeeze": (1,), "Unsqueeze": (1,), "Pad": (3,), "CumSum": (1,)}
+# onnx TensorProto data types TensorRT 10 can hold inside a network (not DOUBLE, STRING, ...).
+_TRT_TYPES = {1: "FLOAT", 10: "FLOAT16", 16: "BFLOAT16", 6: "INT32", 7: "INT64", 9: "BOOL", 2: "UINT8", 3: "INT8"}
+
+
+def export_onnx(
+    model,
+    path: str | Path,
+    height: int,
+    width: int,
+    *,
+    opset: int = DEFAULT_OPSET,
+    top_k: int | None = None,
+    fp32_scopes: tuple[str, ...] = FP32_SCOPES,
+) -> Path:
+    """Export ``model`` (``forward(image0, image1, threshold)``) to a single static-shape ONNX file.
+
+    Inputs are named image0, image1 (float32 (1, 1, height, width)) and threshold (float32
+    scalar); outputs kpts0, kpts1, scores. The size, K and the number of fp32-tagged nodes are
+    stored as metadata. Returns the written path.
+    """
+    import onnx
+    import torch
+
+    if height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise ValueError(f"export size {height}x{width}: both sides must be positive multiples of 32")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float().cpu()
+    generator = torch.Generator().manual_seed(0)
+    # Random images rather than zeros: no branch of the trace sees a degenerate input.
+    args = (
+        torch.rand(1, 1, height, width, generator=generator),
+        torch.rand(1, 1, height, width, generator=generator),
+        torch.tensor(0.2, dtype=torch.float32),
+    )
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            program = torch.onnx.export(
+                model,
+                args,
+                f=None,
+                dynamo=True,
+                opset_version=opset,
+                input_names=list(INPUT_NAMES),
+                output_names=list(OUTPUT_NAMES),
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many types; all mean the same to a user
+        raise EngineError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
+    proto = program.model_proto
+    if top_k is None:
+        top_k = _output_rows(proto)
+    tagged = tag_fp32_nodes(proto, fp32_scopes)
+    for key, value in ((META_HEIGHT, height), (META_WIDTH, width), (META_TOP_K, top_k), (META_FP32_NODES, tagged)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    proto.producer_name = "matchanything_ros"
+    onnx.save_model(proto, str(path))
+    log.info("exported %s (%dx%d, K=%s, %d fp32-pinned nodes)", path, height, width, top_k, tagged)
+    return path
+
+
+def _output_rows(proto) -> int | None:
+    """K from the static shape of the ``scores`` output."""
+    for out in proto.graph.output:
+        if out.name == "scores":
+            dims = out.type.tensor_type.shape.dim
+            if len(dims) == 1 and dims[0].HasField("dim_value"):
+                return int(dims[0].dim_value)
+    return None
+
+
+def tag_fp32_nodes(proto, scopes: tuple[str, ...] = FP32_SCOPES) -> int:
+    """Prefix :data:`FP32_TAG` to the names of the nodes that must stay fp32; returns how many.
+
+    Two rules, so the tagging does not depend on how the model names things:
+
+    - structure: a tensor read by two Softmax nodes is the coarse similarity of a dual softmax;
+      those Softmax nodes, the Mul joining them, and the chain that computes the similarity
+      (the MatMul/Einsum and the scaling/transposes before and after it) are tagged;
+    - scope: nodes exported from a submodule whose attribute name is in ``scopes`` (the dynamo
+      exporter records the module path in the ``pkg.torch.onnx.name_scopes`` metadata).
+    """
+    import ast
+
+    nodes = list(proto.graph.node)
+    producer = {out: n for n in nodes for out in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    passthrough = {"Div", "Mul", "Transpose", "Reshape", "Cast", "Squeeze", "Unsqueeze"}
+    products = {"MatMul", "Einsum", "Gemm"}
+    chosen: set[int] = set()
+
+    def walk_up(name: str, through: set[str], stop_at: set[str]) -> None:
+        node = producer.get(name)
+        while node is not None and node.op_type in through | stop_at:
+            chosen.add(id(node))
+            if node.op_type in stop_at:
+                for inp in node.input:  # the scaled features feeding the product
+                    walk_up(inp, through, set())
+                return
+            data = [i for i in node.input if i in producer and producer[i].op_type != "Constant"]
+            node = producer.get(data[0]) if data else None
+
+    for tensor, readers in consumers.items():
+        softmaxes = [n for n in readers if n.op_type == "Softmax"]
+        if len(softmaxes) < 2:
+            continue
+        for sm in softmaxes:
+            chosen.add(id(sm))
+            chosen.update(id(c) for c in consumers.get(sm.output[0], []) if c.op_type == "Mul")
+        walk_up(tensor, passthrough, products)
+
+    wanted = set(scopes)
+    for node in nodes:
+        meta = {p.key: p.value for p in node.metadata_props}
+        try:
+            path = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        except (ValueError, SyntaxError):
+            continue
+        if {seg for scope in path for seg in str(scope).split(".")} & wanted:
+            chosen.add(id(node))
+
+    count = 0
+    for index, node in enumerate(nodes):
+        if id(node) in chosen and not node.name.startswith(FP32_TAG):
+            node.name = FP32_TAG + (node.name or f"{node.op_type}_{index}")
+            count += 1
+    return count
+
+
+def read_metadata(onnx_path: str | Path) -> dict[str, str]:
+    """The key/value metadata of an ONNX file (without loading its weights)."""
+    import onnx
+
+    model = onnx.load_model(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def check_tensorrt_compatible(onnx_path: str | Path, *, max_topk: int = TENSORRT_MAX_TOPK) -> list[str]:
+    """Problems that would stop TensorRT 10 from building this ONNX file as a static engine.
+
+    Checks: default-domain opset in TensorRT's range; only operators from
+    :data:`TENSORRT10_ONNX_OPS`; no ``NonZero`` (data-dependent shape); ``TopK`` with a constant
+    K <= ``max_topk`` and sorted=1; constant ``axes``/``K`` inputs where the parser needs them;
+    tensor types TensorRT has; fully static input/output shapes. Returns [] when all pass.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise EngineError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise EngineError(f"{path} is not a readable ONNX file: {exc}") from None
+    problems: list[str] = []
+    lo, hi = TENSORRT10_OPSET_RANGE
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and not lo <= imp.version <= hi:
+            problems.append(f"opset {imp.version} is outside TensorRT 10's range {lo}..{hi}")
+
+    graph = model.graph
+    constants = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            for attr in node.attribute:
+                if attr.name == "value":
+                    constants[node.output[0]] = attr.t
+
+    def const_value(name):
+        tensor = constants.get(name)
+        return None if tensor is None else numpy_helper.to_array(tensor)
+
+    def check_shape(value, kind):
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            problems.append(f"{kind} {value.name!r} has no static shape")
+            return
+        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim]
+        if any(not isinstance(d, int) or d <= 0 for d in dims):
+            problems.append(f"{kind} {value.name!r} has dynamic shape {dims}; export with static shapes")
+        if tensor_type.elem_type not in _TRT_TYPES:
+            problems.append(f"{kind} {value.name!r} has data type {tensor_type.elem_type}, not supported by TensorRT")
+
+    for value in graph.input:
+        if value.name not in constants:
+            check_shape(value, "input")
+    for value in graph.output:
+        check_shape(value, "output")
+
+    def walk(nodes, where):
+        for node in nodes:
+            label = f"{node.op_type} node {node.name or '?'}{where}"
+            if node.domain not in ("", "ai.onnx"):
+                problems.append(f"{label}: custom domain {node.domain!r} needs a TensorRT plugin")
+                continue
+            if node.op_type not in TENSORRT10_ONNX_OPS:
+                problems.append(f"{label}: operator {node.op_type} is not supported by TensorRT 10")
+            if node.op_type == "NonZero":
+                problems.append(f"{label}: NonZero has a data-dependent output shape; use a fixed-K top-k")
+            for index in _CONSTANT_INPUTS.get(node.op_type, ()):
+                if index < len(node.input) and node.input[index] and node.input[index] not in constants:
+                    problems.append(f"{label}: input {index} must be a constant/initializer for TensorRT")
+            if node.op_type == "TopK":
+                k = const_value(node.input[1]) if len(node.input) > 1 else None
+                if k is not None and int(k.reshape(-1)[0]) > max_topk:
+                    problems.append(f"{label}: K={int(k.reshape(-1)[0])} exceeds TensorRT's TopK limit {max_topk}")
+                for attr in node.attribute:
+                    if attr.name == "sorted" and attr.i != 1:
+                        problems.append(f"{label}: TensorRT needs sorted=1")
+            if node.op_type == "Cast":
+                for attr in node.attribute:
+                    if attr.name == "to" and attr.i not in _TRT_TYPES:
+                        problems.append(f"{label}: cast to data type {attr.i}, not supported by TensorRT")
+            for attr in node.attribute:  # If/Loop/Scan bodies
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g.node, f" (in {node.op_type} {node.name})")
+                elif attr.type == onnx.AttributeProto.GRAPHS:
+                    for sub in attr.graphs:
+                        walk(sub.node, f" (in {node.op_type} {node.name})")
+
+    walk(graph.node, "")
+    for function in model.functions:  # local functions the parser would have to inline
+        walk(function.node, f" (in function {function.name})")
+    return problems
+
+
+def operator_counts(onnx_path: str | Path) -> dict[str, int]:
+    """How many nodes of each operator type the top-level graph has (for reports)."""
+    import onnx
+
+    model = onnx.load_model(str(onnx_path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))

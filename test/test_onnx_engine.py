@@ -1,0 +1,109 @@
+"""ONNX export + ONNX Runtime parity with PyTorch on the real deploy network (random weights,
+small sizes), and the TensorRT-compatibility check of that export (always runs, no GPU needed)."""
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from matchanything_ros.engines import EngineError, create_engine  # noqa: E402
+from matchanything_ros.engines.export import (  # noqa: E402
+    FP32_TAG,
+    META_HEIGHT,
+    META_TOP_K,
+    META_WIDTH,
+    TENSORRT_MAX_TOPK,
+    check_tensorrt_compatible,
+    export_onnx,
+    read_metadata,
+)
+from matchanything_ros.engines.random_weights import random_deploy_model  # noqa: E402
+
+TOP_K = 256
+SHIFT = (5, 7)  # (dy, dx) of image 1 relative to image 0: overlapping views
+
+
+def textured_pair(height: int, width: int, seed: int = 0):
+    """Smooth random texture and the same texture shifted by SHIFT, float32 (1, 1, H, W)."""
+    rng = np.random.default_rng(seed)
+    small = rng.random((height // 8 + 4, width // 8 + 4)).astype(np.float32)
+    big = np.clip(cv2.resize(small, None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC), 0, 1)
+    dy, dx = SHIFT
+    return big[None, None, :height, :width].copy(), big[None, None, dy : dy + height, dx : dx + width].copy()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_deploy_model(top_k=TOP_K, seed=0)
+
+
+@pytest.fixture(scope="module", params=[(128, 160), (160, 224)], ids=lambda s: f"{s[0]}x{s[1]}")
+def exported(request, model, tmp_path_factory):
+    height, width = request.param
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"eloftr_{height}x{width}.onnx", height, width)
+    return path, height, width
+
+
+def test_onnxruntime_matches_pytorch(model, exported):
+    path, height, width = exported
+    ort_engine = create_engine("onnxruntime", onnx_path=path)
+    torch_engine = create_engine("torch", model=model)
+    image0, image1 = textured_pair(height, width)
+    for threshold in (0.0, 1e-3):
+        k0_o, k1_o, s_o = ort_engine.run(image0, image1, threshold)
+        k0_t, k1_t, s_t = torch_engine.run(image0, image1, threshold)
+        assert s_o.shape == s_t.shape == (TOP_K,) and k0_o.shape == k1_o.shape == (TOP_K, 2)
+        assert np.abs(s_o - s_t).max() <= 1e-4
+        valid = s_t > 0
+        # identical selected matches: same slots filled, same order, same cells
+        np.testing.assert_array_equal(s_o > 0, valid)
+        if threshold == 0.0:
+            assert valid.sum() >= 10, "random weights should give tens of matches"
+        assert np.abs(k0_o[valid] - k0_t[valid]).max() <= 0.05
+        assert np.abs(k1_o[valid] - k1_t[valid]).max() <= 0.05
+
+
+def test_export_metadata_and_fp32_tags(exported):
+    import onnx
+
+    path, height, width = exported
+    meta = read_metadata(path)
+    assert (meta[META_HEIGHT], meta[META_WIDTH], meta[META_TOP_K]) == (str(height), str(width), str(TOP_K))
+    graph = onnx.load_model(str(path), load_external_data=False).graph
+    tagged = [n for n in graph.node if n.name.startswith(FP32_TAG)]
+    # the coarse dual softmax (2 Softmax + Mul + the similarity MatMul) at least
+    assert sum(n.op_type == "Softmax" for n in tagged) >= 2
+    assert any(n.op_type in ("MatMul", "Einsum") for n in tagged)
+
+
+def test_export_is_tensorrt_compatible(exported):
+    """Only TensorRT 10 ONNX-parser operators, no NonZero, TopK K <= 3840, static shapes."""
+    import onnx
+
+    path, _, _ = exported
+    assert check_tensorrt_compatible(path) == []
+    graph = onnx.load_model(str(path), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    assert "NonZero" not in ops
+    for value in list(graph.input) + list(graph.output):
+        assert all(d.HasField("dim_value") for d in value.type.tensor_type.shape.dim)
+    topk = [n for n in graph.node if n.op_type == "TopK"]
+    assert topk and TOP_K <= TENSORRT_MAX_TOPK
+
+
+def test_onnxruntime_rejects_wrong_size_and_fp16(exported, tmp_path):
+    path, height, width = exported
+    engine = create_engine("onnxruntime", onnx_path=path, intra_op_threads=1)
+    assert engine.input_size == (height, width) and engine.top_k == TOP_K
+    image = np.zeros((1, 1, height + 32, width), np.float32)
+    with pytest.raises(ValueError, match="built for"):
+        engine.run(image, image, 0.1)
+    with pytest.raises(EngineError, match="fp32"):
+        create_engine("onnxruntime", onnx_path=path, precision="fp16")
+    with pytest.raises(EngineError, match="not found"):
+        create_engine("onnxruntime", onnx_path=tmp_path / "missing.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    with pytest.raises(EngineError, match="cannot load"):
+        create_engine("onnxruntime", onnx_path=broken)
