@@ -110,34 +110,18 @@ def synthetic_frames(count: int, *, kind: str = "planar", size: tuple[int, int] 
 
 
 def folder_frames(folder: str | Path, *, count: int | None = None, seed: int = 0) -> Iterator[Frame]:
-    """Aligned pairs from ``folder`` (``visible/`` + ``thermal/``), the thermal image warped by
-    the accuracy protocol's seeded homography for that pair; ground truth is that homography."""
+    """Aligned pairs from ``folder`` (``visible/`` + ``thermal/``), pair i's thermal image
+    warped exactly as the accuracy protocol does (``homography_protocol.warp_pair`` with seed
+    ``seed + i``); ground truth is that homography."""
     import cv2
 
-    from ..evaluation.homography_protocol import load_aligned_pairs, random_homography
+    from ..evaluation.homography_protocol import load_aligned_pairs, warp_pair
 
-    pairs = load_aligned_pairs(folder)
-    if count is not None:
-        pairs = pairs[:count]
-    for i, pair in enumerate(pairs):
-        visible, thermal, name = _unpack_pair(pair)
-        if visible.ndim == 2:
-            visible = cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
-        if thermal.ndim == 3:
-            thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
+    for i, pair in enumerate(load_aligned_pairs(folder, limit=count)):
+        visible = pair.visible if pair.visible.ndim == 3 else cv2.cvtColor(pair.visible, cv2.COLOR_GRAY2BGR)
+        warped, H = warp_pair(pair, seed + i)
         h, w = visible.shape[:2]
-        H = np.asarray(random_homography(seed + i, w, h), dtype=np.float64)
-        warped = cv2.warpPerspective(thermal, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        yield Frame(visible, warped, name, "planar", nominal_K(w, h), nominal_K(w, h), H=H)
-
-
-def _unpack_pair(pair: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    """Accept the protocol's pair objects (attributes) or (visible, thermal, name) tuples."""
-    if isinstance(pair, (tuple, list)):
-        visible, thermal = pair[0], pair[1]
-        name = str(pair[2]) if len(pair) > 2 else ""
-        return np.asarray(visible), np.asarray(thermal), name
-    return np.asarray(pair.visible), np.asarray(pair.thermal), str(getattr(pair, "name", ""))
+        yield Frame(visible, warped, pair.name, "planar", nominal_K(w, h), nominal_K(w, h), H=np.asarray(H, np.float64))
 
 
 def write_bag(

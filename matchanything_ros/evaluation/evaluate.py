@@ -1,0 +1,354 @@
+"""Score a bag of the node's outputs (from ``replay`` or ``ros2 bag record``) against ground truth.
+
+Inputs: the output bag (topics of ``matchanything_ros.bags.replay.OUTPUT_TOPICS``) and the
+ground-truth JSON written by ``make-bag`` (frames keyed by visible stamp). Per frame:
+
+* homography frames (GT ``H``): corner error = mean distance of the visible image's four
+  corners mapped by the estimated and the true H (``metrics.corner_error``), infinite when the
+  node gave no homography (fit failed, frame not processed). Summary: success rate SR@3/5/10 px
+  and the area under the corner-error curve AUC@3/5/10 px.
+* pose frames (GT ``R``, ``t``): error = max(rotation error, translation-direction angle) in
+  degrees from ``relative_pose``; the translation angle folds t and -t together as in the
+  LoFTR / SuperGlue evaluation; summary AUC@5/10/20 deg (LoFTR-style).
+* match precision at 3 px: the fraction of the published correspondences whose thermal point
+  lies within 3 px of the ground truth (homography: transfer error; pose: Sampson epipolar
+  distance with the true F, a necessary condition only), for all matches and for inliers.
+* latency: the ``replay/timings`` topic (per-frame ms), when present.
+
+A frame with a ground-truth pair but no output at all counts as a failure (infinite error); a
+frame whose thermal image was dropped on purpose (GT ``thermal_stamp_ns`` null) is not scored.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bags.make_bag import load_ground_truth
+from ..bags.replay import OUTPUT_TOPICS, TIMINGS_STATUS, resolve
+from ..bags.storage import BagError, BagReader, stamp_ns
+
+HOMOGRAPHY_THRESHOLDS_PX = (3.0, 5.0, 10.0)
+POSE_THRESHOLDS_DEG = (5.0, 10.0, 20.0)
+PRECISION_PX = 3.0
+# A homography message has no header: it belongs to the stamped output written closest in
+# bag time (replay writes all outputs of a pair at one time; a live recording within ms).
+ASSOCIATION_TOLERANCE_NS = 50_000_000
+
+
+@dataclass
+class FrameOutput:
+    """Everything the node published for one visible stamp."""
+
+    stamp_ns: int
+    receive_ns: int | None = None
+    kpts0: np.ndarray | None = None
+    kpts1: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    inliers: np.ndarray | None = None
+    H: np.ndarray | None = None
+    R01: np.ndarray | None = None  # thermal camera orientation in the visible frame
+    t01: np.ndarray | None = None
+    timings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FrameScore:
+    """Scores of one ground-truth frame."""
+
+    stamp_ns: int
+    name: str
+    kind: str
+    status: str  # geometry status from timings, "NO_OUTPUT", or "OUTPUT" (no timings topic)
+    num_matches: int = 0
+    num_inliers: int = 0
+    corner_error_px: float | None = None  # None: no homography ground truth
+    rotation_error_deg: float | None = None
+    translation_error_deg: float | None = None
+    pose_error_deg: float | None = None
+    precision_all: float | None = None
+    precision_inliers: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def error(self) -> float | None:
+        """The frame's primary error (corner px for homography frames, deg for pose frames)."""
+        return self.corner_error_px if self.corner_error_px is not None else self.pose_error_deg
+
+
+@dataclass
+class Evaluation:
+    frames: list[FrameScore]
+    summary: dict[str, Any]
+    outputs: dict[int, FrameOutput]
+    ground_truth: dict[str, Any]
+    gt_path: Path
+    bag: Path
+
+
+# -- reading the node's outputs -------------------------------------------------------------
+def _cloud_to_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Correspondences PointCloud2 -> kpts0, kpts1, scores, inliers (by field name)."""
+    offsets = {f.name: int(f.offset) for f in msg.fields}
+    needed = ("visible_x", "visible_y", "thermal_x", "thermal_y")
+    if any(name not in offsets for name in needed):
+        raise BagError(f"correspondences cloud lacks fields {needed}; has {sorted(offsets)}")
+    n = int(msg.width) * int(msg.height)
+    step = int(msg.point_step)
+    raw = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data.tobytes(), dtype=np.uint8)
+    order = ">" if msg.is_bigendian else "<"
+    table = raw[: n * step].reshape(n, step)
+
+    def column(name: str, default: float = 0.0) -> np.ndarray:
+        if name not in offsets:
+            return np.full(n, default, dtype=np.float32)
+        off = offsets[name]
+        return np.ascontiguousarray(table[:, off : off + 4]).view(f"{order}f4").reshape(n).astype(np.float32)
+
+    kpts0 = np.stack([column("visible_x"), column("visible_y")], axis=1)
+    kpts1 = np.stack([column("thermal_x"), column("thermal_y")], axis=1)
+    return kpts0, kpts1, column("score", 1.0), column("inlier", 0.0) > 0.5
+
+
+def _quaternion_to_rotation(q: Any) -> np.ndarray:
+    x, y, z, w = q.x, q.y, q.z, q.w
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def read_outputs(bag: str | Path, namespace: str = "/", distro: str = "humble") -> tuple[dict[int, FrameOutput], set[str]]:
+    """Group the node's outputs in ``bag`` by visible stamp; also returns the output topics found."""
+    topic = {key: resolve(name, namespace) for key, (name, _) in OUTPUT_TOPICS.items()}
+    frames: dict[int, FrameOutput] = {}
+    homographies: list[tuple[int, np.ndarray]] = []
+    stamped_times: list[tuple[int, int]] = []  # (receive_ns, stamp_ns) of stamped outputs
+
+    def frame(stamp: int, t_ns: int) -> FrameOutput:
+        out = frames.setdefault(stamp, FrameOutput(stamp))
+        out.receive_ns = t_ns if out.receive_ns is None else min(out.receive_ns, t_ns)
+        stamped_times.append((t_ns, stamp))
+        return out
+
+    wanted = [topic[k] for k in ("correspondences", "homography", "pose", "timings")]
+    with BagReader(bag, distro) as reader:
+        present = set(reader.topics) & set(wanted)
+        if not present:
+            raise BagError(
+                f"{bag} has none of the node's output topics {', '.join(wanted)}; it has: "
+                f"{reader.describe_topics()} (replayed with another --namespace?)"
+            )
+        for name, t_ns, msg in reader.messages(sorted(present)):
+            if name == topic["correspondences"]:
+                f = frame(stamp_ns(msg.header), t_ns)
+                f.kpts0, f.kpts1, f.scores, f.inliers = _cloud_to_arrays(msg)
+            elif name == topic["pose"]:
+                f = frame(stamp_ns(msg.header), t_ns)
+                p = msg.pose.pose
+                f.R01 = _quaternion_to_rotation(p.orientation)
+                f.t01 = np.array([p.position.x, p.position.y, p.position.z])
+            elif name == topic["timings"]:
+                status = next((s for s in msg.status if s.name == TIMINGS_STATUS), None)
+                if status is not None:
+                    frame(stamp_ns(msg.header), t_ns).timings = {kv.key: kv.value for kv in status.values}
+            elif name == topic["homography"]:
+                homographies.append((t_ns, np.asarray(msg.data, dtype=np.float64).reshape(3, 3)))
+    if homographies and not stamped_times:
+        raise BagError(f"{bag}: homography messages have no header; the bag needs correspondences or replay/timings to place them")
+    if stamped_times:
+        times = np.array([t for t, _ in stamped_times], dtype=np.int64)
+        stamps = [s for _, s in stamped_times]
+        order = np.argsort(times, kind="stable")
+        times = times[order]
+        for t_ns, H in homographies:
+            i = int(np.searchsorted(times, t_ns))
+            best = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: abs(int(times[j]) - t_ns))
+            if abs(int(times[best]) - t_ns) <= ASSOCIATION_TOLERANCE_NS:
+                frames[stamps[order[best]]].H = H
+    return frames, present
+
+
+# -- scoring ---------------------------------------------------------------------------------
+def _threshold_map(values: Any, thresholds: tuple[float, ...]) -> dict[float, float]:
+    """metrics functions may return a dict (threshold -> value) or a sequence in order."""
+    if isinstance(values, dict):
+        return {float(k): float(v) for k, v in values.items()}
+    return {float(t): float(v) for t, v in zip(thresholds, values)}
+
+
+def _epipolar_precision(kpts0, kpts1, gt: dict, px: float) -> float | None:
+    from ..geometry import sampson_distances
+
+    if len(kpts0) == 0:
+        return None
+    K0, K1 = np.asarray(gt["K0"]), np.asarray(gt["K1"])
+    R, t = np.asarray(gt["R"]), np.asarray(gt["t"]).reshape(3)
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
+    F = np.linalg.inv(K1).T @ tx @ R @ np.linalg.inv(K0)
+    d = np.abs(sampson_distances(F, np.asarray(kpts0, np.float64), np.asarray(kpts1, np.float64)))
+    return float(np.mean(d < px))
+
+
+def _homography_precision(kpts0, kpts1, H: np.ndarray, px: float) -> float | None:
+    from . import metrics
+
+    if len(kpts0) == 0:
+        return None
+    return float(metrics.match_precision(kpts0, kpts1, H, px))
+
+
+def score_frame(gt: dict, out: FrameOutput | None, has_homography_topic: bool, has_pose_topic: bool) -> FrameScore:
+    """Scores of one frame (``out`` None: the node published nothing for it)."""
+    from . import metrics
+
+    score = FrameScore(int(gt["visible_stamp_ns"]), gt.get("name", ""), gt.get("kind", ""), "NO_OUTPUT")
+    if out is not None:
+        score.status = out.timings.get("status", "OUTPUT")
+        score.timings = {k: float(v) for k, v in out.timings.items() if k.endswith("_ms")}
+        if out.kpts0 is not None:
+            score.num_matches = len(out.kpts0)
+            score.num_inliers = int(np.count_nonzero(out.inliers))
+        elif "num_matches" in out.timings:
+            score.num_matches = int(out.timings["num_matches"])
+            score.num_inliers = int(out.timings.get("num_inliers", 0))
+    if gt.get("H") is not None and has_homography_topic:
+        H_gt = np.asarray(gt["H"], dtype=np.float64)
+        w, h = gt["visible_size"]
+        score.corner_error_px = (
+            float(metrics.corner_error(out.H, H_gt, w, h)) if out is not None and out.H is not None else math.inf
+        )
+    if gt.get("R") is not None and has_pose_topic:
+        if out is not None and out.R01 is not None:
+            # relative_pose is the thermal camera in the visible frame; back to OpenCV's R, t
+            R_est = out.R01.T
+            t_est = -out.R01.T @ out.t01
+            score.rotation_error_deg = float(metrics.rotation_error_deg(R_est, np.asarray(gt["R"])))
+            score.translation_error_deg = float(
+                metrics.translation_angle_deg(t_est, np.asarray(gt["t"]).reshape(3), sign_invariant=True)
+            )
+            score.pose_error_deg = max(score.rotation_error_deg, score.translation_error_deg)
+        else:
+            score.pose_error_deg = math.inf
+    if out is not None and out.kpts0 is not None and len(out.kpts0):
+        if gt.get("H") is not None:
+            H_gt = np.asarray(gt["H"], dtype=np.float64)
+            score.precision_all = _homography_precision(out.kpts0, out.kpts1, H_gt, PRECISION_PX)
+            if score.num_inliers:
+                score.precision_inliers = _homography_precision(out.kpts0[out.inliers], out.kpts1[out.inliers], H_gt, PRECISION_PX)
+        elif gt.get("R") is not None and gt.get("K0") is not None:
+            score.precision_all = _epipolar_precision(out.kpts0, out.kpts1, gt, PRECISION_PX)
+            if score.num_inliers:
+                score.precision_inliers = _epipolar_precision(out.kpts0[out.inliers], out.kpts1[out.inliers], gt, PRECISION_PX)
+    return score
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "count": int(v.size),
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "p90": float(np.percentile(v, 90)),
+        "p99": float(np.percentile(v, 99)),
+        "max": float(v.max()),
+    }
+
+
+def summarize(frames: list[FrameScore]) -> dict[str, Any]:
+    """Dataset-level numbers (see module docstring); JSON-ready."""
+    from . import metrics
+
+    summary: dict[str, Any] = {"frames": len(frames)}
+    summary["frames_with_output"] = sum(f.status != "NO_OUTPUT" for f in frames)
+    summary["frames_geometry_ok"] = sum(f.status == "OK" for f in frames)
+    corner = [f.corner_error_px for f in frames if f.corner_error_px is not None]
+    if corner:
+        sr = _threshold_map(metrics.success_rates(corner, HOMOGRAPHY_THRESHOLDS_PX), HOMOGRAPHY_THRESHOLDS_PX)
+        auc = _threshold_map(metrics.pose_auc(corner, HOMOGRAPHY_THRESHOLDS_PX), HOMOGRAPHY_THRESHOLDS_PX)
+        finite = [e for e in corner if math.isfinite(e)]
+        summary["homography"] = {
+            "frames": len(corner),
+            "failed": len(corner) - len(finite),
+            "success_rate": {f"{t:g}px": sr[t] for t in HOMOGRAPHY_THRESHOLDS_PX},
+            "auc": {f"{t:g}px": auc[t] for t in HOMOGRAPHY_THRESHOLDS_PX},
+            "corner_error_median_px": float(np.median(corner)) if corner else None,
+        }
+    pose = [f.pose_error_deg for f in frames if f.pose_error_deg is not None]
+    if pose:
+        auc = _threshold_map(metrics.pose_auc(pose, POSE_THRESHOLDS_DEG), POSE_THRESHOLDS_DEG)
+        summary["pose"] = {
+            "frames": len(pose),
+            "failed": sum(not math.isfinite(e) for e in pose),
+            "auc": {f"{t:g}deg": auc[t] for t in POSE_THRESHOLDS_DEG},
+            "pose_error_median_deg": float(np.median(pose)),
+        }
+    for key in ("precision_all", "precision_inliers"):
+        values = [getattr(f, key) for f in frames if getattr(f, key) is not None]
+        if values:
+            summary[f"match_{key}_at_{PRECISION_PX:g}px"] = float(np.mean(values))
+    summary["matches_mean"] = float(np.mean([f.num_matches for f in frames])) if frames else 0.0
+    summary["inliers_mean"] = float(np.mean([f.num_inliers for f in frames])) if frames else 0.0
+    keys = sorted({k for f in frames for k in f.timings})
+    latency = {k.removesuffix("_ms"): _stats([f.timings[k] for f in frames if k in f.timings]) for k in keys}
+    if latency:
+        summary["latency_ms"] = latency
+    return summary
+
+
+def evaluate(bag: str | Path, gt_path: str | Path, *, namespace: str = "/", distro: str = "humble") -> Evaluation:
+    """Score the node's outputs in ``bag`` against the ground truth at ``gt_path``."""
+    gt_doc = load_ground_truth(gt_path)
+    outputs, present = read_outputs(bag, namespace, distro)
+    has_h = resolve(OUTPUT_TOPICS["homography"][0], namespace) in present
+    has_pose = resolve(OUTPUT_TOPICS["pose"][0], namespace) in present
+    gt_frames = sorted(gt_doc["frames"].values(), key=lambda g: int(g["visible_stamp_ns"]))
+    expected = [g for g in gt_frames if g.get("thermal_stamp_ns") is not None]
+    if not expected:
+        raise BagError(f"ground truth {gt_path} has no frame with a visible/thermal pair")
+    matched = sum(int(g["visible_stamp_ns"]) in outputs for g in expected)
+    if outputs and matched == 0:
+        raise BagError(
+            f"no output stamp of {bag} matches a ground-truth stamp in {gt_path}: "
+            "is this the replay of the bag that ground truth belongs to?"
+        )
+    frames = [score_frame(g, outputs.get(int(g["visible_stamp_ns"])), has_h, has_pose) for g in expected]
+    summary = summarize(frames)
+    summary["frames_without_pair_by_design"] = len(gt_frames) - len(expected)
+    summary["output_topics"] = sorted(present)
+    return Evaluation(frames, summary, outputs, gt_doc, Path(gt_path), Path(bag))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few human-readable lines for the terminal."""
+    lines = [
+        f"frames: {summary['frames']} scored, {summary['frames_with_output']} with output, "
+        f"{summary['frames_geometry_ok']} geometry OK"
+    ]
+    if "homography" in summary:
+        h = summary["homography"]
+        sr = ", ".join(f"SR@{k} {100 * v:.1f}%" for k, v in h["success_rate"].items())
+        auc = ", ".join(f"AUC@{k} {100 * v:.1f}" for k, v in h["auc"].items())
+        lines.append(f"homography ({h['frames']} frames, {h['failed']} failed): {sr}; {auc}")
+    if "pose" in summary:
+        p = summary["pose"]
+        auc = ", ".join(f"AUC@{k} {100 * v:.1f}" for k, v in p["auc"].items())
+        lines.append(f"pose ({p['frames']} frames, {p['failed']} failed): {auc}")
+    for key in (f"match_precision_all_at_{PRECISION_PX:g}px", f"match_precision_inliers_at_{PRECISION_PX:g}px"):
+        if key in summary:
+            lines.append(f"{key.replace('_', ' ')}: {100 * summary[key]:.1f}%")
+    lines.append(f"matches/frame {summary['matches_mean']:.0f}, inliers/frame {summary['inliers_mean']:.0f}")
+    lat = summary.get("latency_ms", {})
+    for key in ("frame", "pipeline", "match", "latency"):
+        if lat.get(key):
+            s = lat[key]
+            lines.append(f"{key} ms: mean {s['mean']:.1f}, median {s['median']:.1f}, p90 {s['p90']:.1f}, max {s['max']:.1f}")
+    return "\n".join(lines)
