@@ -297,3 +297,30 @@ def test_essential_median_rotation_error():
         res = estimate_geometry(x0, x1, "essential", K0=K0, K1=K1)
         errors.append(rotation_error_deg(res.R, R_GT))
     assert np.median(errors) < 0.1 and max(errors) < 0.3, errors
+
+
+def test_distant_scene_translation_not_observable():
+    """Short baseline, far scene (the usual visible/thermal rig): rotation only."""
+    rng = np.random.default_rng(18)
+    n = 400
+    rays = np.column_stack([rng.uniform(-0.6, 0.6, n), rng.uniform(-0.5, 0.5, n), np.ones(n)])
+    X = rays * rng.uniform(2e3, 2e4, (n, 1))  # 2000-20000 baselines away: no parallax
+    x0 = (X @ K0.T)[:, :2] / X[:, 2:] + rng.normal(0, 0.5, (n, 2))
+    P1 = X @ R_GT.T + T_GT
+    x1 = (P1 @ K1.T)[:, :2] / P1[:, 2:] + rng.normal(0, 0.5, (n, 2))
+    res = estimate_geometry(x0, x1, "essential", K0=K0, K1=K1)
+    assert res.ok and res.translation_observable is False, res.message
+    assert "translation direction not observable" in res.message
+    err = rotation_error_deg(res.R, R_GT)
+    assert err < 0.5
+    cov = res.covariance
+    np.testing.assert_allclose(cov[:3, :3], UNKNOWN_SCALE_VARIANCE * np.eye(3))
+    assert np.all(cov[:3, 3:] == 0)
+    # the rotation uncertainty is not overconfident: the error is within 3 sigma
+    assert err <= 3 * np.degrees(np.sqrt(np.linalg.eigvalsh(cov[3:, 3:]).max()))
+
+
+def test_near_scene_translation_observable():
+    x0, x1, _ = stereo(19)
+    res = estimate_geometry(x0, x1, "essential", K0=K0, K1=K1)
+    assert res.translation_observable is True and "not observable" not in res.message

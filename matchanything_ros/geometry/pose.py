@@ -12,7 +12,14 @@ small rotation ``d`` applied on the left, ``R_01' = exp([d]x) R_01``, in ROS ord
 
 The translation's scale is not observable from two views: the position is reported on the
 unit sphere and :data:`UNKNOWN_SCALE_VARIANCE` is added along its direction, so a filter that
-fuses this pose learns nothing about the baseline length from it.
+fuses this pose learns nothing about the baseline length from it. When the scene has too little
+parallax for the translation direction either (see ``translation_observable`` in
+:func:`pose_covariance`), the whole translation block gets that variance.
+
+Limits: this is a first-order covariance for a correct inlier set. On clean synthetic data it
+matches the scatter of the estimates (test_geometry.py::test_covariance_matches_the_observed_scatter);
+outliers that MAGSAC++ accepts as inliers bias the fit, which no covariance computed from the
+inliers can show, so with few inliers or low parallax treat it as optimistic.
 """
 from __future__ import annotations
 
@@ -78,9 +85,28 @@ def sampson_distances(E: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarr
     return num / np.sqrt(np.maximum(den, 1e-300))
 
 
-def pose_covariance(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray | None:
+def rotation_parallax(R: np.ndarray, x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
+    """Per-correspondence distance (normalised units) between x1 and x0 carried by the rotation
+    alone: what is left for the translation (plus noise) to explain."""
+    h0 = np.column_stack([x0, np.ones(len(x0))]) @ np.asarray(R, dtype=np.float64).T
+    return np.linalg.norm(h0[:, :2] / h0[:, 2:] - x1, axis=1)
+
+
+def pose_covariance(
+    R: np.ndarray,
+    t: np.ndarray,
+    x0: np.ndarray,
+    x1: np.ndarray,
+    translation_observable: bool = True,
+) -> np.ndarray | None:
     """6x6 covariance (ROS order) of camera 1's pose in camera 0, from inlier correspondences in
-    normalised coordinates (see the module docstring). None with fewer than 6 inliers."""
+    normalised coordinates (see the module docstring). None with fewer than 6 inliers.
+
+    With ``translation_observable=False`` (too little parallax: the fit cannot tell the
+    translation direction) the first-order model is not trusted: the whole translation block
+    gets :data:`UNKNOWN_SCALE_VARIANCE` with no cross terms, and the rotation variance is at
+    least the squared median rotation-compensated residual, because an arbitrary translation
+    direction biases the rotation by about that much."""
     R = np.asarray(R, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64).reshape(3)
     t = t / np.linalg.norm(t)
@@ -116,6 +142,13 @@ def pose_covariance(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray
         G[:3, k] = (plus[1] - minus[1]) / (2 * eps)
         G[3:, k] = (_log_so3(plus[0] @ R01.T) - _log_so3(minus[0] @ R01.T)) / (2 * eps)
     cov = G @ cov5 @ G.T
-    u = p01 / np.linalg.norm(p01)
-    cov[:3, :3] += UNKNOWN_SCALE_VARIANCE * np.outer(u, u)
+    if translation_observable:
+        u = p01 / np.linalg.norm(p01)
+        cov[:3, :3] += UNKNOWN_SCALE_VARIANCE * np.outer(u, u)
+    else:
+        floor = float(np.median(rotation_parallax(R, x0, x1))) ** 2
+        cov[:3, :] = 0.0
+        cov[:, :3] = 0.0
+        cov[:3, :3] = UNKNOWN_SCALE_VARIANCE * np.eye(3)
+        cov[3:, 3:] += floor * np.eye(3)
     return 0.5 * (cov + cov.T)

@@ -31,6 +31,9 @@ class GeometryResult:
         (x, y, z, rot_x, rot_y, rot_z); see :mod:`matchanything_ros.geometry.pose`.
     rms_residual_px: RMS residual of the inliers in pixels (transfer error for H / affine,
         Sampson distance for F / E), None when not computed.
+    translation_observable: essential mode only; False when the scene has too little parallax
+        to determine the translation direction (R is still valid, t is not; the covariance
+        then gives the whole translation a huge variance).
     """
 
     mode: str
@@ -42,6 +45,7 @@ class GeometryResult:
     t: np.ndarray | None = None
     covariance: np.ndarray | None = None
     rms_residual_px: float | None = None
+    translation_observable: bool | None = None
 
     @property
     def num_inliers(self) -> int:
