@@ -1,6 +1,5 @@
 """sensor_msgs/Image buffer <-> numpy conversion (no cv_bridge)."""
 import array
-import sys
 
 import cv2
 import numpy as np
