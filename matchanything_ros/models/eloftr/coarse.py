@@ -3,6 +3,7 @@ found by row/column maxima (no NonZero), border removal, threshold as a tensor, 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .config import ELoFTRConfig
 
@@ -70,4 +71,18 @@ def cell_to_pixel(idx: torch.Tensor, width: int, stride: int) -> torch.Tensor:
     return torch.stack([idx % width, idx // width], dim=-1).float() * stride
 
 
-__all__ = ["coarse_confidence", "select_matches", "border_mask", "cell_to_pixel", "ELoFTRConfig"]
+class CoarseMatching(nn.Module):
+    """Coarse head as a submodule, so exporters can find (and keep in fp32) its nodes by scope."""
+
+    def __init__(self, config: ELoFTRConfig, top_k: int):
+        super().__init__()
+        self.temperature = config.temperature
+        self.border = config.border_removal
+        self.top_k = top_k
+
+    def forward(self, coarse0: torch.Tensor, coarse1: torch.Tensor, threshold: torch.Tensor):
+        """(1, C, h, w) x 2 -> (idx0 (K,), idx1 (K,), scores (K,)) fp32."""
+        shape = tuple(coarse0.shape[-2:])
+        confidence = coarse_confidence(coarse0, coarse1, self.temperature)
+        threshold = threshold.to(confidence.dtype).reshape(())
+        return select_matches(confidence, shape, shape, threshold, self.border, self.top_k)

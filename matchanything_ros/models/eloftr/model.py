@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .backbone import RepVGGBackbone
-from .coarse import cell_to_pixel, coarse_confidence, select_matches
+from .coarse import CoarseMatching, cell_to_pixel
 from .config import ELoFTRConfig
 from .fine import FineFeatures, gather_windows, refine
 from .transformer import CoarseTransformer
@@ -39,6 +39,7 @@ class ELoFTRDeploy(nn.Module):
         self.top_k = int(top_k)
         self.backbone = RepVGGBackbone(self.config)
         self.transformer = CoarseTransformer(self.config)
+        self.coarse_matching = CoarseMatching(self.config, self.top_k)
         self.fine = FineFeatures(self.config)
 
     def coarse(self, image0: torch.Tensor, image1: torch.Tensor):
@@ -65,11 +66,7 @@ class ELoFTRDeploy(nn.Module):
         coarse0, coarse1, skips = self.coarse(image0, image1)
         hc, wc = coarse0.shape[-2:]
         stride = height // hc
-        confidence = coarse_confidence(coarse0, coarse1, cfg.temperature)
-        threshold = threshold.to(confidence.dtype).reshape(())
-        idx0, idx1, scores = select_matches(
-            confidence, (hc, wc), (hc, wc), threshold, cfg.border_removal, self.top_k
-        )
+        idx0, idx1, scores = self.coarse_matching(coarse0, coarse1, threshold)
         fine = self.fine(torch.cat([coarse0, coarse1], dim=0), skips)
         fine_stride = fine.shape[-2] // hc
         win0 = gather_windows(fine[:1], idx0, wc, fine_stride, cfg.fine_window, pad=0)
