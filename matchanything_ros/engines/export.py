@@ -6,7 +6,9 @@ cannot trace this network, so the dynamo exporter (``torch.export``) is used.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
 
 from .base import INPUT_NAMES, OUTPUT_NAMES, EngineError
@@ -96,7 +98,7 @@ def export_onnx(
         torch.tensor(0.2, dtype=torch.float32),
     )
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with _quiet_exporter(), torch.inference_mode(False), torch.no_grad():
             program = torch.onnx.export(
                 model,
                 args,
@@ -121,6 +123,24 @@ def export_onnx(
     onnx.save_model(proto, str(path))
     log.info("exported %s (%dx%d, K=%s, %d fp32-pinned nodes)", path, height, width, top_k, tagged)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's optimiser logs every pass at INFO (hundreds of lines); keep warnings."""
+    names = ("onnx_ir", "onnxscript", "torch.onnx", "torch.onnx._internal.exporter._registration")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR if lg.name.endswith("_registration") else logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            # torch's own pytree deprecation notices, not actionable by users
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _output_rows(proto) -> int | None:

@@ -1,8 +1,9 @@
 """PyTorch backend: the deploy network run eagerly on CPU or CUDA, fp32 or fp16.
 
-fp16 runs under ``torch.autocast`` so convolutions and attention use half precision while the
-network's coarse head (similarity matrix + dual softmax), which the model wraps in an
-autocast-disabled fp32 region, stays in fp32: in fp16 its exp() overflows and the matches change.
+fp16 comes in two modes. ``"half"`` (default) casts a copy of the weights to float16 and feeds
+float16 images; ``"autocast"`` keeps fp32 weights and runs under ``torch.autocast``. Either way the
+network's coarse head (similarity matrix + dual softmax) casts its inputs up and runs in an
+autocast-disabled fp32 region: in fp16 its exp() overflows and the matches change.
 Optionally the whole forward is captured once per input size in a CUDA graph, which removes the
 per-kernel launch cost that dominates at small resolutions.
 """
@@ -42,23 +43,41 @@ def resolve_torch_device(device: str):
 class TorchEngine(Engine):
     """Run an ``ELoFTRDeploy``-like module (``forward(image0, image1, threshold)``) in PyTorch.
 
-    ``cuda_graphs=True`` (CUDA only) records the forward once per input size and replays it.
+    ``fp16_mode``: ``"half"`` or ``"autocast"`` (see module doc). ``cuda_graphs=True`` (CUDA
+    only) records the forward once per input size and replays it. The model is moved to
+    ``device`` in place (fp16 "half" works on a copy).
     """
 
     name = "torch"
 
-    def __init__(self, model, *, device: str = "cpu", precision: str = "fp32", cuda_graphs: bool = False):
+    def __init__(
+        self,
+        model,
+        *,
+        device: str = "cpu",
+        precision: str = "fp32",
+        fp16_mode: str = "half",
+        cuda_graphs: bool = False,
+    ):
+        import copy
+
         import torch
 
         super().__init__(device=device, precision=precision, input_size=None)
         if model is None:
             raise EngineError("the torch backend needs a model (e.g. from load_deploy_model)")
         self._device = resolve_torch_device(device)
-        if precision == "fp16" and self._device.type != "cuda":
-            raise EngineError("fp16 needs a CUDA device; use precision='fp32' on CPU")
+        if fp16_mode not in ("half", "autocast"):
+            raise EngineError(f"fp16_mode {fp16_mode!r} is not 'half' or 'autocast'")
+        if precision == "fp16" and self._device.type == "cpu":
+            log.warning("fp16 on CPU is emulated and slower than fp32; use it only for testing")
         if cuda_graphs and self._device.type != "cuda":
             raise EngineError("cuda_graphs needs a CUDA device")
         self.cuda_graphs = bool(cuda_graphs)
+        self.fp16_mode = fp16_mode if precision == "fp16" else None
+        self._dtype = torch.float16 if self.fp16_mode == "half" else torch.float32
+        if self._dtype != torch.float32:
+            model = copy.deepcopy(model).to(dtype=self._dtype)
         self.model = model.eval().to(self._device)
         # Parameters never need gradients here; dropping them also lets graphs reuse memory.
         for p in self.model.parameters():
@@ -67,8 +86,8 @@ class TorchEngine(Engine):
         self._torch = torch
 
     def _autocast(self):
-        if self.precision == "fp16":
-            return self._torch.autocast(device_type="cuda", dtype=self._torch.float16)
+        if self.fp16_mode == "autocast":
+            return self._torch.autocast(device_type=self._device.type, dtype=self._torch.float16)
         return contextlib.nullcontext()
 
     def forward_tensors(self, image0, image1, threshold):
@@ -78,8 +97,8 @@ class TorchEngine(Engine):
 
     def _run(self, image0: np.ndarray, image1: np.ndarray, threshold: float):
         torch = self._torch
-        t0 = torch.from_numpy(image0).to(self._device, non_blocking=True)
-        t1 = torch.from_numpy(image1).to(self._device, non_blocking=True)
+        t0 = torch.from_numpy(image0).to(self._device, self._dtype, non_blocking=True)
+        t1 = torch.from_numpy(image1).to(self._device, self._dtype, non_blocking=True)
         thr = torch.tensor(threshold, dtype=torch.float32, device=self._device)
         if self.cuda_graphs:
             outputs = self._replay(t0, t1, thr)
@@ -120,6 +139,8 @@ class TorchEngine(Engine):
     def describe(self) -> dict:
         info = super().describe()
         info["cuda_graphs"] = self.cuda_graphs
+        if self.fp16_mode:
+            info["fp16_mode"] = self.fp16_mode
         return info
 
     def close(self) -> None:
