@@ -72,11 +72,12 @@ def estimate_geometry(
 ) -> GeometryResult:
     """Fit ``mode`` to the correspondences kpts0 (visible px) <-> kpts1 (thermal px).
 
-    Uses cv2.USAC_MAGSAC (MAGSAC++) with ``threshold_px`` as the inlier threshold; in essential
-    mode the points are normalised with K0 / K1 (which may differ) and the threshold is divided
-    by the mean focal length. The essential fit also returns R, t (cheirality-checked with
-    cv2.recoverPose on the E inliers) and a pose covariance. Status is OK only when at least
-    ``max(min_matches, minimal sample)`` inliers support a non-degenerate model.
+    Uses cv2.USAC_MAGSAC (MAGSAC++) with ``threshold_px`` as the inlier threshold. In essential
+    mode the points are normalised with K0 / K1 (which may differ) and rescaled by the mean
+    focal length, so the threshold keeps its meaning in pixels; the fit also returns R, t
+    (cheirality-checked with cv2.recoverPose on the E inliers), ``translation_observable`` and
+    a pose covariance. Status is OK only when at least ``max(min_matches, minimal sample)``
+    inliers support a non-degenerate model. Non-finite keypoints are skipped (never inliers).
     Raises ValueError only for programming errors (unknown mode, mismatched arrays, bad
     threshold / confidence); everything data-dependent is a status.
     """
