@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -181,11 +181,19 @@ def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
 class BagReplay:
     """Replays one bag; see :func:`replay`."""
 
-    def __init__(self, node_cfg: NodeConfig, pipe_cfg: PipelineConfig, options: ReplayOptions, pipeline: Pipeline | None = None):
+    def __init__(
+        self,
+        node_cfg: NodeConfig,
+        pipe_cfg: PipelineConfig | None,
+        options: ReplayOptions,
+        pipeline: Pipeline | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
+    ):
         self.cfg = node_cfg
         self.options = options
-        self.pipeline = pipeline or Pipeline(pipe_cfg)
-        if pipeline is not None:
+        self.on_result = on_result
+        self.pipeline = pipeline or Pipeline(pipe_cfg or PipelineConfig())
+        if pipeline is not None and pipe_cfg is not None:
             self.pipeline.reconfigure(pipe_cfg)
 
     def input_topics(self) -> dict[str, str]:
@@ -347,6 +355,8 @@ class BagReplay:
             "thermal_stamp_ns": stamp_ns(th_msg.header),
         }
         self._write_timings(stamp, t_out, timings)
+        if self.on_result is not None:
+            self.on_result(stamp, result)
         self.health.on_result(t_out / NS_PER_S, (t_out - stamp) / NS_PER_S, result)
         summary.processed += 1
         summary.ok += int(result.ok)
@@ -430,10 +440,15 @@ def replay(
     pipe_cfg: PipelineConfig | None = None,
     options: ReplayOptions | None = None,
     pipeline: Pipeline | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> ReplaySummary:
     """Replay ``bag`` through the node's pipeline and write the node's outputs to ``out``.
+
+    ``pipeline``: an already built pipeline to reuse (reconfigured to ``pipe_cfg``);
+    ``on_result(visible_stamp_ns, PipelineResult)`` is called for every processed pair.
 
     The output bag is always closed properly (Ctrl-C, damaged input): ``summary.interrupted``
     / ``summary.error`` say why it stopped early. Errors before anything is written (missing
     topics, unreadable bag, existing output) raise BagError."""
-    return BagReplay(node_cfg or NodeConfig(), pipe_cfg or PipelineConfig(), options or ReplayOptions(), pipeline).run(bag, out)
+    replayer = BagReplay(node_cfg or NodeConfig(), pipe_cfg, options or ReplayOptions(), pipeline, on_result)
+    return replayer.run(bag, out)
