@@ -324,3 +324,33 @@ def test_near_scene_translation_observable():
     x0, x1, _ = stereo(19)
     res = estimate_geometry(x0, x1, "essential", K0=K0, K1=K1)
     assert res.translation_observable is True and "not observable" not in res.message
+
+
+def test_real_thermal_frame_known_homography(roadscene_dir):
+    """Real thermal texture (RoadScene): SIFT between a frame and its warp by a known H."""
+    from matchanything_ros.viz import draw_registration
+
+    name = sorted(p.name for p in (roadscene_dir / "thermal").iterdir())[0]
+    thermal = cv2.imread(str(roadscene_dir / "thermal" / name), cv2.IMREAD_GRAYSCALE)
+    visible = cv2.imread(str(roadscene_dir / "visible" / name), cv2.IMREAD_COLOR)
+    assert thermal is not None and visible is not None
+    h, w = thermal.shape
+    H = np.array([[1.04, 0.03, -12.0], [-0.02, 0.98, 9.0], [4e-5, -2e-5, 1.0]])
+    # The "thermal camera" sees the registered thermal frame through H: x1 ~ H x0.
+    moved = cv2.warpPerspective(thermal, H, (w, h))
+    sift = cv2.SIFT_create(1500)
+    ka, da = sift.detectAndCompute(thermal, None)
+    kb, db = sift.detectAndCompute(moved, None)
+    pairs = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True).match(da, db)
+    x0 = np.array([ka[m.queryIdx].pt for m in pairs])
+    x1 = np.array([kb[m.trainIdx].pt for m in pairs])
+    res = estimate_geometry(x0, x1, "homography")
+    assert res.ok, res.message
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float).reshape(-1, 1, 2)
+    err = np.linalg.norm(cv2.perspectiveTransform(corners, res.matrix) - cv2.perspectiveTransform(corners, H), axis=2)
+    assert err.mean() < 1.0
+    back = warp_thermal_to_visible(moved, res.matrix, visible.shape)
+    inner = (slice(30, h - 30), slice(30, w - 30))
+    assert np.median(np.abs(back[inner].astype(int) - thermal[inner].astype(int))) <= 3
+    overlay = draw_registration(visible, back)
+    assert overlay.shape == visible.shape
