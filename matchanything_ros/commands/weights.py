@@ -1,10 +1,53 @@
-"""Placeholder until its issue lands: the owning module replaces this file."""
+"""`matchanything-ros weights {path,download,check}`: locate, fetch or verify the
+MatchAnything-ELoFTR weights (zju-community/matchanything_eloftr, Apache-2.0)."""
+from __future__ import annotations
+
 from . import CommandError
 
-
-def add_arguments(parser):
-    pass
+HELP = "locate or download MatchAnything-ELoFTR weights"
 
 
-def run(args):
-    raise CommandError("not implemented yet")
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("path", help="print the weights file that would be used (no network)")
+    p.add_argument("--weights", default="", help="explicit weights file or directory to check first")
+    d = sub.add_parser("download", help="download the weights into the Hugging Face cache")
+    d.add_argument("--cache-dir", default=None, help="cache directory (default: the standard HF cache)")
+    c = sub.add_parser("check", help="load a checkpoint (HF safetensors or the authors' .ckpt) and verify it")
+    c.add_argument("weights", nargs="?", default="", help="file (default: the one `path` finds)")
+
+
+def run(args) -> int:
+    from matchanything_ros.models.eloftr.weights import (
+        WEIGHTS_HINT,
+        WeightsError,
+        download_weights,
+        find_local_weights,
+    )
+
+    try:
+        if args.action == "path":
+            found = find_local_weights(args.weights or None)
+            if found is None:
+                raise CommandError(f"MatchAnything-ELoFTR weights not found locally; {WEIGHTS_HINT}")
+            print(found)
+            return 0
+        if args.action == "download":
+            print(download_weights(args.cache_dir))
+            return 0
+        found = find_local_weights(args.weights or None)
+        if found is None:
+            raise CommandError(f"no weights to check; {WEIGHTS_HINT}")
+        from matchanything_ros.models.eloftr.weights import detect_layout, read_checkpoint
+
+        state = read_checkpoint(found)
+        layout = detect_layout(state)
+        from matchanything_ros.models.eloftr.model import load_deploy_model
+
+        model = load_deploy_model(found, top_k=1)
+        fused = sum(p.numel() for p in model.parameters())
+        stored = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
+        print(f"{found}: {layout} layout, {stored:,} stored values -> {fused:,} deployed parameters (RepVGG/BN fused): OK")
+        return 0
+    except WeightsError as exc:
+        raise CommandError(str(exc)) from None

@@ -1,9 +1,27 @@
 """MatchAnything-ELoFTR (EfficientLoFTR weights) written for deployment.
 
 ``ELoFTRDeploy`` is the fixed-shape network, ``load_deploy_model`` builds it from either checkpoint
-layout, ``ELoFTRMatcher`` (in ``matcher``) is the package's Matcher on top of it.
+layout, ``ELoFTRMatcher`` is the package's Matcher on top of it. Attributes are imported lazily so
+that locating weights (``weights.find_local_weights``) does not import torch.
 """
-from .config import ELoFTRConfig
-from .model import MAX_TOP_K, ELoFTRDeploy, load_deploy_model
+from __future__ import annotations
 
-__all__ = ["ELoFTRConfig", "ELoFTRDeploy", "load_deploy_model", "MAX_TOP_K"]
+import importlib
+
+_EXPORTS = {
+    "ELoFTRConfig": ".config",
+    "ELoFTRDeploy": ".model",
+    "load_deploy_model": ".model",
+    "MAX_TOP_K": ".model",
+    "ELoFTRMatcher": ".matcher",
+    "find_local_weights": ".weights",
+    "download_weights": ".weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

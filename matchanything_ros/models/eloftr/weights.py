@@ -18,12 +18,14 @@ import logging
 import re
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
 from matchanything_ros.matching.base import MatcherError
 
-from .backbone import fold_batch_norm, fuse_repvgg_block
 from .config import ELoFTRConfig
+
+if TYPE_CHECKING:  # torch is imported lazily: locating weights must not need it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ HF_CONFIG = "config.json"
 
 WEIGHTS_HINT = (
     "run `matchanything-ros weights download` on a machine with internet access (it fills the "
-    "Hugging Face cache), or pass weights:=/path/to/model.safetensors (or the authors' "
-    "matchanything_eloftr.ckpt)"
+    "Hugging Face cache, ~/.cache/huggingface), or give an explicit weights path (--weights / the "
+    "node's `weights` parameter) to model.safetensors or the authors' matchanything_eloftr.ckpt"
 )
 
 
@@ -128,6 +130,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     with open(path, "rb") as fh:
         head = fh.read(8)
     is_zip_or_pickle = head[:2] == b"PK" or head[:1] == b"\x80"
+    import torch
+
     if not is_zip_or_pickle:
         try:
             from safetensors.torch import load_file
@@ -141,16 +145,57 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"{path}: cannot read checkpoint safely ({first[:200]}); only tensor checkpoints "
-            f"(torch.load weights_only=True) or safetensors are accepted"
-        ) from None
+        if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"{path}: cannot read checkpoint ({first[:200]}); the file is corrupt -- download it again") from None
+        # A Lightning checkpoint may also pickle training metadata (config objects...). Read it
+        # again with an unpickler that builds inert placeholders for every non-torch class:
+        # tensors load, no foreign code runs.
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
+        except Exception as exc2:
+            raise WeightsError(f"{path}: cannot read checkpoint ({type(exc2).__name__}: {str(exc2)[:200]})") from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{path}: checkpoint holds no state_dict of tensors")
     return dict(data)
+
+
+class _Inert:
+    """Placeholder for any pickled object that is not a tensor: accepts and ignores everything."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _make_inert_pickle():
+    import pickle
+    import types
+
+    # torch needs its storage/tensor rebuild helpers and dtypes; nothing else is ever imported
+    allowed_modules = ("torch", "torch._utils", "torch.storage", "torch.serialization", "collections")
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if module in allowed_modules and (
+                name.startswith("_rebuild") or name.endswith("Storage") or name in ("OrderedDict", "Size", "device")
+                or (module == "torch" and name in ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "int8", "bool"))
+            ):
+                return super().find_class(module, name)
+            return _Inert
+
+    module = types.ModuleType("matchanything_inert_pickle")
+    module.Unpickler = Unpickler
+    module.load = pickle.load
+    module.__name__ = "matchanything_inert_pickle"
+    return module
+
+
+_inert_pickle = _make_inert_pickle()
 
 
 # --------------------------------------------------------------------------- original -> HF names
@@ -241,7 +286,7 @@ class _Taker:
     def get(self, key: str) -> torch.Tensor:
         if key not in self.state:
             self.missing.append(key)
-            return torch.zeros(1)
+            return None
         self.used.add(key)
         return self.state[key]
 
@@ -259,6 +304,8 @@ class _Taker:
 
 def hf_to_deploy(state: dict[str, torch.Tensor], config: ELoFTRConfig, source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Fuse a transformers-layout state_dict into :class:`ELoFTRDeploy`'s state_dict."""
+    from .backbone import fold_batch_norm, fuse_repvgg_block
+
     t = _Taker(state)
     out: dict[str, torch.Tensor] = {}
     eps = 1e-5

@@ -1,0 +1,189 @@
+"""ELoFTRMatcher: MatchAnything-ELoFTR behind the package's Matcher interface.
+
+Preprocesses (grayscale, common size divisible by 32), runs the deploy network through an engine
+("torch", "onnxruntime" or "tensorrt" from :mod:`matchanything_ros.engines`), keeps the slots with a
+non-zero score and maps keypoints back to each original image.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from matchanything_ros.matching.base import Matcher, MatcherError, Matches
+
+from .preprocess import network_size, prepare_pair
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+MAX_TOP_K = 3840  # TensorRT TopK limit; the network refuses larger K
+
+
+def default_cache_dir() -> Path:
+    """Where exported ONNX files are cached (``$XDG_CACHE_HOME/matchanything_ros``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "matchanything_ros"
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when PyTorch sees a GPU, else "cpu"; other names pass through."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        return "cpu"
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """"auto" -> TensorRT on CUDA when installed, else PyTorch."""
+    if backend != "auto":
+        return backend
+    if device.startswith("cuda"):
+        try:
+            import tensorrt  # noqa: F401
+
+            return "tensorrt"
+        except ImportError:
+            pass
+    return "torch"
+
+
+class ELoFTRMatcher(Matcher):
+    """MatchAnything-ELoFTR matcher.
+
+    weights: checkpoint path (HF ``model.safetensors`` or the authors' ``.ckpt``); None = Hugging
+    Face cache, then download (``download=False`` forbids that). backend: "auto", "torch",
+    "onnxruntime", "tensorrt". device: "auto", "cpu", "cuda[:N]". precision: "fp32" or "fp16"
+    (the coarse matching head always runs in fp32). resolution: long side of the network input
+    (multiple of 32). max_matches: K, at most 3840. match_threshold: coarse confidence threshold.
+    onnx_path / engine_path: use these exported files instead of exporting/building into the cache.
+    """
+
+    name = "matchanything_eloftr"
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | None = None,
+        backend: str = "auto",
+        device: str = "auto",
+        precision: str = "fp32",
+        resolution: int = 640,
+        max_matches: int = 2048,
+        match_threshold: float = 0.1,
+        onnx_path: str | os.PathLike | None = None,
+        engine_path: str | os.PathLike | None = None,
+        download: bool = True,
+        cache_dir: str | os.PathLike | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise MatcherError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise MatcherError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not 1 <= int(max_matches) <= MAX_TOP_K:
+            raise MatcherError(f"max_matches must be in [1, {MAX_TOP_K}], got {max_matches}")
+        threshold = float(match_threshold)
+        if not 0.0 <= threshold < 1.0:
+            raise MatcherError(f"match_threshold must be in [0, 1), got {match_threshold}")
+        try:
+            network_size((resolution, resolution), (resolution, resolution), resolution)
+        except ValueError as exc:
+            raise MatcherError(str(exc)) from None
+        from .weights import resolve_weights
+
+        self.weights_path = resolve_weights(weights, allow_download=download)
+        self.device = resolve_device(device)
+        self.backend = resolve_backend(backend, self.device)
+        self.precision = precision
+        self.resolution = int(resolution)
+        self.top_k = int(max_matches)
+        self.match_threshold = threshold
+        self.onnx_path = Path(onnx_path) if onnx_path else None
+        self.engine_path = Path(engine_path) if engine_path else None
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._model = None
+        self._engines: dict[tuple[int, int] | None, object] = {}
+        self._load_model()
+        if self.backend == "torch":
+            self._engine_for(None)  # fail early on a bad device/precision
+
+    # ------------------------------------------------------------------ engines
+    def _load_model(self):
+        from .model import load_deploy_model
+
+        try:
+            self._model = load_deploy_model(self.weights_path, self.top_k)
+        except MatcherError:
+            raise
+        except Exception as exc:  # e.g. RuntimeError from load_state_dict
+            raise MatcherError(f"cannot load ELoFTR weights {self.weights_path}: {exc}") from None
+
+    def _onnx_for(self, size: tuple[int, int]) -> Path:
+        if self.onnx_path is not None:
+            return self.onnx_path
+        from matchanything_ros.engines.export import export_onnx
+
+        stat = self.weights_path.stat()
+        tag = hashlib.sha1(f"{self.weights_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+        path = self.cache_dir / "onnx" / f"eloftr_{tag}_{size[0]}x{size[1]}_k{self.top_k}.onnx"
+        if not path.is_file():
+            log.info("exporting ELoFTR to %s (one-off per size)", path)
+            tmp = path.with_suffix(".tmp.onnx")
+            export_onnx(self._model, tmp, size[0], size[1], top_k=self.top_k)
+            tmp.replace(path)
+        return path
+
+    def _engine_for(self, size: tuple[int, int] | None):
+        key = None if self.backend == "torch" else size
+        engine = self._engines.get(key)
+        if engine is not None:
+            return engine
+        from matchanything_ros.engines import EngineError, create_engine
+
+        try:
+            if self.backend == "torch":
+                engine = create_engine("torch", model=self._model, device=self.device, precision=self.precision)
+            else:
+                engine = create_engine(
+                    self.backend,
+                    onnx_path=self._onnx_for(size),
+                    engine_path=self.engine_path,
+                    device=self.device,
+                    precision=self.precision,
+                )
+        except EngineError as exc:
+            raise MatcherError(f"ELoFTR {self.backend} backend: {exc}") from None
+        self._engines[key] = engine
+        return engine
+
+    # ------------------------------------------------------------------ Matcher
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        start = time.perf_counter()
+        pair = prepare_pair(image0, image1, self.resolution)
+        engine = self._engine_for(pair.size)
+        kpts0, kpts1, scores = engine.run(pair.image0, pair.image1, self.match_threshold)
+        keep = scores > 0
+        info = {
+            "network_size": pair.size,
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "top_k": self.top_k,
+            "slots_used": int(keep.sum()),
+            "seconds": time.perf_counter() - start,
+        }
+        return Matches(pair.to_original(kpts0[keep], 0), pair.to_original(kpts1[keep], 1), scores[keep], info)
+
+    def describe(self) -> str:
+        return (
+            f"matchanything_eloftr (backend={self.backend}, device={self.device}, {self.precision}, "
+            f"long side {self.resolution}px, K={self.top_k}, threshold={self.match_threshold:g})"
+        )
