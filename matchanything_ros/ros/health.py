@@ -62,6 +62,7 @@ class NodeHealth:
         self.counts = collections.Counter()  # pairs, processed, matcher_errors, ...
         self.latency = collections.deque(maxlen=window)  # s, stamp -> publish
         self.inference = collections.deque(maxlen=window)  # s, pipeline total
+        self.overhead = collections.deque(maxlen=window)  # s, latency minus pipeline time
         self.last_processed: float | None = None
         self.last_matches = 0
         self.last_inliers = 0
@@ -108,6 +109,7 @@ class NodeHealth:
             self.last_processed = now
             self.latency.append(latency)
             self.inference.append(result.timings.get("total", 0.0))
+            self.overhead.append(latency - result.timings.get("total", 0.0))
             self.last_matches = result.num_matches
             self.last_inliers = result.num_inliers
             self.last_status = result.geometry.status.value
@@ -166,6 +168,8 @@ class NodeHealth:
                 "latency_median_ms": lat * 1000,
                 "latency_max_ms": (max(self.latency) * 1000) if self.latency else 0.0,
                 "inference_median_ms": (float(np.median(self.inference)) * 1000) if self.inference else 0.0,
+                # stamp -> publish minus pipeline time: decoding, queueing, message building
+                "overhead_median_ms": (float(np.median(self.overhead)) * 1000) if self.overhead else 0.0,
                 "matches": self.last_matches,
                 "inliers": self.last_inliers,
                 "inlier_ratio": float(ratio),
@@ -182,6 +186,7 @@ class NodeHealth:
                 "missing_camera_info": totals["missing_camera_info"],
                 "matcher_errors": totals["matcher_errors"],
                 "reconfigure_errors": totals["reconfigure_errors"],
+                "publish_errors": totals["publish_errors"],
             }
             for reason, n in sorted(self.bad_input.items()):
                 values[f"bad_input.{reason}"] = n

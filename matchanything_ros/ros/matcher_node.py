@@ -12,7 +12,6 @@ or ``ros2 launch matchanything_ros matcher.launch.py``.
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from typing import Any
@@ -89,9 +88,10 @@ class MatcherNode(Node):
         )
         self._camera_info: list[Any] = [None, None]
         self._newest_stamp: list[int | None] = [None, None]
-        self._swap_lock = threading.Lock()
-        self._swap: tuple[str, Any, int] | None = None  # ("config"|"pipeline", obj, generation)
-        self._generation = 0
+        # The worker holds _pipeline_lock while matching; reconfiguration swaps under it.
+        self._pipeline_lock = threading.Lock()
+        self._generation = 0  # newest parameter change; older pending rebuilds are dropped
+        self._generation_lock = threading.Lock()
 
         self._make_publishers()
         self._make_sync()
@@ -211,23 +211,6 @@ class MatcherNode(Node):
         self.health.set_count("dropped_overload", self.worker.dropped)
 
     # -- worker thread ----------------------------------------------------------------------
-    def _apply_pending_pipeline(self) -> None:
-        with self._swap_lock:
-            swap, self._swap = self._swap, None
-        if swap is None:
-            return
-        kind, obj, _ = swap
-        try:
-            if kind == "pipeline":
-                self.pipeline = obj
-            else:
-                self.pipeline.reconfigure(obj)
-            self.get_logger().info(f"pipeline reconfigured: {self.pipeline.matcher.describe()}, "
-                                   f"geometry {self.pipeline.config.geometry}")
-        except Exception as exc:  # keep the previous pipeline serving
-            self.health.on_error("reconfigure_errors", f"reconfigure failed: {exc}")
-            self.get_logger().error(f"reconfigure failed, keeping the previous pipeline: {exc}")
-
     def _decode(self, msg: Any, stream: str) -> np.ndarray | None:
         try:
             array = msg_to_numpy(msg)
@@ -241,9 +224,12 @@ class MatcherNode(Node):
             return None
 
     def _process(self, item: tuple) -> None:
-        self._apply_pending_pipeline()
+        with self._pipeline_lock:
+            self._process_locked(item, self.pipeline)
+
+    def _process_locked(self, item: tuple, pipeline: Pipeline) -> None:
         vis_msg, th_msg, vis_info, th_info = item
-        cfg, pipeline = self.cfg, self.pipeline
+        cfg = self.cfg
         visible, thermal = self._decode(vis_msg, "visible"), self._decode(th_msg, "thermal")
         if visible is None or thermal is None:
             return
@@ -262,7 +248,13 @@ class MatcherNode(Node):
             self.health.on_error("matcher_errors", f"matcher error: {exc}")
             self.get_logger().error(f"matching failed: {exc}", throttle_duration_sec=THROTTLE_S)
             return
-        self._publish(result, cfg, pipeline, vis_msg, th_msg, visible, thermal)
+        try:
+            self._publish(result, cfg, pipeline, vis_msg, th_msg, visible, thermal)
+        except Exception as exc:
+            if not self.context.ok():  # shutting down: publishers are gone
+                return
+            self.health.on_error("publish_errors", f"publishing failed: {exc}")
+            self.get_logger().error(f"publishing failed: {exc}", throttle_duration_sec=THROTTLE_S)
 
     def _publish(self, result, cfg: NodeConfig, pipeline: Pipeline, vis_msg, th_msg, visible, thermal) -> None:
         stamp = stamp_to_ns(vis_msg.header.stamp)
@@ -303,6 +295,8 @@ class MatcherNode(Node):
             Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
             extra={
                 "geometry_mode": self.pipeline.config.geometry,
+                "resolution": self.pipeline.config.resolution,
+                "max_matches": self.pipeline.config.max_matches,
                 "backend": self.pipeline.config.backend,
                 "sync": self.sync_backend,
                 "sync_slop_s": self.cfg.sync.slop,
@@ -334,27 +328,37 @@ class MatcherNode(Node):
         return SetParametersResult(successful=True)
 
     def _request_pipeline(self, cfg: PipelineConfig) -> None:
-        """Hand a new pipeline config to the worker; a new matcher is built on a side thread so
-        neither the executor nor the worker waits for model loading."""
-        with self._swap_lock:
+        """Apply a new pipeline config on a side thread: a new matcher is built while the
+        worker keeps matching with the old one, then swapped in between two pairs. Neither
+        the executor (parameter service) nor the worker waits for model loading."""
+        with self._generation_lock:
             self._generation += 1
-            gen = self._generation
-            if cfg.matcher_key() == self.pipeline.config.matcher_key():
-                self._swap = ("config", dataclasses.replace(cfg), gen)
-                return
+            generation = self._generation
 
-        def build() -> None:
+        def current() -> bool:
+            with self._generation_lock:
+                return generation == self._generation
+
+        def apply() -> None:
             try:
-                pipeline = Pipeline(cfg)
-            except Exception as exc:
-                self.health.on_error("reconfigure_errors", f"could not build matcher {cfg.model!r}: {exc}")
-                self.get_logger().error(f"could not build matcher {cfg.model!r}, keeping the previous one: {exc}")
+                rebuilt = None
+                if cfg.matcher_key() != self.pipeline.config.matcher_key():
+                    rebuilt = Pipeline(cfg)  # slow (model loading), outside the lock
+                with self._pipeline_lock:
+                    if not current():  # a newer change supersedes this one
+                        return
+                    if rebuilt is not None:
+                        self.pipeline = rebuilt
+                    else:
+                        self.pipeline.reconfigure(cfg)
+            except Exception as exc:  # keep the previous pipeline serving
+                self.health.on_error("reconfigure_errors", f"reconfigure failed: {exc}")
+                self.get_logger().error(f"reconfigure failed, keeping the previous pipeline: {exc}")
                 return
-            with self._swap_lock:
-                if gen == self._generation:  # a newer request supersedes this one
-                    self._swap = ("pipeline", pipeline, gen)
+            self.get_logger().info(
+                f"pipeline reconfigured: {self.pipeline.matcher.describe()}, geometry {cfg.geometry}")
 
-        threading.Thread(target=build, name="matcher-rebuild", daemon=True).start()
+        threading.Thread(target=apply, name="matcher-reconfigure", daemon=True).start()
 
     def destroy_node(self) -> None:
         self.worker.stop()

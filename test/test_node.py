@@ -1,0 +1,408 @@
+"""matcher_node end to end over real DDS: the node runs as a subprocess with a params file, this
+test publishes synthetic visible/thermal pairs with known geometry from its own rclpy node and
+checks pairing, outputs against ground truth, diagnostics, malformed input and runtime
+parameter changes.
+
+Isolation: a ROS_DOMAIN_ID derived from the pid, discovery limited to localhost, and the
+package's Fast DDS shared-memory profile (large images over best-effort need it).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("sensor_msgs.msg")
+
+from matchanything_ros.synthetic import make_planar_pair, make_stereo_pair  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+# (width, height): cross-modal synthetic pairs need the full size for ground-truth checks; the
+# other tests use small images to keep the matcher fast on 2 shared cores
+GT_SIZE = (640, 512)
+SIZE = (320, 256)
+SLOP = 0.010
+VIS_FRAME, TH_FRAME = "vis_optical", "th_optical"
+MS = 1_000_000
+
+
+def _env() -> dict[str, str]:
+    profile = str(REPO / "config" / "fastdds_shm.xml")
+    return {
+        "ROS_DOMAIN_ID": str(10 + os.getpid() % 190),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "ROS_LOCALHOST_ONLY": "1",  # older distros
+        "FASTDDS_DEFAULT_PROFILES_FILE": profile,
+        "FASTRTPS_DEFAULT_PROFILES_FILE": profile,
+    }
+
+
+PARAMS = f"""
+matcher_node:
+  ros__parameters:
+    model: xfeat
+    resolution: 640
+    geometry: homography
+    polarity: normal
+    min_matches: 12
+    sync: {{queue_size: 10, slop: {SLOP}}}
+    qos: {{reliability: reliable, depth: 10}}
+    worker: {{queue_size: 4}}
+    publish: {{registered: true, debug_image: true, pose: true, transform: true, homography: true}}
+    diagnostics: {{period: 0.25, stale_timeout: 30.0}}
+    frames: {{thermal: {TH_FRAME}}}
+"""
+
+
+def _wait(predicate, timeout: float, what: str, poll: float = 0.02):
+    """Bounded poll: return predicate()'s truthy value or fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Harness:
+    """The test's own node: publishes inputs, records every output."""
+
+    def __init__(self, proc: subprocess.Popen):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from std_msgs.msg import Float64MultiArray
+
+        self.proc = proc
+        self.ctx = rclpy.context.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("matcher_test_driver", context=self.ctx)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub_vis = self.node.create_publisher(Image, "visible/image_raw", qos)
+        self.pub_th = self.node.create_publisher(Image, "thermal/image_raw", qos)
+        self.pub_vis_info = self.node.create_publisher(CameraInfo, "visible/camera_info", qos)
+        self.pub_th_info = self.node.create_publisher(CameraInfo, "thermal/camera_info", qos)
+        self.lock = threading.Lock()
+        self.got: dict[str, list] = {}
+        self.subs = []
+        for topic, kind in [
+            ("correspondences", PointCloud2),
+            ("homography", Float64MultiArray),
+            ("relative_pose", PoseWithCovarianceStamped),
+            ("relative_transform", TransformStamped),
+            ("registered/image", Image),
+            ("debug/matches", Image),
+            ("/diagnostics", DiagnosticArray),
+        ]:
+            self.got[topic] = []
+            self.subs.append(self.node.create_subscription(kind, topic, self._recorder(topic), qos))
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _recorder(self, topic):
+        def record(msg):
+            with self.lock:
+                self.got[topic].append(msg)
+
+        return record
+
+    def messages(self, topic: str) -> list:
+        with self.lock:
+            return list(self.got[topic])
+
+    def clear(self) -> None:
+        with self.lock:
+            for v in self.got.values():
+                v.clear()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def image(self, array: np.ndarray, encoding: str, stamp_ns: int, frame: str):
+        from sensor_msgs.msg import Image
+
+        from matchanything_ros.outputs import OutputBuilder, rclpy_types
+
+        return OutputBuilder(rclpy_types()).image(array, encoding, stamp_ns, frame)
+
+    def info(self, K: np.ndarray, width: int, height: int, stamp_ns: int, frame: str):
+        from sensor_msgs.msg import CameraInfo
+
+        msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        msg.header.frame_id = frame
+        msg.k = [float(v) for v in np.asarray(K).reshape(9)]
+        return msg
+
+    def publish_pair(self, pair, stamp_ns: int, thermal_offset_ns: int = 0, infos: bool = False) -> None:
+        h, w = pair.visible.shape[:2]
+        if infos:
+            th_h, th_w = pair.thermal.shape[:2]
+            self.pub_vis_info.publish(self.info(pair.K0, w, h, stamp_ns, VIS_FRAME))
+            self.pub_th_info.publish(self.info(pair.K1, th_w, th_h, stamp_ns, "thermal_cam"))
+            time.sleep(0.05)  # camera info is latched per stream: let it land before the images
+        self.pub_vis.publish(self.image(pair.visible, "bgr8", stamp_ns, VIS_FRAME))
+        self.pub_th.publish(self.image(pair.thermal, "mono16", stamp_ns + thermal_offset_ns, "thermal_cam"))
+
+    def output_for(self, stamp_ns: int, topic: str = "correspondences", timeout: float = 30.0):
+        def find():
+            for msg in self.messages(topic):
+                if msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec == stamp_ns:
+                    return msg
+            if self.proc.poll() is not None:
+                pytest.fail(f"matcher_node exited with code {self.proc.returncode}")
+            return None
+
+        return _wait(find, timeout, f"{topic} for stamp {stamp_ns}")
+
+    def diagnostics(self, predicate=lambda values, status: True, timeout: float = 10.0) -> tuple[dict, object]:
+        """The newest matcher diagnostics status satisfying predicate(values, status)."""
+        def find():
+            for arr in reversed(self.messages("/diagnostics")):
+                for status in arr.status:
+                    if status.name.startswith("matcher_node"):
+                        values = {kv.key: kv.value for kv in status.values}
+                        if predicate(values, status):
+                            return values, status
+            return None
+
+        return _wait(find, timeout, "matching diagnostics")
+
+    def set_parameters(self, **values) -> list:
+        from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+        from rcl_interfaces.srv import SetParameters
+
+        client = self.node.create_client(SetParameters, "/matcher_node/set_parameters")
+        assert client.wait_for_service(timeout_sec=10.0), "set_parameters service not found"
+        params = []
+        for name, value in values.items():
+            v = ParameterValue()
+            if isinstance(value, bool):
+                v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+            elif isinstance(value, int):
+                v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+            elif isinstance(value, float):
+                v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+            else:
+                v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+            params.append(Parameter(name=name.replace("__", "."), value=v))
+        future = client.call_async(SetParameters.Request(parameters=params))
+        _wait(future.done, 10.0, "set_parameters response")
+        self.node.destroy_client(client)
+        return future.result().results
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    saved = {k: os.environ.get(k) for k in _env()}
+    os.environ.update(_env())
+    params = tmp_path_factory.mktemp("node") / "params.yaml"
+    params.write_text(PARAMS)
+    env = dict(os.environ)
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    log = open(params.parent / "node.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "matchanything_ros.ros.matcher_node", "--ros-args", "--params-file", str(params)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
+    )
+    h = Harness(proc)
+    try:
+        # discovery: both image subscriptions and the cloud publisher are matched
+        _wait(lambda: proc.poll() is not None or (
+            h.pub_vis.get_subscription_count() > 0 and h.pub_th.get_subscription_count() > 0
+            and h.subs[0].get_publisher_count() > 0), 60.0, "matcher_node discovery")
+        assert proc.poll() is None, f"matcher_node exited: {(params.parent / 'node.log').read_text()}"
+        yield h
+    finally:
+        h.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        print((params.parent / "node.log").read_text()[-4000:])
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _cloud(msg) -> np.ndarray:
+    names = [f.name for f in msg.fields]
+    assert names == ["visible_x", "visible_y", "thermal_x", "thermal_y", "score", "inlier"]
+    return np.frombuffer(bytes(msg.data), dtype="<f4").reshape(msg.width, 6)
+
+
+_stamp = [1_000 * 10**9]
+
+
+def next_stamp() -> int:
+    _stamp[0] += 100 * MS
+    return _stamp[0]
+
+
+def test_homography_pair_outputs_match_ground_truth(harness):
+    pair = make_planar_pair(2, size=GT_SIZE, rotation_deg=8.0, perspective=0.03)
+    stamp = next_stamp()
+    harness.publish_pair(pair, stamp, thermal_offset_ns=3 * MS)  # jitter within slop
+
+    cloud = harness.output_for(stamp)
+    assert cloud.header.frame_id == VIS_FRAME
+    table = _cloud(cloud)
+    inl = table[table[:, 5] == 1.0]
+    assert len(inl) >= 12
+    gt = pair.visible_to_thermal(inl[:, 0:2])
+    assert np.median(np.linalg.norm(gt - inl[:, 2:4], axis=1)) < 3.0
+
+    hom = _wait(lambda: harness.messages("homography"), 10, "homography")[-1]
+    H = np.asarray(hom.data).reshape(3, 3)
+    w, h = GT_SIZE
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
+    import cv2
+
+    err = np.linalg.norm(cv2.perspectiveTransform(corners[None], H)[0] - pair.visible_to_thermal(corners), axis=1)
+    assert err.mean() < 8.0, err
+
+    reg = harness.output_for(stamp, "registered/image")
+    assert (reg.width, reg.height, reg.encoding, reg.header.frame_id) == (w, h, "mono8", VIS_FRAME)
+    dbg = harness.output_for(stamp, "debug/matches")
+    assert dbg.encoding == "bgr8" and dbg.width >= w
+    # homography mode publishes no pose
+    assert harness.messages("relative_pose") == []
+
+
+def test_pairing_respects_slop(harness):
+    pair = make_planar_pair(2, size=SIZE, rotation_deg=5.0)
+    far = next_stamp()
+    harness.publish_pair(pair, far, thermal_offset_ns=int(3 * SLOP * 1e9))  # beyond slop
+    near = next_stamp()
+    harness.publish_pair(pair, near, thermal_offset_ns=-int(0.5 * SLOP * 1e9))  # within slop
+    harness.output_for(near)
+    stamps = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in harness.messages("correspondences")}
+    assert far not in stamps
+
+
+def test_diagnostics_report_rates_latency_and_matching(harness):
+    pair = make_planar_pair(3, size=SIZE, rotation_deg=5.0)
+    stamp = next_stamp()
+    harness.publish_pair(pair, stamp)
+    harness.output_for(stamp)
+    values, status = harness.diagnostics(lambda v, s: int(v.get("processed", 0)) >= 2)
+    for key in ("input_rate_visible_hz", "output_rate_hz", "latency_median_ms", "inference_median_ms",
+                "dropped_overload", "matches", "inlier_ratio", "model", "bad_input", "sync"):
+        assert key in values, key
+    assert "xfeat" in values["model"].lower()
+    assert int(values["matches"]) > 0 and float(values["inference_median_ms"]) > 0
+    assert values["sync"] in ("message_filters", "matchanything_ros.sync")
+    assert status.hardware_id.endswith("matcher_node")
+
+
+def test_malformed_stream_is_counted_and_node_keeps_serving(harness):
+    from sensor_msgs.msg import Image
+
+    base = next_stamp()
+    bad = []
+    for i, (encoding, width, height, step, size) in enumerate([
+        ("yuv422_weird", 8, 8, 16, 128),  # unknown encoding
+        ("mono8", 8, 8, 8, 10),  # data length != step * height
+        ("mono8", 8, 8, 4, 32),  # step smaller than a row
+        ("mono16", 8, 8, 16, 0),  # empty data
+        ("bgr8", 0, 0, 0, 0),  # empty image
+    ]):
+        msg = Image(encoding=encoding, width=width, height=height, step=step, data=bytes(size))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(base + i * MS, 10**9)
+        bad.append(msg)
+    for _ in range(4):
+        for msg in bad:
+            harness.pub_vis.publish(msg)
+            harness.pub_th.publish(msg)
+            time.sleep(0.002)  # keep within the reliable history depth
+    # a stamp going backwards on one stream
+    pair = make_planar_pair(4, size=SIZE, rotation_deg=5.0)
+    now = next_stamp()
+    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now, VIS_FRAME))
+    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 50 * MS, VIS_FRAME))
+    harness.pub_th.publish(harness.image(pair.thermal, "mono16", now, "thermal_cam"))
+    harness.output_for(now)
+
+    values, status = harness.diagnostics(
+        lambda v, s: int(v.get("bad_input", 0)) >= 40 and int(v.get("stamp_backwards", 0)) >= 1)
+    assert int(values["bad_input.visible_unknown_encoding"]) >= 4
+    assert int(values["bad_input.thermal_size_mismatch"]) >= 8
+    assert int(values["bad_input.visible_empty"]) >= 8
+    assert harness.proc.poll() is None
+    # and it still serves
+    good = next_stamp()
+    harness.publish_pair(pair, good)
+    harness.output_for(good)
+
+
+def test_runtime_parameter_change_and_missing_camera_info(harness):
+    # invalid values are rejected with a reason, read-only ones too
+    res = harness.set_parameters(resolution=10)
+    assert not res[0].successful and "resolution" in res[0].reason
+    res = harness.set_parameters(geometry="plane")
+    assert not res[0].successful
+    res = harness.set_parameters(topics__visible_image="other")
+    assert not res[0].successful
+
+    # switch to the essential matrix at run time (the new resolution rebuilds the matcher on a
+    # side thread): pose from a stereo pair with CameraInfo
+    res = harness.set_parameters(geometry="essential", ransac_threshold=1.0, min_matches=15, max_matches=1500)
+    assert all(r.successful for r in res), [r.reason for r in res]
+    harness.diagnostics(lambda v, s: v.get("geometry_mode") == "essential" and v.get("max_matches") == "1500",
+                        timeout=60.0)
+    pair = make_stereo_pair(1, size=GT_SIZE, max_rotation_deg=2.0, n_boxes=4)
+
+    # first without CameraInfo: correspondences but no pose, counted
+    harness.clear()
+    stamp = next_stamp()
+    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", stamp, VIS_FRAME))
+    harness.pub_th.publish(harness.image(pair.thermal, "mono16", stamp, "thermal_cam"))
+    harness.output_for(stamp)
+    values, _ = harness.diagnostics(lambda v, s: int(v.get("missing_camera_info", 0)) >= 1)
+    assert harness.messages("relative_pose") == []
+
+    stamp = next_stamp()
+    harness.publish_pair(pair, stamp, infos=True)
+    pose = harness.output_for(stamp, "relative_pose")
+    assert pose.header.frame_id == VIS_FRAME
+    tf = harness.output_for(stamp, "relative_transform")
+    assert tf.child_frame_id == TH_FRAME
+    p = pose.pose.pose.position
+    position = np.array([p.x, p.y, p.z])
+    assert abs(np.linalg.norm(position) - 1.0) < 1e-6  # unit translation: scale unknown
+    centre = -pair.R.T @ pair.t  # thermal camera centre in the visible frame (metres)
+    cos = float(position @ centre / np.linalg.norm(centre))
+    # small baseline, one synthetic pair: the direction is the weakly observed part
+    assert cos > np.cos(np.radians(20)), f"translation direction off by {np.degrees(np.arccos(cos)):.1f} deg"
+    q = pose.pose.pose.orientation
+    import cv2
+
+    from matchanything_ros.outputs import rotation_to_quaternion
+
+    expected = np.array(rotation_to_quaternion(pair.R.T))
+    angle = 2 * np.degrees(np.arccos(min(1.0, abs(float(np.dot([q.x, q.y, q.z, q.w], expected))))))
+    assert angle < 3.0, f"rotation error {angle:.2f} deg"
+    cov = np.asarray(pose.pose.covariance).reshape(6, 6)
+    assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
+    harness.set_parameters(geometry="homography", ransac_threshold=3.0, min_matches=12, max_matches=2048)
