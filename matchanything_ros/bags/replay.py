@@ -250,9 +250,12 @@ class BagReplay:
                 if next_diag_ns is None:
                     next_diag_ns = t_ns + int(cfg.diagnostics.period * NS_PER_S)
                     self.health.start_time = t_ns / NS_PER_S
+                period_ns = int(cfg.diagnostics.period * NS_PER_S)
+                if t_ns - next_diag_ns > 10 * period_ns:  # a gap in the recording: one report, not thousands
+                    next_diag_ns = t_ns
                 while t_ns >= next_diag_ns:  # the node's diagnostics timer, on bag time
                     self._write_diagnostics(next_diag_ns)
-                    next_diag_ns += int(cfg.diagnostics.period * NS_PER_S)
+                    next_diag_ns += period_ns
                 if opts.copy_inputs:
                     self._write(topic, IMAGE_TYPE if topic in stream_of else INFO_TYPE, t_ns, msg)
                 if topic in info_of:
