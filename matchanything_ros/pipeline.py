@@ -17,6 +17,7 @@ from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher
 
 POLARITIES = ("normal", "inverted", "auto")
+_VISIBLE_STRETCH = ThermalConfig(mode="percentile")
 GEOMETRY_MODES = ("homography", "affine", "fundamental", "essential", "none")
 
 
@@ -199,8 +200,10 @@ class Pipeline:
         """Visible -> uint8 BGR or gray (unchanged if already uint8); thermal -> uint8 gray."""
         visible = np.asarray(visible)
         if visible.dtype != np.uint8:
-            # 16-bit / float visible cameras: same robust stretch, never inverted.
-            visible = normalize_thermal(visible, dataclasses.replace(self.config.thermal, invert=False, clahe=False))
+            # 16-bit / float visible cameras: a robust percentile stretch of their own range.
+            # Never the thermal camera's fixed range, CLAHE or inversion: those describe the
+            # thermal sensor, not this one.
+            visible = normalize_thermal(visible, _VISIBLE_STRETCH)
         return visible, normalize_thermal(np.asarray(thermal), self.config.thermal)
 
     def process(

@@ -90,3 +90,17 @@ def test_sixteen_bit_visible_and_mismatched_sizes_are_handled():
     res = Pipeline(PipelineConfig(model="sift", geometry="homography")).process(vis16, thermal_small)
     assert res.visible_shape == vis16.shape[:2]
     assert res.thermal_shape == thermal_small.shape[:2]
+
+
+def test_visible_16bit_ignores_thermal_fixed_range():
+    """The thermal camera's fixed radiometric range must not be applied to a 16-bit visible
+    image (it would saturate it); the visible image gets its own percentile stretch."""
+    from matchanything_ros.imaging.thermal import ThermalConfig
+
+    rng = np.random.default_rng(0)
+    vis16 = rng.integers(1000, 3000, size=(64, 80), dtype=np.uint16)
+    thermal = rng.integers(20000, 30000, size=(64, 80), dtype=np.uint16)
+    cfg = PipelineConfig(model="sift", thermal=ThermalConfig(mode="fixed", fixed_min=20000, fixed_max=30000))
+    vis8, th8 = Pipeline(cfg).preprocess(vis16, thermal)
+    assert vis8.dtype == np.uint8 and vis8.min() == 0 and vis8.max() == 255
+    assert th8.std() > 20
