@@ -170,3 +170,13 @@ def test_evaluate_errors_are_clear(easy_run, tmp_path):
         evaluate(root / "out", tmp_path / "bad.json")
     proc = run_cli("evaluate", str(root / "out"), "--gt", str(tmp_path / "missing.json"))
     assert proc.returncode == 2 and "ground truth file not found" in proc.stderr
+
+
+def test_without_ground_truth_lists_output_frames(easy_run, tmp_path):
+    """An own recording: no accuracy, but matches/inliers/status/timings and pictures."""
+    root, _, _ = easy_run
+    ev = evaluate(root / "out", images=root / "in")
+    assert ev.summary["frames"] == 2 and ev.summary["frames_geometry_ok"] == 2
+    assert "homography" not in ev.summary and "pose" not in ev.summary
+    path = write_report(ev, tmp_path / "r", worst=1)
+    assert "No ground truth" in path.read_text() and (tmp_path / "r" / "worst_1.png").is_file()

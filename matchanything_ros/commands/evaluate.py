@@ -6,7 +6,12 @@ HELP = "score a replayed bag against ground truth, write a report"
 
 def add_arguments(parser) -> None:
     parser.add_argument("bag", metavar="OUT_BAG", help="bag with the node's outputs (from replay or ros2 bag record)")
-    parser.add_argument("--gt", required=True, metavar="GT.json", help="ground truth written by make-bag (<bag>.gt.json)")
+    parser.add_argument(
+        "--gt",
+        metavar="GT.json",
+        help="ground truth written by make-bag (<bag>.gt.json); without it: matches, inliers, status and timings only",
+    )
+    parser.add_argument("--images", metavar="BAG", help="bag with the input images, for the worst-frame pictures")
     parser.add_argument("--report", metavar="DIR", help="write report.md, metrics.json and PNG plots into DIR")
     parser.add_argument("--namespace", default="/", help="namespace the node's outputs were published in (default /)")
     parser.add_argument("--worst", type=int, default=3, help="draw the matches of this many worst frames (default 3)")
@@ -27,7 +32,7 @@ def run(args) -> int:
     if args.worst < 0 or args.thumb_width < 64:
         raise CommandError("--worst must be >= 0 and --thumb-width >= 64")
     try:
-        ev = evaluate(args.bag, args.gt, namespace=args.namespace)
+        ev = evaluate(args.bag, args.gt, namespace=args.namespace, images=args.images)
     except BagError as exc:
         raise CommandError(str(exc)) from None
     print(format_summary(ev.summary))

@@ -81,12 +81,16 @@ class FrameScore:
 
 @dataclass
 class Evaluation:
+    """Per-frame scores, the summary, the outputs read from the bag, and where they came from."""
+
     frames: list[FrameScore]
     summary: dict[str, Any]
     outputs: dict[int, FrameOutput]
     ground_truth: dict[str, Any]
-    gt_path: Path
+    gt_path: Path | None
     bag: Path
+    images: Path | None = None  # a bag with the input images, for pictures
+    namespace: str = "/"
 
 
 # -- reading the node's outputs -------------------------------------------------------------
@@ -304,35 +308,62 @@ def summarize(frames: list[FrameScore]) -> dict[str, Any]:
     return summary
 
 
-def evaluate(bag: str | Path, gt_path: str | Path, *, namespace: str = "/", distro: str = "humble") -> Evaluation:
-    """Score the node's outputs in ``bag`` against the ground truth at ``gt_path``."""
-    gt_doc = load_ground_truth(gt_path)
+def evaluate(
+    bag: str | Path,
+    gt_path: str | Path | None = None,
+    *,
+    namespace: str = "/",
+    distro: str = "humble",
+    images: str | Path | None = None,
+) -> Evaluation:
+    """Score the node's outputs in ``bag`` against the ground truth at ``gt_path``.
+
+    Without ground truth (a recording of your own) every output frame is listed with its
+    matches, inliers, status and timings, and no accuracy metric is computed. ``images``: a
+    bag holding the input images (for the worst-frame pictures) when neither the output bag
+    nor the ground truth's bag has them."""
     outputs, present = read_outputs(bag, namespace, distro)
     has_h = resolve(OUTPUT_TOPICS["homography"][0], namespace) in present
     has_pose = resolve(OUTPUT_TOPICS["pose"][0], namespace) in present
-    gt_frames = sorted(gt_doc["frames"].values(), key=lambda g: int(g["visible_stamp_ns"]))
-    expected = [g for g in gt_frames if g.get("thermal_stamp_ns") is not None]
-    if not expected:
-        raise BagError(f"ground truth {gt_path} has no frame with a visible/thermal pair")
-    matched = sum(int(g["visible_stamp_ns"]) in outputs for g in expected)
-    if outputs and matched == 0:
-        raise BagError(
-            f"no output stamp of {bag} matches a ground-truth stamp in {gt_path}: "
-            "is this the replay of the bag that ground truth belongs to?"
-        )
+    if gt_path is None:
+        gt_doc: dict[str, Any] = {"frames": {}, "topics": {}}
+        expected = [{"visible_stamp_ns": s, "name": "", "kind": ""} for s in sorted(outputs)]
+        gt_frames = expected
+    else:
+        gt_doc = load_ground_truth(gt_path)
+        gt_frames = sorted(gt_doc["frames"].values(), key=lambda g: int(g["visible_stamp_ns"]))
+        expected = [g for g in gt_frames if g.get("thermal_stamp_ns") is not None]
+        if not expected:
+            raise BagError(f"ground truth {gt_path} has no frame with a visible/thermal pair")
+        matched = sum(int(g["visible_stamp_ns"]) in outputs for g in expected)
+        if outputs and matched == 0:
+            raise BagError(
+                f"no output stamp of {bag} matches a ground-truth stamp in {gt_path}: "
+                "is this the replay of the bag that ground truth belongs to?"
+            )
     frames = [score_frame(g, outputs.get(int(g["visible_stamp_ns"])), has_h, has_pose) for g in expected]
     summary = summarize(frames)
+    summary["ground_truth"] = gt_path is not None
     summary["frames_without_pair_by_design"] = len(gt_frames) - len(expected)
     summary["output_topics"] = sorted(present)
-    return Evaluation(frames, summary, outputs, gt_doc, Path(gt_path), Path(bag))
+    return Evaluation(
+        frames, summary, outputs, gt_doc, Path(gt_path) if gt_path else None, Path(bag),
+        Path(images) if images else None, namespace,
+    )
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A few human-readable lines for the terminal."""
-    lines = [
-        f"frames: {summary['frames']} scored, {summary['frames_with_output']} with output, "
-        f"{summary['frames_geometry_ok']} geometry OK"
-    ]
+    if summary.get("ground_truth", True):
+        lines = [
+            f"frames: {summary['frames']} scored, {summary['frames_with_output']} with output, "
+            f"{summary['frames_geometry_ok']} geometry OK"
+        ]
+    else:
+        lines = [
+            f"frames: {summary['frames']} with output, {summary['frames_geometry_ok']} geometry OK "
+            "(no ground truth: no accuracy metrics)"
+        ]
     if "homography" in summary:
         h = summary["homography"]
         sr = ", ".join(f"SR@{k} {100 * v:.1f}%" for k, v in h["success_rate"].items())

@@ -117,19 +117,23 @@ def plot_latency(frames: list[FrameScore], path: Path) -> bool:
 
 def _find_images(ev: Evaluation, wanted: dict[int, int | None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Visible/thermal arrays for visible stamps (value: the thermal stamp used, or None for
-    the GT one), from the output bag when it holds the inputs, else the input bag."""
-    from ..bags.replay import decode_image
+    the GT one), from the output bag (``--copy-inputs``), ``ev.images``, or the GT's bag."""
+    from ..bags.replay import decode_image, resolve
     from ..bags.storage import BagReader
+    from ..node_config import TopicsConfig
 
-    topics = ev.ground_truth.get("topics", {})
-    vis_topic, th_topic = topics.get("visible_image"), topics.get("thermal_image")
+    topics = ev.ground_truth.get("topics") or {}
+    vis_topic = topics.get("visible_image") or resolve(TopicsConfig.visible_image, ev.namespace)
+    th_topic = topics.get("thermal_image") or resolve(TopicsConfig.thermal_image, ev.namespace)
     th_for = {}
     for vs, ts in wanted.items():
         gt = ev.ground_truth["frames"].get(str(vs), {})
         th_for[vs] = ts if ts is not None else gt.get("thermal_stamp_ns")
-    candidates = [ev.bag, ev.gt_path.parent / ev.ground_truth.get("bag", "")]
+    candidates = [ev.bag, ev.images]
+    if ev.gt_path is not None and ev.ground_truth.get("bag"):
+        candidates.append(ev.gt_path.parent / ev.ground_truth["bag"])
     for bag in candidates:
-        if not Path(bag).exists():
+        if bag is None or not Path(bag).exists():
             continue
         with BagReader(bag) as reader:
             if vis_topic not in reader.topics or th_topic not in reader.topics:
@@ -154,7 +158,10 @@ def draw_worst(ev: Evaluation, out_dir: Path, count: int, thumb_width: int) -> l
     from ..viz import draw_matches
 
     scored = [f for f in ev.frames if f.error is not None]
-    worst = sorted(scored, key=lambda f: (-f.error if math.isfinite(f.error) else -math.inf, f.stamp_ns))[:count]
+    if scored:
+        worst = sorted(scored, key=lambda f: (-f.error if math.isfinite(f.error) else -math.inf, f.stamp_ns))[:count]
+    else:  # no ground truth: the frames with the fewest inliers
+        worst = sorted(ev.frames, key=lambda f: (f.num_inliers, f.stamp_ns))[:count]
     if not worst:
         return []
     wanted = {}
@@ -211,17 +218,21 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
     (out_dir / "metrics.json").write_text(json.dumps({"summary": s, "frames": frame_rows(frames)}, indent=1))
 
     md = ["# Matching evaluation report", ""]
+    if not s.get("ground_truth", True):
+        md += ["No ground truth: matches, inliers, geometry status and timings only.", ""]
     if command:
         md += ["Produced by:", "", "```", command, "```", ""]
     source = ev.ground_truth.get("source", "")
     md += [
-        f"- output bag: `{ev.bag.name}`; ground truth: `{ev.gt_path.name}`" + (f" ({source})" if source else ""),
-        f"- frames scored: {s['frames']} ({s['frames_with_output']} with output, {s['frames_geometry_ok']} geometry OK"
+        f"- output bag: `{ev.bag.name}`; ground truth: "
+        + (f"`{ev.gt_path.name}`" if ev.gt_path else "none")
+        + (f" ({source})" if source else ""),
+        f"- frames: {s['frames']} ({s['frames_with_output']} with output, {s['frames_geometry_ok']} geometry OK"
         + (f"; {s['frames_without_pair_by_design']} without a thermal partner by design" if s.get("frames_without_pair_by_design") else "")
         + ")",
         f"- output topics read: {', '.join(f'`{t}`' for t in s.get('output_topics', []))}",
         "",
-        "## Accuracy",
+        "## Accuracy" if s.get("ground_truth", True) else "## Matches",
         "",
         "| metric | value |",
         "|---|---|",
@@ -282,7 +293,8 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
 
     drawn = draw_worst(ev, out_dir, worst, thumb_width) if worst > 0 else []
     if drawn:
-        md += ["## Worst frames", "", "Inliers green, outliers red (`viz.draw_matches`), downscaled.", ""]
+        rule = "largest error first" if any(f.error is not None for f in frames) else "fewest inliers first"
+        md += ["## Worst frames", "", f"{rule}; inliers green, outliers red (`viz.draw_matches`), downscaled.", ""]
         for f, name in drawn:
             md += [f"**{f.name or f.stamp_ns}** (stamp {f.stamp_ns}): error {_num(f.error)}, "
                    f"{f.num_inliers}/{f.num_matches} inliers, status {f.status}", "", f"![{name}]({name})", ""]
