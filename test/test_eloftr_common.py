@@ -14,29 +14,12 @@ from matchanything_ros.models.eloftr.weights import hf_to_deploy  # noqa: E402
 
 
 def build_reference(seed: int = 0, threshold: float = 0.1):
-    """transformers' EfficientLoFTRForKeypointMatching with PyTorch default initialisation
-    (HF's own init draws BatchNorm scales near zero, which leaves no matches) and non-trivial
-    BatchNorm statistics so that BN folding is exercised."""
-    from transformers import EfficientLoFTRConfig, EfficientLoFTRForKeypointMatching
+    """transformers' reference with PyTorch default initialisation (HF's own init draws BatchNorm
+    scales near zero, which leaves no matches), non-trivial BatchNorm statistics and sharpened fine
+    features (see matchanything_ros.models.eloftr.compare.build_reference)."""
+    from matchanything_ros.models.eloftr.compare import build_reference as build
 
-    torch.manual_seed(seed)
-    ref = EfficientLoFTRForKeypointMatching(EfficientLoFTRConfig(coarse_matching_threshold=threshold))
-    for module in ref.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for module in ref.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
-                module.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                module.weight.copy_(torch.rand(n, generator=gen) * 0.5 + 0.75)
-                module.bias.copy_(torch.rand(n, generator=gen) * 0.2 - 0.1)
-        # default-initialised fine features are so weak that the fine dual-softmax is nearly flat
-        # and its arg-max a coin toss at 1e-6 noise; trained weights are sharp, so sharpen these
-        ref.refinement_layer.out_conv_layers[-1].out_conv3.weight.mul_(30.0)
-    return ref.eval()
+    return build(seed=seed, threshold=threshold)
 
 
 def build_deploy(ref, top_k: int = 512) -> ELoFTRDeploy:
