@@ -124,7 +124,8 @@ def test_replay_pairs_with_the_node_synchronizer(tmp_path, sift_cfg):
 
 
 def test_replay_writes_node_topics_readable_by_mcap(tmp_path, sift_cfg):
-    from mcap_ros2.reader import read_ros2_messages
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
 
     write_bag(easy_frames(2), tmp_path / "in")
     node_cfg = NodeConfig(publish={"debug_image": True})
@@ -132,18 +133,25 @@ def test_replay_writes_node_topics_readable_by_mcap(tmp_path, sift_cfg):
     assert summary.processed == 2 and summary.ok == 2
     assert read_metadata(tmp_path / "out")["version"] == 5
     with BagReader(tmp_path / "out") as reader:
-        types = {name: info.msgtype for name, info in reader.topics.items()}
-    assert types == {
-        "/correspondences": "sensor_msgs/msg/PointCloud2",
-        "/homography": "std_msgs/msg/Float64MultiArray",
-        "/registered/image": "sensor_msgs/msg/Image",
-        "/debug/matches": "sensor_msgs/msg/Image",
-        "/replay/timings": "diagnostic_msgs/msg/DiagnosticArray",
+        topics = {name: (info.msgtype, info.count) for name, info in reader.topics.items()}
+    # every enabled output exists, as the node's publishers do; homography mode: no pose
+    assert topics == {
+        "/correspondences": ("sensor_msgs/msg/PointCloud2", 2),
+        "/homography": ("std_msgs/msg/Float64MultiArray", 2),
+        "/registered/image": ("sensor_msgs/msg/Image", 2),
+        "/debug/matches": ("sensor_msgs/msg/Image", 2),
+        "/relative_pose": ("geometry_msgs/msg/PoseWithCovarianceStamped", 0),
+        "/relative_transform": ("geometry_msgs/msg/TransformStamped", 0),
+        "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", 0),  # bag shorter than diagnostics.period
+        "/replay/timings": ("diagnostic_msgs/msg/DiagnosticArray", 2),
     }
     (mcap_file,) = (tmp_path / "out").glob("*.mcap")
     decoded = {}
-    for m in read_ros2_messages(str(mcap_file)):
-        decoded.setdefault(m.channel.topic, []).append(m.ros_msg)
+    with mcap_file.open("rb") as stream:
+        reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+        assert reader.get_header().profile == "ros2"
+        for _, channel, _, ros_msg in reader.iter_decoded_messages():
+            decoded.setdefault(channel.topic, []).append(ros_msg)
     cloud = decoded["/correspondences"][0]
     assert [f.name for f in cloud.fields][:4] == ["visible_x", "visible_y", "thermal_x", "thermal_y"]
     assert cloud.width > 20 and len(cloud.data) == cloud.width * cloud.point_step

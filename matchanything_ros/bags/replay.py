@@ -232,6 +232,12 @@ class BagReplay:
         self.out = OutputBuilder(rosbags_types(writer.typestore))
         self.writer = writer
         self._registered_topics: set[str] = set()
+        # Like the node's publishers, every enabled output exists from the start, even if no
+        # message is ever published on it (evaluate then knows a missing homography is a miss).
+        enabled = {key for key in ("correspondences", "pose", "transform", "tf", "homography", "registered", "debug_image")
+                   if getattr(cfg.publish, key)}
+        for key in sorted(enabled) + ["diagnostics", "timings"]:
+            self._register(self.output_topic(key), OUTPUT_TOPICS[key][1])
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop)
@@ -366,10 +372,13 @@ class BagReplay:
         summary.frame_ms.append(frame_ms)
         summary.model = result.model
 
-    def _write(self, topic: str, msgtype: str, t_ns: int, msg: Any) -> None:
+    def _register(self, topic: str, msgtype: str) -> None:
         if topic not in self._registered_topics:
             self.writer.add_topic(topic, msgtype)
             self._registered_topics.add(topic)
+
+    def _write(self, topic: str, msgtype: str, t_ns: int, msg: Any) -> None:
+        self._register(topic, msgtype)
         self.writer.write(topic, t_ns, msg)
 
     def _emit(self, key: str, t_ns: int, msg: Any) -> None:
