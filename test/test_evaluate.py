@@ -76,28 +76,50 @@ def test_report_files_and_sizes(easy_run, tmp_path):
     assert metrics_json["frames"][2]["corner_error_px"] == "inf"
 
 
-def test_cli_pipeline_synthetic_planar_metrics_equal_direct_computation(tmp_path):
-    """make-bag / replay / evaluate on the CLI give exactly the errors of running the pipeline
-    on the same synthetic pairs in-process (nothing lost in the bag round trip)."""
-    bag, out = tmp_path / "syn", tmp_path / "out"
-    assert run_cli("make-bag", str(bag), "--synthetic", "planar", "--frames", "3", "--size", "320x256",
-                   "--no-progress").returncode == 0
+def test_cli_folder_bag_metrics_equal_the_accuracy_protocol(tmp_path):
+    """make-bag --folder / replay / evaluate on the CLI give exactly the corner errors of the
+    accuracy protocol (homography_protocol.evaluate_pair) on the same pairs: nothing is lost
+    in the bag round trip and both use the same seeded warps."""
+    import cv2
+
+    from matchanything_ros.evaluation.homography_protocol import evaluate_pair, load_aligned_pairs
+
+    folder = tmp_path / "pairs"
+    for sub in ("visible", "thermal"):
+        (folder / sub).mkdir(parents=True)
+    for frame in easy_frames(3, seed=10):  # aligned pairs: thermal = gray visible, unwarped
+        cv2.imwrite(str(folder / "visible" / f"{frame.name}.png"), frame.visible)
+        cv2.imwrite(str(folder / "thermal" / f"{frame.name}.png"), cv2.cvtColor(frame.visible, cv2.COLOR_BGR2GRAY))
+    bag, out = tmp_path / "in", tmp_path / "out"
+    proc = run_cli("make-bag", str(bag), "--folder", str(folder), "--seed", "5", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
     proc = run_cli("replay", str(bag), "--out", str(out), "-p", "model=sift", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("evaluate", str(out), "--gt", str(tmp_path / "syn.gt.json"), "--json", str(tmp_path / "m.json"),
+    proc = run_cli("evaluate", str(out), "--gt", str(tmp_path / "in.gt.json"), "--json", str(tmp_path / "m.json"),
                    "--report", str(tmp_path / "rep"))
     assert proc.returncode == 0, proc.stderr
-    assert "SR@10px" in proc.stdout and (tmp_path / "rep" / "report.md").is_file()
+    assert "SR@10px 100.0%" in proc.stdout and (tmp_path / "rep" / "report.md").is_file()
     got = json.loads((tmp_path / "m.json").read_text())
     pipeline = Pipeline(PipelineConfig(model="sift"))
-    expected = []
-    for frame in synthetic_frames(3, kind="planar", size=(320, 256)):
-        r = pipeline.process(frame.visible, frame.thermal)
-        expected.append(metrics.corner_error(r.geometry.matrix if r.ok else None, frame.H, 320, 256))
-    errors = [math.inf if f["corner_error_px"] == "inf" else f["corner_error_px"] for f in got["frames"]]
-    np.testing.assert_allclose(errors, expected, rtol=1e-6)
-    sr = metrics.success_rates(expected, (3, 5, 10))
-    assert got["summary"]["homography"]["success_rate"]["10px"] == pytest.approx(sr[10.0])
+    expected = [evaluate_pair(pipeline, pair, 5 + i) for i, pair in enumerate(load_aligned_pairs(folder))]
+    assert [f["name"] for f in got["frames"]] == [r.name for r in expected]
+    np.testing.assert_allclose([f["corner_error_px"] for f in got["frames"]], [r.corner_error_px for r in expected],
+                               rtol=1e-6)
+    np.testing.assert_allclose([f["precision_all"] for f in got["frames"]], [r.gt_inlier_ratio for r in expected],
+                               rtol=1e-6)
+
+
+def test_roadscene_make_bag_uses_the_protocol_warps(roadscene_dir, tmp_path):
+    from matchanything_ros.bags.make_bag import folder_frames
+    from matchanything_ros.evaluation.homography_protocol import load_aligned_pairs, warp_pair
+
+    gt = load_ground_truth(write_bag(folder_frames(roadscene_dir, count=2, seed=0), tmp_path / "rs"))
+    frames = sorted(gt["frames"].values(), key=lambda f: f["visible_stamp_ns"])
+    for i, pair in enumerate(load_aligned_pairs(roadscene_dir, limit=2)):
+        warped, H = warp_pair(pair, i)
+        assert frames[i]["name"] == pair.name
+        np.testing.assert_allclose(frames[i]["H"], H)
+        assert frames[i]["visible_size"] == [pair.visible.shape[1], pair.visible.shape[0]]
 
 
 def test_pose_through_the_bag_equals_the_pipeline_pose(tmp_path):
