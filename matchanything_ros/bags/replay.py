@@ -192,7 +192,8 @@ class BagReplay:
         self.cfg = node_cfg
         self.options = options
         self.on_result = on_result
-        self.pipeline = pipeline or Pipeline(pipe_cfg or PipelineConfig())
+        self._pipe_cfg = pipe_cfg
+        self.pipeline = pipeline
         if pipeline is not None and pipe_cfg is not None:
             self.pipeline.reconfigure(pipe_cfg)
 
@@ -224,6 +225,10 @@ class BagReplay:
                 wanted += [t for t in (topics["visible_info"], topics["thermal_info"]) if t in reader.topics]
             if reader.damage:
                 log.warning("%s; replaying the readable part", reader.damage)
+            if Path(out).exists():
+                raise BagError(f"output bag {out} exists already; remove it or choose another path")
+            if self.pipeline is None:  # built after the cheap checks: a wrong bag fails at once
+                self.pipeline = Pipeline(self._pipe_cfg or PipelineConfig())
             writer = BagWriter(out, storage=opts.storage, version=opts.version, distro=opts.distro).open()
         except BaseException:
             reader.close()
