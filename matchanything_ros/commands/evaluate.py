@@ -37,10 +37,11 @@ def run(args) -> int:
         raise CommandError(str(exc)) from None
     print(format_summary(ev.summary))
     if args.json:
+        from ..evaluation.evaluate import jsonable
         from ..evaluation.report import frame_rows
 
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"summary": ev.summary, "frames": frame_rows(ev.frames)}, indent=1))
+        Path(args.json).write_text(json.dumps(jsonable({"summary": ev.summary, "frames": frame_rows(ev.frames)}), indent=1))
         print(f"wrote {args.json}")
     if args.report:
         from ..evaluation.report import write_report

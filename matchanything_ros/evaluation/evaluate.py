@@ -299,8 +299,9 @@ def summarize(frames: list[FrameScore]) -> dict[str, Any]:
         values = [getattr(f, key) for f in frames if getattr(f, key) is not None]
         if values:
             summary[f"match_{key}_at_{PRECISION_PX:g}px"] = float(np.mean(values))
-    summary["matches_mean"] = float(np.mean([f.num_matches for f in frames])) if frames else 0.0
-    summary["inliers_mean"] = float(np.mean([f.num_inliers for f in frames])) if frames else 0.0
+    produced = [f for f in frames if f.status != "NO_OUTPUT"]  # counts mean "per published frame"
+    summary["matches_mean"] = float(np.mean([f.num_matches for f in produced])) if produced else 0.0
+    summary["inliers_mean"] = float(np.mean([f.num_inliers for f in produced])) if produced else 0.0
     keys = sorted({k for f in frames for k in f.timings})
     latency = {k.removesuffix("_ms"): _stats([f.timings[k] for f in frames if k in f.timings]) for k in keys}
     if latency:
@@ -350,6 +351,17 @@ def evaluate(
         frames, summary, outputs, gt_doc, Path(gt_path) if gt_path else None, Path(bag),
         Path(images) if images else None, namespace,
     )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with every infinite float replaced by the string "inf" (strict JSON)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
 
 
 def format_summary(summary: dict[str, Any]) -> str:

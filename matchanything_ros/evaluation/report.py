@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import HOMOGRAPHY_THRESHOLDS_PX, POSE_THRESHOLDS_DEG, PRECISION_PX, Evaluation, FrameScore
+from .evaluate import HOMOGRAPHY_THRESHOLDS_PX, POSE_THRESHOLDS_DEG, PRECISION_PX, Evaluation, FrameScore, jsonable
 
 
 def _plt():
@@ -199,15 +199,8 @@ def _num(v: float | None, digits: int = 2) -> str:
 
 
 def frame_rows(frames: list[FrameScore]) -> list[dict[str, Any]]:
-    """Per-frame scores as JSON-ready dicts."""
-    rows = []
-    for f in frames:
-        row = {k: v for k, v in f.__dict__.items()}
-        for k in ("corner_error_px", "pose_error_deg", "rotation_error_deg", "translation_error_deg"):
-            if row[k] is not None and math.isinf(row[k]):
-                row[k] = "inf"
-        rows.append(row)
-    return rows
+    """Per-frame scores as JSON-ready dicts (infinite errors as "inf")."""
+    return [jsonable(dict(f.__dict__)) for f in frames]
 
 
 def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", worst: int = 3, thumb_width: int = 640) -> Path:
@@ -215,7 +208,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     s, frames = ev.summary, ev.frames
-    (out_dir / "metrics.json").write_text(json.dumps({"summary": s, "frames": frame_rows(frames)}, indent=1))
+    (out_dir / "metrics.json").write_text(json.dumps(jsonable({"summary": s, "frames": frame_rows(frames)}), indent=1))
 
     md = ["# Matching evaluation report", ""]
     if not s.get("ground_truth", True):
@@ -244,18 +237,20 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
         for k, v in h["auc"].items():
             md.append(f"| homography AUC@{k} | {_pct(v)} |")
         md.append(f"| homography failures (no estimate) | {h['failed']} / {h['frames']} |")
-        md.append(f"| median corner error | {_num(h['corner_error_median_px'])} px |")
+        median = h["corner_error_median_px"]
+        md.append(f"| median corner error | {'no estimate for half the frames or more' if math.isinf(median) else f'{median:.2f} px'} |")
     if "pose" in s:
         p = s["pose"]
         for k, v in p["auc"].items():
             md.append(f"| pose AUC@{k} (max of rotation, translation angle) | {_pct(v)} |")
         md.append(f"| pose failures (no estimate) | {p['failed']} / {p['frames']} |")
-        md.append(f"| median pose error | {_num(p['pose_error_median_deg'])} deg |")
+        median = p["pose_error_median_deg"]
+        md.append(f"| median pose error | {'no estimate for half the frames or more' if math.isinf(median) else f'{median:.2f} deg'} |")
     for key, label in (("all", "all matches"), ("inliers", "inliers")):
         k = f"match_precision_{key}_at_{PRECISION_PX:g}px"
         if k in s:
             md.append(f"| match precision @{PRECISION_PX:g} px, {label} | {_pct(s[k])} |")
-    md.append(f"| matches / inliers per frame (mean) | {s['matches_mean']:.0f} / {s['inliers_mean']:.0f} |")
+    md.append(f"| matches / inliers per published frame (mean) | {s['matches_mean']:.0f} / {s['inliers_mean']:.0f} |")
     md += [""]
 
     lat = s.get("latency_ms")
