@@ -202,3 +202,16 @@ def test_without_ground_truth_lists_output_frames(easy_run, tmp_path):
     assert "homography" not in ev.summary and "pose" not in ev.summary
     path = write_report(ev, tmp_path / "r", worst=1)
     assert "No ground truth" in path.read_text() and (tmp_path / "r" / "worst_1.png").is_file()
+
+
+def test_copy_inputs_makes_the_output_bag_self_contained(tmp_path):
+    import shutil
+
+    gt = write_bag(easy_frames(1, size=(160, 128)), tmp_path / "in")
+    replay(tmp_path / "in", tmp_path / "out", pipe_cfg=PipelineConfig(model="sift", polarity="normal"),
+           options=ReplayOptions(progress=False, copy_inputs=True))
+    shutil.rmtree(tmp_path / "in")  # pictures must now come from the output bag
+    ev = evaluate(tmp_path / "out", gt)
+    assert ev.summary["homography"]["success_rate"]["3px"] == 1.0
+    write_report(ev, tmp_path / "r", worst=1)
+    assert (tmp_path / "r" / "worst_1.png").is_file()
