@@ -241,8 +241,6 @@ class BagReplay:
         # message is ever published on it (evaluate then knows a missing homography is a miss).
         enabled = {key for key in ("correspondences", "pose", "transform", "tf", "homography", "registered", "debug_image")
                    if getattr(cfg.publish, key)}
-        for key in sorted(enabled) + ["diagnostics", "timings"]:
-            self._register(self.output_topic(key), OUTPUT_TOPICS[key][1])
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop)
@@ -256,6 +254,8 @@ class BagReplay:
 
             bar = tqdm(total=vis_info.count, desc="replay", unit="img", dynamic_ncols=True)
         try:
+            for key in sorted(enabled) + ["diagnostics", "timings"]:
+                self._register(self.output_topic(key), OUTPUT_TOPICS[key][1])
             for topic, t_ns, msg in reader.messages(wanted):
                 summary.messages_read += 1
                 if next_diag_ns is None:
