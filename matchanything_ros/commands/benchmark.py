@@ -1,10 +1,82 @@
-"""Placeholder until its issue lands: the owning module replaces this file."""
-from . import CommandError
+"""`matchanything-ros benchmark`: latency/memory of backend x resolution x precision, side by side
+with the reference forward (transformers' EfficientLoFTR) on the same machine and weights."""
+from __future__ import annotations
+
+HELP = "latency/memory benchmark: backend x resolution x precision"
 
 
-def add_arguments(parser):
-    pass
+def add_arguments(parser) -> None:
+    parser.add_argument("--backends", default="torch,onnxruntime", help="comma list of torch, onnxruntime, tensorrt")
+    parser.add_argument("--resolutions", default="640x480", help="comma list of WIDTHxHEIGHT (multiples of 32)")
+    parser.add_argument("--precisions", default="fp32", help="comma list of fp32, fp16")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--weights", default="", help="weights file (default: local cache)")
+    parser.add_argument("--random-weights", action="store_true", help="seeded random weights (no download needed)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--top-k", type=int, default=2048, help="match slots K of the deploy network")
+    parser.add_argument("--threshold", type=float, default=0.2, help="coarse threshold (same for the reference)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per case")
+    parser.add_argument("--runs", type=int, default=10, help="timed calls per case")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch and onnxruntime (0: all)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the transformers reference forward")
+    parser.add_argument("--cuda-graphs", action="store_true", help="torch backend on CUDA: replay CUDA graphs")
+    parser.add_argument("--work-dir", default="benchmark_work", help="where exports and engines are written")
+    parser.add_argument("--json", metavar="OUT", help="also write the results and environment as JSON")
 
 
-def run(args):
-    raise CommandError("not implemented yet")
+def run(args) -> int:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from ..engines import BACKENDS, PRECISIONS
+    from ..engines.benchmark import BenchmarkConfig, environment, format_table, parse_resolution, run_benchmark
+    from ..matching import MatcherError
+    from . import CommandError
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    bad = [b for b in backends if b not in BACKENDS] + [p for p in precisions if p not in PRECISIONS]
+    if bad or not backends or not precisions:
+        raise CommandError(f"unknown backend/precision {bad}; backends: {', '.join(BACKENDS)}; precisions: {', '.join(PRECISIONS)}")
+    if args.runs < 1 or args.warmup < 0:
+        raise CommandError("--runs must be >= 1 and --warmup >= 0")
+    try:
+        resolutions = tuple(parse_resolution(r.strip()) for r in args.resolutions.split(",") if r.strip())
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    config = BenchmarkConfig(
+        backends=backends,
+        resolutions=resolutions,
+        precisions=precisions,
+        device=args.device,
+        weights=args.weights or None,
+        random_weights=args.random_weights,
+        seed=args.seed,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        warmup=args.warmup,
+        runs=args.runs,
+        threads=args.threads or None,
+        reference=not args.no_reference,
+        work_dir=args.work_dir,
+        cuda_graphs=args.cuda_graphs,
+    )
+    env = environment()
+    print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    try:
+        results = run_benchmark(config, progress=lambda line: print(line, flush=True))
+    except MatcherError as exc:  # weights not found / unreadable
+        raise CommandError(f"{exc} (or use --random-weights)") from None
+    print()
+    print(format_table(results))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "environment": env,
+            "config": dataclasses.asdict(config),
+            "results": [dataclasses.asdict(r) for r in results],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.json}")
+    return 0

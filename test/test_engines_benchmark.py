@@ -1,0 +1,94 @@
+"""The benchmark runner and command at a tiny size (timings themselves are not asserted)."""
+import json
+
+import pytest
+
+from matchanything_ros.engines.benchmark import (
+    BenchmarkConfig,
+    PeakRSS,
+    format_table,
+    parse_resolution,
+    run_benchmark,
+)
+
+
+def test_parse_resolution():
+    assert parse_resolution("640x480") == (640, 480)
+    for bad in ("640", "641x480", "axb", "0x32"):
+        with pytest.raises(ValueError, match="resolution"):
+            parse_resolution(bad)
+
+
+def test_peak_rss_sees_an_allocation():
+    import numpy as np
+
+    with PeakRSS() as rss:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        del block
+    if rss.supported:
+        assert rss.delta_mib >= 50
+
+
+def test_benchmark_rows_side_by_side(tmp_path):
+    pytest.importorskip("onnxruntime")
+    transformers = pytest.importorskip("transformers")
+    assert hasattr(transformers, "EfficientLoFTRForKeypointMatching")
+    config = BenchmarkConfig(
+        backends=("torch", "onnxruntime"),
+        resolutions=((160, 128),),
+        precisions=("fp32",),
+        random_weights=True,
+        top_k=64,
+        warmup=0,
+        runs=2,
+        work_dir=str(tmp_path),
+    )
+    lines = []
+    rows = run_benchmark(config, progress=lines.append)
+    kinds = [(r.backend, r.precision) for r in rows]
+    assert kinds == [("reference", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32")]
+    reference, torch_fp32, ort_fp32 = rows
+    for row in (reference, torch_fp32, ort_fp32):
+        assert row.runs == 2 and 0 < row.median_ms <= row.p90_ms
+        assert row.matches is not None and (row.width, row.height) == (160, 128)
+    assert torch_fp32.speedup == pytest.approx(reference.median_ms / torch_fp32.median_ms)
+    # same weights and threshold: the deploy network finds what the reference finds
+    assert torch_fp32.matches == ort_fp32.matches == reference.matches
+    assert (tmp_path / "eloftr_128x160_k64.onnx").is_file()
+    table = format_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "| reference | cpu | fp32 | 160x128 |" in table
+    assert len(lines) == len(rows)
+
+
+def test_unsupported_case_is_a_row_with_a_note(tmp_path):
+    config = BenchmarkConfig(
+        backends=("onnxruntime",), precisions=("fp16",), resolutions=((160, 128),),
+        random_weights=True, top_k=16, reference=False, work_dir=str(tmp_path),
+    )
+    (row,) = run_benchmark(config, progress=lambda line: None)
+    assert row.median_ms is None and "fp32 export only" in row.note
+
+
+def test_benchmark_command_rejects_bad_arguments(capsys):
+    from matchanything_ros.cli import main
+
+    assert main(["benchmark", "--backends", "openvino", "--random-weights"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+    assert main(["benchmark", "--resolutions", "100x100", "--random-weights"]) == 2
+    assert "multiples of 32" in capsys.readouterr().err
+
+
+def test_benchmark_command_json(tmp_path, capsys):
+    from matchanything_ros.cli import main
+
+    out = tmp_path / "bench.json"
+    code = main([
+        "benchmark", "--random-weights", "--backends", "torch", "--resolutions", "160x128",
+        "--top-k", "32", "--runs", "1", "--warmup", "0", "--no-reference",
+        "--work-dir", str(tmp_path), "--json", str(out),
+    ])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["results"][0]["backend"] == "torch" and data["results"][0]["runs"] == 1
+    assert "torch" in data["environment"]
+    assert "| torch | cpu | fp32 | 160x128 |" in capsys.readouterr().out
