@@ -179,7 +179,7 @@ def _latent_scene(rng: np.random.Generator, w: int, h: int, n_regions: int | Non
         c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
         cv2.circle(blobs, c, int(rng.uniform(5, 30)), float(rng.uniform(3, 12)), -1)
     thermal += cv2.GaussianBlur(blobs, (0, 0), 5.0)
-    thermal = cv2.GaussianBlur(thermal, (0, 0), rng.uniform(1.0, 2.0))  # heat diffusion
+    thermal = cv2.GaussianBlur(thermal, (0, 0), rng.uniform(0.5, 1.0))  # heat diffusion
     return np.clip(vis, 0.0, 1.0), thermal
 
 
@@ -209,7 +209,7 @@ def _thermal_sensor(rng: np.random.Generator, radiance: np.ndarray, noise: float
     """Radiance (h, w) -> uint16 counts: optics blur, offset ~20000-30000, gain, fixed-pattern
     column/pixel non-uniformity, narcissus vignetting, temporal noise."""
     h, w = radiance.shape
-    img = cv2.GaussianBlur(radiance, (0, 0), rng.uniform(0.8, 1.4))
+    img = cv2.GaussianBlur(radiance, (0, 0), rng.uniform(0.6, 1.0))
     gain = np.float32(rng.uniform(40.0, 90.0))  # counts per kelvin
     counts = np.float32(rng.uniform(20000, 30000)) + gain * (img - np.float32(290.0))
     counts += np.float32(rng.uniform(-1, 1) * 150.0) * _radial(h, w)

