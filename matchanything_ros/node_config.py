@@ -51,7 +51,7 @@ class PublishConfig:
     """Which outputs to publish (all runtime-switchable)."""
 
     correspondences: bool = True  # sensor_msgs/PointCloud2
-    pose: bool = True  # geometry_msgs/PoseWithCovarianceStamped (essential/fundamental*)
+    pose: bool = True  # geometry_msgs/PoseWithCovarianceStamped (geometry 'essential')
     transform: bool = True  # geometry_msgs/TransformStamped on a topic
     tf: bool = False  # the same transform on /tf (off by default: it may fight a calibrated URDF)
     homography: bool = True  # std_msgs/Float64MultiArray (homography/affine modes)
@@ -197,17 +197,52 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _DESCRIPTIONS: dict[str, str] = {
     "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr",
     "backend": "ELoFTR inference backend",
-    "weights": "ELoFTR weights (.safetensors), ONNX model or TensorRT engine path; empty = cache",
+    "device": "inference device",
+    "precision": "GPU backends: fp32 or fp16",
+    "weights": "ELoFTR weights (.safetensors), ONNX model or TensorRT engine path; empty = local cache",
     "resolution": "long side (px) the matcher resizes to",
-    "geometry": "robust model: homography/affine (registration), essential (pose, needs CameraInfo), fundamental",
+    "max_matches": "matches kept by the matcher (best first)",
+    "match_threshold": "matcher confidence threshold",
+    "geometry": "robust model: homography/affine (registration), essential (pose, needs CameraInfo), fundamental, none",
+    "ransac_threshold": "inlier threshold (px) of the robust fit",
+    "ransac_confidence": "confidence of the robust fit",
+    "min_matches": "fewer matches/inliers than this: geometry status TOO_FEW_MATCHES",
     "polarity": "thermal polarity: normal, inverted, auto (try both, keep the better fit)",
-    "sync.slop": "max stamp difference (s) of a visible/thermal pair",
+    "thermal.mode": "thermal to 8 bit: percentile stretch, fixed raw range, or min/max",
+    "thermal.low_percentile": "percentile mode: raw percentile mapped to 0",
+    "thermal.high_percentile": "percentile mode: raw percentile mapped to 255",
+    "thermal.fixed_min": "fixed mode: raw value mapped to 0",
+    "thermal.fixed_max": "fixed mode: raw value mapped to 255",
+    "thermal.clahe": "CLAHE after the stretch (low-contrast scenes)",
+    "thermal.clahe_clip_limit": "CLAHE clip limit",
+    "thermal.clahe_tile_grid": "CLAHE tiles per side",
+    "thermal.invert": "hot = dark instead of hot = bright",
+    "topics.visible_image": "visible sensor_msgs/Image topic",
+    "topics.thermal_image": "thermal sensor_msgs/Image topic",
+    "topics.visible_info": "visible sensor_msgs/CameraInfo topic",
+    "topics.thermal_info": "thermal sensor_msgs/CameraInfo topic",
+    "topics.use_camera_info": "subscribe to CameraInfo (geometry 'essential' needs K of both cameras)",
+    "sync.slop": "max stamp difference (s) of a visible/thermal pair (strictly below)",
     "sync.queue_size": "messages kept per stream while waiting for a partner",
     "qos.reliability": "image subscriptions: best_effort (sensor data) or reliable",
-    "worker.queue_size": "pairs waiting for inference; older ones are dropped",
+    "qos.depth": "image subscription history depth",
+    "publish.correspondences": "publish correspondences (sensor_msgs/PointCloud2)",
+    "publish.pose": "publish relative_pose (geometry 'essential')",
+    "publish.transform": "publish relative_transform (geometry_msgs/TransformStamped)",
     "publish.tf": "also broadcast the visible->thermal transform on /tf",
+    "publish.homography": "publish homography (homography/affine modes)",
+    "publish.registered": "publish the thermal image warped into the visible image (homography/affine)",
+    "publish.debug_image": "publish the matches drawn side by side",
     "frames.visible": "frame of the outputs; empty = visible image header frame_id",
     "frames.thermal": "child frame of pose/transform; empty = thermal image header frame_id",
+    "output.inliers_only": "correspondences: only geometric inliers (else all, with the inlier flag)",
+    "output.registered_normalized": "registered image: mono8 normalized thermal (else the raw thermal encoding)",
+    "output.publish_on_failure": "publish correspondences even when the geometry fit failed",
+    "worker.queue_size": "pairs waiting for inference; when full the oldest is dropped",
+    "diagnostics.period": "seconds between /diagnostics messages",
+    "diagnostics.warn_inlier_ratio": "WARN below this inlier ratio",
+    "diagnostics.warn_latency": "WARN when the median stamp-to-publish latency (s) exceeds this",
+    "diagnostics.stale_timeout": "seconds without a processed pair before WARN (ERROR if none ever)",
 }
 # Changing these needs a restart: they shape subscriptions and publishers.
 _READ_ONLY_GROUPS = ("topics.", "qos.")

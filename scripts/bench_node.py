@@ -144,8 +144,11 @@ def bench_node(args) -> dict:
             "received": len(latencies),
             "latency_median_ms": 1000 * float(np.median(latencies)),
             "inference_median_ms": inference,
-            "overhead_median_ms": 1000 * float(np.median(latencies)) - inference,
-            "node_overhead_median_ms": float(diag.get("overhead_median_ms", "nan")),
+            # per pair, measured by the node: stamp -> outputs published, minus pipeline time
+            # (input transport, pairing, queueing, decoding, message building)
+            "overhead_median_ms": float(diag.get("overhead_median_ms", "nan")),
+            # the same plus the output hop back to this process; difference of two medians
+            "end_to_end_overhead_ms": 1000 * float(np.median(latencies)) - inference,
         }
 
         period = 1000 * float(np.median(latencies)) / 2.0 / 1000  # 2x the processing rate
@@ -170,7 +173,9 @@ def bench_node(args) -> dict:
             "latency_first_third_median_ms": float(np.median(lat[:third])),
             "latency_last_third_median_ms": float(np.median(lat[-third:])),
             "dropped_overload": int(diag.get("dropped_overload", -1)),
+            "inference_median_ms": float(diag.get("inference_median_ms", "nan")),
         }
+        over["latency_p95_over_inference"] = over["latency_p95_ms"] / over["inference_median_ms"]
         return {"model": diag.get("model", args.model), "qos": args.qos, "sequential": seq, "overload": over}
     finally:
         driver.executor.shutdown()
@@ -229,9 +234,11 @@ def main() -> int:
     parser.add_argument("--skip-transport", action="store_true")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    results = {"node": bench_node(args)}
+    # the machine may be shared: record its load next to the figures
+    results = {"load_average_1min_before": os.getloadavg()[0], "node": bench_node(args)}
     if not args.skip_transport:
         results["transport"] = bench_transport()
+    results["load_average_1min_after"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

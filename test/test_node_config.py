@@ -89,6 +89,7 @@ def test_parameter_specs_cover_both_configs_with_defaults():
     specs = {s.name: s for s in parameter_specs()}
     assert specs["sync.slop"].default == NodeConfig().sync.slop
     assert specs["thermal.mode"].choices and specs["topics.visible_image"].read_only
+    assert all(s.description for s in specs.values())
     assert not specs["geometry"].read_only and specs["resolution"].min_value == 64
     node, pipe = split_parameters({s.name: s.default for s in specs.values()})
     assert node == NodeConfig() and pipe == PipelineConfig()
