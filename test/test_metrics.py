@@ -106,3 +106,33 @@ def test_load_aligned_pairs(tmp_path):
     cv2.imwrite(str(tmp_path / "thermal" / "a.png"), np.zeros((20, 60), np.uint8))
     with pytest.raises(ValueError, match="differ in size"):
         load_aligned_pairs(tmp_path)
+
+
+def test_accuracy_command_on_a_small_aligned_folder(tmp_path):
+    """The protocol end to end through the CLI on two aligned pairs built from synthetic data
+    (SIFT: no torch, fast); checks the outputs' structure, not the accuracy."""
+    import json
+
+    from matchanything_ros.cli import main
+    from matchanything_ros.synthetic import make_planar_pair
+
+    data = tmp_path / "pairs"
+    (data / "visible").mkdir(parents=True)
+    (data / "thermal").mkdir()
+    for seed in (0, 1):
+        pair = make_planar_pair(seed, (320, 256))
+        cv2.imwrite(str(data / "visible" / f"p{seed}.png"), pair.visible)
+        cv2.imwrite(str(data / "thermal" / f"p{seed}.png"), pair.warp_thermal_to_visible())
+    out_json, out_md = tmp_path / "acc.json", tmp_path / "acc.md"
+    rc = main(["accuracy", "--data", str(data), "--models", "sift", "--polarity", "normal,auto",
+               "--resolution", "320", "--quiet", "--json", str(out_json), "--markdown", str(out_md)])
+    assert rc == 0
+    report = json.loads(out_json.read_text())
+    assert report["command"].startswith("matchanything-ros accuracy --data")
+    assert [r["polarity"] for r in report["results"]] == ["normal", "auto"]
+    summary = report["results"][0]["summary"]
+    assert summary["pairs"] == 2 and 0.0 <= summary["SR@10"] <= 1.0 and summary["mean_time_s"] > 0
+    assert [p["seed"] for p in report["results"][0]["pairs"]] == [0, 1]
+    text = out_md.read_text()
+    assert "| model | polarity |" in text and "Machine:" in text
+    assert main(["accuracy", "--data", str(tmp_path / "missing"), "--quiet"]) == 2
