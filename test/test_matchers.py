@@ -108,3 +108,15 @@ def test_offline_default_pipeline_recovers_synthetic_homography(seed):
     h, w = pair.visible.shape[:2]
     assert corner_error(res.geometry.matrix, pair.H, w, h) < 5.0
     assert res.num_inliers >= 20
+
+
+def test_xfeat_both_polarities_pools_normal_and_inverted_matches(textured):
+    """With both_polarities, an inverted copy still matches (through the inverted pass)."""
+    matcher = create_matcher("xfeat", device="cpu", resolution=320, both_polarities=True)
+    gray = cv2.cvtColor(textured, cv2.COLOR_BGR2GRAY)
+    inverted_shifted = 255 - gray[7 : 7 + 448, 13 : 13 + 560]
+    m = matcher.match(textured, inverted_shifted)
+    assert m.info["both_polarities"] and 0 < m.info["num_inverted"] <= len(m)
+    good = np.linalg.norm(m.kpts0 - m.kpts1 - [13, 7], axis=1) < 2.0
+    assert good[len(m) - m.info["num_inverted"] :].mean() > 0.5  # the inverted pass is right
+    assert "both polarities" in matcher.describe()

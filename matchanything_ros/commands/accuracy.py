@@ -32,6 +32,13 @@ def add_arguments(parser) -> None:
         metavar="KEY=VALUE",
         help="extra pipeline option, dotted names allowed (e.g. thermal.clahe=true); repeatable",
     )
+    parser.add_argument(
+        "--matcher-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra matcher constructor option (e.g. method=star, clahe=false); repeatable",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
     parser.add_argument("--seed", type=int, default=0, help="pair i uses warp seed SEED+i (default 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's default)")
@@ -59,7 +66,7 @@ def _parse_sets(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise CommandError(f"--set expects KEY=VALUE, got {item!r}")
+            raise CommandError(f"expected KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out
@@ -120,6 +127,8 @@ def command_line(args) -> str:
         parts += ["--seed", str(args.seed)]
     for item in args.set:
         parts += ["--set", item]
+    for item in args.matcher_option:
+        parts += ["--matcher-option", item]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -130,7 +139,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..evaluation.homography_protocol import load_aligned_pairs, run_protocol, summarize
-    from ..matching import MatcherError
+    from ..matching import MatcherError, create_matcher
     from ..pipeline import POLARITIES, Pipeline, PipelineConfig
     from . import CommandError
 
@@ -153,6 +162,7 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     extra = _parse_sets(args.set)
+    matcher_extra = _parse_sets(args.matcher_option)
     if args.resolution is not None:
         extra["resolution"] = args.resolution
 
@@ -179,7 +189,10 @@ def run(args) -> int:
             try:
                 config = PipelineConfig.from_dict(options)
                 if pipeline is None:
-                    pipeline = Pipeline(config)
+                    matcher = None
+                    if matcher_extra:
+                        matcher = create_matcher(model, **{**config.matcher_options(), **matcher_extra})
+                    pipeline = Pipeline(config, matcher=matcher)
                 else:
                     pipeline.reconfigure(config)
             except (MatcherError, ValueError, TypeError) as exc:

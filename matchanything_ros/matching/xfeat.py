@@ -37,7 +37,9 @@ class XFeatMatcher(Matcher):
     min_cossim: sparse mode's descriptor similarity floor (<= 0 disables it). ratio: sparse
     mode's Lowe ratio test on descriptor distances (1 disables it). min_confidence:
     LighterGlue's match threshold. clahe: equalise both images (CLAHE) before extraction, which
-    lifts dark night-time visible images. device: "auto", "cpu" or "cuda[:N]".
+    lifts dark night-time visible images. both_polarities: match image 1 and its inverse and
+    return both sets (use with the pipeline's polarity "normal"). device: "auto", "cpu" or
+    "cuda[:N]".
     """
 
     name = "xfeat"
@@ -54,6 +56,7 @@ class XFeatMatcher(Matcher):
         min_confidence: float = 0.1,
         clahe: bool = True,
         ratio: float = 1.0,
+        both_polarities: bool = False,
     ):
         if method not in METHODS:
             raise MatcherError(f"xfeat method must be one of {METHODS}, got {method!r}")
@@ -77,6 +80,7 @@ class XFeatMatcher(Matcher):
         if not 0.0 < ratio <= 1.0:
             raise MatcherError(f"ratio must be in (0, 1], got {ratio}")
         self.ratio = float(ratio)
+        self.both_polarities = bool(both_polarities)
         # Load the packaged weights ourselves: XFeat(weights=<path>) prints to stdout.
         with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
             state = torch.load(f, map_location="cpu", weights_only=True)
@@ -130,7 +134,10 @@ class XFeatMatcher(Matcher):
         return feats
 
     def describe(self) -> str:
-        return f"xfeat ({self.method}, {self.device.type}, {self.resolution} px, top-{self.top_k})"
+        extras = "".join(
+            f", {name}" for name, on in (("clahe", self.clahe), ("both polarities", self.both_polarities)) if on
+        )
+        return f"xfeat ({self.method}, {self.device.type}, {self.resolution} px, top-{self.top_k}{extras})"
 
     def _tensor(self, gray: np.ndarray):
         import torch
@@ -138,6 +145,18 @@ class XFeatMatcher(Matcher):
         return torch.from_numpy(np.ascontiguousarray(gray)).to(self.device).float().div_(255.0)[None, None]
 
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
+        if not self.both_polarities:
+            return self._match(image0, image1)
+        # Thermal contrast is kept in some regions and inverted in others: pool the matches
+        # against both polarities and let one robust fit pick the consistent ones.
+        gray1 = to_gray_uint8(image1)
+        a, b = self._match(image0, gray1), self._match(image0, 255 - gray1)
+        return Matches(
+            np.r_[a.kpts0, b.kpts0], np.r_[a.kpts1, b.kpts1], np.r_[a.scores, b.scores],
+            {"method": self.method, "both_polarities": True, "num_inverted": len(b)},
+        )
+
+    def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         import torch
 
         g0, s0 = resize_for_matcher(to_gray_uint8(image0), self.resolution, 32)
