@@ -191,3 +191,10 @@ def test_find_in_hf_cache(tmp_path, monkeypatch, reference):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
     found = find_local_weights()
     assert found is not None and found.name == "model.safetensors" and found.is_file()
+
+
+def test_parameter_counts(reference):
+    """The published network has 16,025,216 parameters; fusing RepVGG branches and BatchNorms
+    leaves 15,053,952 in the deployed graph."""
+    assert sum(p.numel() for p in reference.parameters()) == 16_025_216
+    assert sum(p.numel() for p in ELoFTRDeploy(top_k=1).parameters()) == 15_053_952
