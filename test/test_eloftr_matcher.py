@@ -134,3 +134,27 @@ def test_registry_builds_eloftr(weights_file, images):
     matcher = create_matcher("auto", weights=str(weights_file), backend="torch", device="cpu", resolution=128, max_matches=50)
     assert matcher.name == "matchanything_eloftr"
     assert len(matcher.match(*images)) <= 50
+
+
+def test_half_precision_keeps_coarse_head_fp32():
+    """A half-precision model (or autocast) still computes the coarse similarity and dual softmax
+    in fp32: in fp16 the L x L dual softmax loses almost every match."""
+    import torch
+
+    from matchanything_ros.models.eloftr.coarse import coarse_confidence
+    from matchanything_ros.models.eloftr.model import ELoFTRDeploy
+
+    gen = torch.Generator().manual_seed(0)
+    f0, f1 = torch.randn(1, 256, 8, 10, generator=gen) * 4, torch.randn(1, 256, 8, 10, generator=gen) * 4
+    full = coarse_confidence(f0, f1, 0.1)
+    half = coarse_confidence(f0.half(), f1.half(), 0.1)
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, full, atol=1e-2, rtol=0)  # only input rounding differs
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert coarse_confidence(f0, f1, 0.1).dtype == torch.float32
+    model = ELoFTRDeploy(top_k=16).eval().half()
+    image = torch.rand(1, 1, 64, 96, generator=gen).half()
+    with torch.no_grad():
+        kpts0, kpts1, scores = model(image, image, torch.tensor(0.0))
+    assert kpts0.dtype == kpts1.dtype == scores.dtype == torch.float32
+    assert kpts0.shape == (16, 2) and scores.shape == (16,)
