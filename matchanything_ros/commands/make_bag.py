@@ -55,7 +55,7 @@ def run(args) -> int:
             if not (folder / "visible").is_dir() or not (folder / "thermal").is_dir():
                 raise CommandError(f"--folder {folder}: expected subfolders visible/ and thermal/ with aligned pairs")
             frames = folder_frames(folder, count=args.frames, seed=args.seed)
-            source = f"folder {folder.resolve()} (thermal warped by homography_protocol.random_homography, seed {args.seed}+i)"
+            source = f"folder {args.folder}, pair i warped by homography_protocol.warp_pair with seed {args.seed}+i"
         else:
             kind = args.synthetic or "planar"
             w, h = _size(args.size)

@@ -128,8 +128,11 @@ def _quaternion_to_rotation(q: Any) -> np.ndarray:
     )
 
 
-def read_outputs(bag: str | Path, namespace: str = "/", distro: str = "humble") -> tuple[dict[int, FrameOutput], set[str]]:
-    """Group the node's outputs in ``bag`` by visible stamp; also returns the output topics found."""
+def read_outputs(
+    bag: str | Path, namespace: str = "/", distro: str = "humble"
+) -> tuple[dict[int, FrameOutput], set[str], dict[str, str]]:
+    """Group the node's outputs in ``bag`` by visible stamp. Also returns the output topics
+    found and what the node's last /diagnostics said about itself (model, geometry mode...)."""
     topic = {key: resolve(name, namespace) for key, (name, _) in OUTPUT_TOPICS.items()}
     frames: dict[int, FrameOutput] = {}
     homographies: list[tuple[int, np.ndarray]] = []
@@ -142,15 +145,22 @@ def read_outputs(bag: str | Path, namespace: str = "/", distro: str = "humble") 
         return out
 
     wanted = [topic[k] for k in ("correspondences", "homography", "pose", "timings")]
+    node_info: dict[str, str] = {}
     with BagReader(bag, distro) as reader:
         present = set(reader.topics) & set(wanted)
+        diagnostics = [topic["diagnostics"]] if present and topic["diagnostics"] in reader.topics else []
         if not present:
             raise BagError(
                 f"{bag} has none of the node's output topics {', '.join(wanted)}; it has: "
                 f"{reader.describe_topics()} (replayed with another --namespace?)"
             )
-        for name, t_ns, msg in reader.messages(sorted(present)):
-            if name == topic["correspondences"]:
+        for name, t_ns, msg in reader.messages(sorted(present) + diagnostics):
+            if name == topic["diagnostics"]:
+                for status in msg.status:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if "model" in values and "geometry_mode" in values:  # the matcher node's status
+                        node_info = {k: values[k] for k in ("model", "geometry_mode", "backend", "sync") if k in values}
+            elif name == topic["correspondences"]:
                 f = frame(stamp_ns(msg.header), t_ns)
                 f.kpts0, f.kpts1, f.scores, f.inliers = _cloud_to_arrays(msg)
             elif name == topic["pose"]:
@@ -176,7 +186,7 @@ def read_outputs(bag: str | Path, namespace: str = "/", distro: str = "humble") 
             best = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: abs(int(times[j]) - t_ns))
             if abs(int(times[best]) - t_ns) <= ASSOCIATION_TOLERANCE_NS:
                 frames[stamps[order[best]]].H = H
-    return frames, present
+    return frames, present, node_info
 
 
 # -- scoring ---------------------------------------------------------------------------------
@@ -323,7 +333,7 @@ def evaluate(
     matches, inliers, status and timings, and no accuracy metric is computed. ``images``: a
     bag holding the input images (for the worst-frame pictures) when neither the output bag
     nor the ground truth's bag has them."""
-    outputs, present = read_outputs(bag, namespace, distro)
+    outputs, present, node_info = read_outputs(bag, namespace, distro)
     has_h = resolve(OUTPUT_TOPICS["homography"][0], namespace) in present
     has_pose = resolve(OUTPUT_TOPICS["pose"][0], namespace) in present
     if gt_path is None:
@@ -347,6 +357,7 @@ def evaluate(
     summary["ground_truth"] = gt_path is not None
     summary["frames_without_pair_by_design"] = len(gt_frames) - len(expected)
     summary["output_topics"] = sorted(present)
+    summary["node"] = node_info
     return Evaluation(
         frames, summary, outputs, gt_doc, Path(gt_path) if gt_path else None, Path(bag),
         Path(images) if images else None, namespace,

@@ -37,9 +37,9 @@ def plot_cdf(errors: list[float], thresholds: tuple[float, ...], unit: str, titl
     e = np.sort(np.asarray(errors, dtype=np.float64))
     xmax = 2 * max(thresholds)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    finite = e[np.isfinite(e)]
-    xs = np.concatenate([[0.0], np.minimum(finite, xmax), [xmax]])
-    ys = np.concatenate([[0.0], np.arange(1, len(finite) + 1) / len(e), [len(finite) / len(e)]])
+    shown = e[e <= xmax]  # larger errors and failures (inf) keep the curve below 1
+    xs = np.concatenate([[0.0], shown, [xmax]])
+    ys = np.concatenate([[0.0], np.arange(1, len(shown) + 1) / len(e), [len(shown) / len(e)]])
     ax.step(xs, ys, where="post", lw=2)
     for t in thresholds:
         ax.axvline(t, color="grey", ls="--", lw=1)
@@ -224,6 +224,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
         + (f"; {s['frames_without_pair_by_design']} without a thermal partner by design" if s.get("frames_without_pair_by_design") else "")
         + ")",
         f"- output topics read: {', '.join(f'`{t}`' for t in s.get('output_topics', []))}",
+        *([f"- node (last /diagnostics): " + ", ".join(f"{k} `{v}`" for k, v in s["node"].items())] if s.get("node") else []),
         "",
         "## Accuracy" if s.get("ground_truth", True) else "## Matches",
         "",
