@@ -58,6 +58,15 @@ def test_benchmark_rows_side_by_side(tmp_path):
     table = format_table(rows)
     assert table.count("\n") == len(rows) + 1 and "| reference | cpu | fp32 | 160x128 |" in table
     assert len(lines) == len(rows)
+    # per-operator profile of that export: conv dominates this network
+    from matchanything_ros.engines.benchmark import benchmark_pair, format_profile, profile_onnxruntime
+
+    profile = profile_onnxruntime(tmp_path / "eloftr_128x160_k64.onnx", *benchmark_pair(128, 160), 0.2,
+                                  runs=1, trace_dir=tmp_path)
+    ops = {op: share for op, _, share, _ in profile["ops"]}
+    assert "Conv" in ops and sum(ops.values()) <= 1.0 + 1e-6
+    assert 0 < profile["kernel_ms"] <= profile["wall_ms"] * 1.5
+    assert "| Conv |" in format_profile(profile)
 
 
 def test_unsupported_case_is_a_row_with_a_note(tmp_path):

@@ -22,6 +22,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cuda-graphs", action="store_true", help="torch backend on CUDA: replay CUDA graphs")
     parser.add_argument("--work-dir", default="benchmark_work", help="where exports and engines are written")
     parser.add_argument("--json", metavar="OUT", help="also write the results and environment as JSON")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the benchmark, profile ONNX Runtime per operator at each resolution",
+    )
 
 
 def run(args) -> int:
@@ -70,12 +75,28 @@ def run(args) -> int:
         raise CommandError(f"{exc} (or use --random-weights)") from None
     print()
     print(format_table(results))
+    profiles = {}
+    if args.profile:
+        from ..engines.benchmark import benchmark_pair, format_profile, profile_onnxruntime
+
+        for width, height in resolutions:
+            onnx_path = Path(args.work_dir) / f"eloftr_{height}x{width}_k{args.top_k}.onnx"
+            if not onnx_path.is_file():
+                print(f"no ONNX export for {width}x{height} (include onnxruntime in --backends to profile)")
+                continue
+            image0, image1 = benchmark_pair(height, width, args.seed)
+            profile = profile_onnxruntime(onnx_path, image0, image1, args.threshold,
+                                          threads=args.threads or None, trace_dir=args.work_dir)
+            profiles[f"{width}x{height}"] = profile
+            print(f"\n### ONNX Runtime profile, {width}x{height}\n")
+            print(format_profile(profile))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "environment": env,
             "config": dataclasses.asdict(config),
             "results": [dataclasses.asdict(r) for r in results],
+            "onnxruntime_profiles": profiles,
         }
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")

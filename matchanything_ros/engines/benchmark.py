@@ -334,3 +334,60 @@ def format_table(results: list[CaseResult]) -> str:
     """Markdown table of all rows."""
     separator = "|" + "---|" * (_HEADER.count("|") - 1)
     return "\n".join([_HEADER, separator, *(format_row(r) for r in results)])
+
+
+# --------------------------------------------------------------------------- profiling
+def profile_onnxruntime(onnx_path, image0, image1, threshold: float, *, threads: int | None = None,
+                        runs: int = 2, top: int = 12, trace_dir: str | Path = ".") -> dict:
+    """Where ONNX Runtime spends its time: per-operator-type and per-node kernel time (ms per
+    run, averaged over ``runs`` after one warm-up call), from ORT's own JSON profiler."""
+    import json
+    from collections import Counter
+
+    from .onnx_engine import OnnxRuntimeEngine
+
+    prefix = str(Path(trace_dir) / "ort_profile")
+    engine = OnnxRuntimeEngine(onnx_path, intra_op_threads=threads, profile_prefix=prefix)
+    engine.run(image0, image1, threshold)  # warm-up; its events are dropped below
+    start = time.perf_counter()
+    for _ in range(runs):
+        engine.run(image0, image1, threshold)
+    wall_ms = (time.perf_counter() - start) * 1000 / runs
+    trace = engine.end_profiling()
+    events = [e for e in json.loads(Path(trace).read_text())
+              if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    calls = Counter(e["name"] for e in events)
+    per_op, per_node, count = Counter(), Counter(), Counter()
+    for e in events:
+        # every node ran runs + 1 times (warm-up included): keep the timed calls' share
+        share = runs / calls[e["name"]]
+        op = e["args"].get("op_name", "?")
+        per_op[op] += e["dur"] * share / 1000 / runs
+        count[op] += share / runs
+        shape = e["args"].get("output_type_shape", "")
+        per_node[(e["name"].removesuffix("_kernel_time"), op, json.dumps(shape)[:60])] += e["dur"] * share / 1000 / runs
+    total = sum(per_op.values())
+    engine.close()
+    return {
+        "wall_ms": wall_ms,
+        "kernel_ms": total,
+        "ops": [(op, ms, ms / total, round(count[op])) for op, ms in per_op.most_common(top)],
+        "nodes": [(name, op, shape, ms) for (name, op, shape), ms in per_node.most_common(top)],
+        "trace": trace,
+    }
+
+
+def format_profile(profile: dict) -> str:
+    """Two markdown tables: time per operator type and the most expensive nodes."""
+    lines = [
+        f"ONNX Runtime: {profile['wall_ms']:.0f} ms per run (wall), {profile['kernel_ms']:.0f} ms in kernels",
+        "",
+        "| operator | ms/run | share | nodes |",
+        "|---|---|---|---|",
+        *(f"| {op} | {ms:.0f} | {share:.0%} | {n} |" for op, ms, share, n in profile["ops"]),
+        "",
+        "| node | operator | output shape | ms/run |",
+        "|---|---|---|---|",
+        *(f"| {name} | {op} | {shape} | {ms:.0f} |" for name, op, shape, ms in profile["nodes"]),
+    ]
+    return "\n".join(lines)
