@@ -314,7 +314,9 @@ class TensorRTEngine(Engine):
     def _deserialize(self, engine_path: Path):
         trt = self._trt
         data = engine_path.read_bytes()
-        runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+        # TensorRT keeps a pointer to the logger: it must live as long as the runtime and engine
+        self._logger = trt.Logger(trt.Logger.ERROR)
+        runtime = trt.Runtime(self._logger)
         try:
             engine = runtime.deserialize_cuda_engine(data) if data else None
         except Exception as exc:  # some versions raise instead of returning None
