@@ -197,6 +197,9 @@ def build_engine(
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    # TF32 (on by default) rounds fp32 matmuls to a 10-bit mantissa: logits ~1e2 would move by
+    # ~0.1 and change the dual softmax. fp32 layers here are there for accuracy, so keep them exact.
+    config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
         # OBEY (not PREFER): fail loudly rather than silently run the coarse head in fp16.
