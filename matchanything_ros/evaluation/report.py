@@ -224,7 +224,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
         + (f"; {s['frames_without_pair_by_design']} without a thermal partner by design" if s.get("frames_without_pair_by_design") else "")
         + ")",
         f"- output topics read: {', '.join(f'`{t}`' for t in s.get('output_topics', []))}",
-        *([f"- node (last /diagnostics): " + ", ".join(f"{k} `{v}`" for k, v in s["node"].items())] if s.get("node") else []),
+        *(["- node (last /diagnostics): " + ", ".join(f"{k} `{v}`" for k, v in s["node"].items())] if s.get("node") else []),
         "",
         "## Accuracy" if s.get("ground_truth", True) else "## Matches",
         "",
