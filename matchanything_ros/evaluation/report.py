@@ -289,7 +289,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
 
     drawn = draw_worst(ev, out_dir, worst, thumb_width) if worst > 0 else []
     if drawn:
-        rule = "largest error first" if any(f.error is not None for f in frames) else "fewest inliers first"
+        rule = "Largest error first" if any(f.error is not None for f in frames) else "Fewest inliers first"
         md += ["## Worst frames", "", f"{rule}; inliers green, outliers red (`viz.draw_matches`), downscaled.", ""]
         for f, name in drawn:
             md += [f"**{f.name or f.stamp_ns}** (stamp {f.stamp_ns}): error {_num(f.error)}, "
