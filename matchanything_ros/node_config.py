@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .pipeline import PipelineConfig
+
 RELIABILITIES = ("best_effort", "reliable")
 
 
@@ -277,8 +279,6 @@ def _node_specs() -> list[ParamSpec]:
 
 
 def _pipeline_specs() -> list[ParamSpec]:
-    from .pipeline import PipelineConfig
-
     return [_spec(k, v) for k, v in _flatten(dataclasses.asdict(PipelineConfig())).items()]
 
 
@@ -287,12 +287,10 @@ def parameter_specs() -> list[ParamSpec]:
     return _pipeline_specs() + _node_specs()
 
 
-def split_parameters(values: dict[str, Any]) -> tuple[NodeConfig, "PipelineConfig"]:  # noqa: F821
+def split_parameters(values: dict[str, Any]) -> tuple[NodeConfig, PipelineConfig]:
     """Dotted parameter values -> (NodeConfig, PipelineConfig); unknown names raise ValueError.
 
     Integers are accepted where a float is expected (YAML ``slop: 1``)."""
-    from .pipeline import PipelineConfig
-
     specs = {s.name: s for s in parameter_specs()}
     node_values: dict[str, Any] = {}
     pipe_values: dict[str, Any] = {}
@@ -325,7 +323,7 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     return value
 
 
-def load_params_file(path: str | Path, node_name: str = "matcher_node") -> tuple[NodeConfig, "PipelineConfig"]:  # noqa: F821
+def load_params_file(path: str | Path, node_name: str = "matcher_node") -> tuple[NodeConfig, PipelineConfig]:
     """Read a ROS 2 params YAML (``matcher_node: {ros__parameters: {...}}``) into configs.
 
     Sections apply in the order ROS uses: ``/**`` (wildcard) first, then the node's own section

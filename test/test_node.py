@@ -136,8 +136,6 @@ class Harness:
 
     # -- inputs -----------------------------------------------------------------------------
     def image(self, array: np.ndarray, encoding: str, stamp_ns: int, frame: str):
-        from sensor_msgs.msg import Image
-
         from matchanything_ros.outputs import OutputBuilder, rclpy_types
 
         return OutputBuilder(rclpy_types()).image(array, encoding, stamp_ns, frame)

@@ -187,6 +187,7 @@ class NodeHealth:
                 "matcher_errors": totals["matcher_errors"],
                 "reconfigure_errors": totals["reconfigure_errors"],
                 "publish_errors": totals["publish_errors"],
+                "callback_errors": totals["callback_errors"],
             }
             for reason, n in sorted(self.bad_input.items()):
                 values[f"bad_input.{reason}"] = n

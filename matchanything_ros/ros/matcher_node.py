@@ -169,6 +169,13 @@ class MatcherNode(Node):
         self._camera_info[index] = msg
 
     def _on_image(self, index: int, msg: Any) -> None:
+        try:
+            self._handle_image(index, msg)
+        except Exception as exc:  # an exception here would end rclpy.spin: count it instead
+            self.health.on_error("callback_errors", f"image callback failed: {exc}")
+            self.get_logger().error(f"image callback failed: {exc}", throttle_duration_sec=THROTTLE_S)
+
+    def _handle_image(self, index: int, msg: Any) -> None:
         stream = STREAMS[index]
         self.health.on_input(stream, time.monotonic())
         problem = check_image(msg)
@@ -202,7 +209,7 @@ class MatcherNode(Node):
         self._sync.reset()
         self._newest_stamp = [None, None]
         if self._mf_inputs is not None:
-            for queue in self._mf_sync.queues:
+            for queue in getattr(self._mf_sync, "queues", []):
                 queue.clear()
 
     def _on_pair(self, visible: Any, thermal: Any) -> None:
