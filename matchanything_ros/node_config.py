@@ -290,7 +290,7 @@ def parameter_specs() -> list[ParamSpec]:
 def split_parameters(values: dict[str, Any]) -> tuple[NodeConfig, PipelineConfig]:
     """Dotted parameter values -> (NodeConfig, PipelineConfig); unknown names raise ValueError.
 
-    Integers are accepted where a float is expected (YAML ``slop: 1``)."""
+    Types are strict, as in ROS: a double parameter needs a decimal point (``slop: 1.0``)."""
     specs = {s.name: s for s in parameter_specs()}
     node_values: dict[str, Any] = {}
     pipe_values: dict[str, Any] = {}
@@ -308,15 +308,14 @@ def split_parameters(values: dict[str, Any]) -> tuple[NodeConfig, PipelineConfig
 
 def _coerce(spec: ParamSpec, value: Any) -> Any:
     kind = spec.kind
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
     if kind is list and isinstance(value, (list, tuple)):
         return tuple(value)
     wrong_type = not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
     if kind in (bool, int, float, str) and wrong_type:
+        hint = f" (write {float(value)!r})" if kind is float and isinstance(value, int) else ""
         raise ValueError(
             f"parameter {spec.name!r} must be of type {kind.__name__}, got {value!r} "
-            f"({type(value).__name__})"
+            f"({type(value).__name__}){hint}"
         )
     if spec.choices and value not in spec.choices:
         raise ValueError(f"parameter {spec.name!r} must be one of {spec.choices}, got {value!r}")

@@ -47,12 +47,12 @@ def test_node_section_overrides_wildcard_and_namespaced_name(tmp_path):
 /rig/matcher_node:
   ros__parameters: {resolution: 320}
 /**:
-  ros__parameters: {resolution: 480, sync: {slop: 1}}
+  ros__parameters: {resolution: 480, sync: {slop: 1.0}}
 """,
     )
     node, pipe = load_params_file(path)
     assert pipe.resolution == 320
-    assert node.sync.slop == 1.0 and isinstance(node.sync.slop, float)
+    assert node.sync.slop == 1.0
 
 
 @pytest.mark.parametrize(
@@ -60,6 +60,8 @@ def test_node_section_overrides_wildcard_and_namespaced_name(tmp_path):
     [
         ("matcher_node:\n  ros__parameters: {resoltion: 3}\n", "unknown parameter"),
         ("matcher_node:\n  ros__parameters: {resolution: '640'}\n", "must be of type int"),
+        # strict like ROS: an integer for a double parameter is rejected, with the fix
+        ("matcher_node:\n  ros__parameters: {sync: {slop: 1}}\n", r"write 1\.0"),
         ("matcher_node:\n  ros__parameters: {geometry: plane}\n", "must be one of"),
         ("matcher_node:\n  ros__parameters: {sync: {slop: 0.0}}\n", "sync.slop"),
         ("matcher_node:\n  ros__parameters: {resolution: 10}\n", "resolution"),

@@ -368,12 +368,15 @@ class MatcherNode(Node):
         threading.Thread(target=apply, name="matcher-reconfigure", daemon=True).start()
 
     def destroy_node(self) -> None:
-        self.worker.stop()
+        worker = getattr(self, "worker", None)  # absent when __init__ failed
+        if worker is not None:
+            worker.stop()
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``matcher_node``."""
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
 
     rclpy.init(args=args)
@@ -383,8 +386,9 @@ def main(args: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, MatcherError) as exc:  # configuration errors at startup
-        rclpy.logging.get_logger("matcher_node").fatal(f"cannot start: {exc}")
+    except (ValueError, MatcherError, ParameterException) as exc:  # configuration errors at startup
+        hint = " (a double parameter needs a decimal point, e.g. 1.0)" if "DOUBLE" in str(exc) else ""
+        rclpy.logging.get_logger("matcher_node").fatal(f"cannot start: {exc}{hint}")
         return 1
     finally:
         if node is not None:
