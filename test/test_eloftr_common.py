@@ -2,6 +2,8 @@
 random weights, and the deployed network built from the same weights."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,10 @@ from matchanything_ros.models.eloftr.model import ELoFTRDeploy  # noqa: E402
 from matchanything_ros.models.eloftr.weights import hf_to_deploy  # noqa: E402
 
 
+@functools.lru_cache(maxsize=None)
 def build_reference(seed: int = 0, threshold: float = 0.1):
-    """transformers' reference with PyTorch default initialisation (HF's own init draws BatchNorm
+    """(Cached: one model per seed for the whole session; callers must not modify it.)
+    transformers' reference with PyTorch default initialisation (HF's own init draws BatchNorm
     scales near zero, which leaves no matches), non-trivial BatchNorm statistics and sharpened fine
     features (see matchanything_ros.models.eloftr.compare.build_reference)."""
     from matchanything_ros.models.eloftr.compare import build_reference as build

@@ -65,6 +65,7 @@ def authors_fine_matching(ref, win0, win1, kp0, kp1):
 def reference_internals(ref, img0, img1, threshold):
     """Reference coarse confidence, its selected (i, j) cell pairs with scores, and the refined
     keypoints of those pairs, all from the reference's own modules."""
+    previous = ref.config.coarse_matching_threshold  # the reference is shared: restore it
     ref.config.coarse_matching_threshold = threshold
     captured = {}
     original = ref._get_matches_from_scores
@@ -91,6 +92,7 @@ def reference_internals(ref, img0, img1, threshold):
             refined = authors_fine_matching(ref, win0[0, i_sel], win1[0, j_sel], kp0, kp1)
     finally:
         del ref._get_matches_from_scores
+        ref.config.coarse_matching_threshold = previous
     confidence = captured["confidence"].reshape(h * w, h * w)
     return confidence, i_sel, j_sel, s_of_i[i_sel], refined
 
