@@ -1,0 +1,1 @@
+"""Network implementations; ``eloftr`` holds MatchAnything-ELoFTR written for deployment."""
