@@ -2,7 +2,7 @@
 
 Training-time RepVGG blocks sum a 3x3 conv+BN, a 1x1 conv+BN and (when shapes allow) an identity
 BN. In eval mode that sum is itself a single 3x3 convolution; :func:`fuse_repvgg_block` computes it
-exactly, so the deployed graph has 21 convolutions instead of 61 conv/BN pairs.
+exactly, so the deployed graph has 21 convolutions instead of 42 conv+BN pairs and 18 identity BNs.
 """
 from __future__ import annotations
 
