@@ -15,6 +15,11 @@ def xfeat():
 
 
 @pytest.fixture(scope="module")
+def xfeat_sparse():
+    return create_matcher("xfeat", device="cpu", resolution=480, method="sparse")
+
+
+@pytest.fixture(scope="module")
 def sift():
     return create_matcher("sift", resolution=480)
 
@@ -32,8 +37,10 @@ def test_fit_long_side_and_back_mapping():
     assert np.allclose(to_original([[0.0, 0.0], [9.5, 4.5]], (2.0, 2.0)), [[0.5, 0.5], [19.5, 9.5]])
 
 
-@pytest.mark.parametrize("name", ["sift", "xfeat"])
-def test_shifted_copy_comes_back_in_original_pixels(name, request, textured):
+# XFeat* (the default "xfeat" method) pairs image 1's coarse 8-px grid cells with refined image 0
+# positions; its refinement leaves errors of 1-3 px that depend on the sub-cell phase of the shift.
+@pytest.mark.parametrize("name, tol_px, max_median_px", [("sift", 2.0, 0.3), ("xfeat_sparse", 2.0, 0.3), ("xfeat", 4.0, 2.0)])
+def test_shifted_copy_comes_back_in_original_pixels(name, tol_px, max_median_px, request, textured):
     """image1 is image0 shifted by (-13, -7) px: every correct match has kpts0 - kpts1 = (13, 7),
     although the matcher works at its own resolution (480 long side vs. 640 and 560 input)."""
     matcher = request.getfixturevalue(name)
@@ -41,12 +48,12 @@ def test_shifted_copy_comes_back_in_original_pixels(name, request, textured):
     m = matcher.match(textured, shifted)
     assert isinstance(m, Matches) and len(m) > 50
     d = m.kpts0 - m.kpts1
-    good = np.linalg.norm(d - [13, 7], axis=1) < 2.0
-    assert good.mean() > 0.5
-    assert np.abs(np.median(d[good], axis=0) - [13, 7]).max() < 0.3  # no systematic offset
+    good = np.linalg.norm(d - [13, 7], axis=1) < tol_px
+    assert good.mean() > 0.6
+    assert np.abs(np.median(d[good], axis=0) - [13, 7]).max() < max_median_px  # no systematic offset
 
 
-@pytest.mark.parametrize("name", ["sift", "xfeat"])
+@pytest.mark.parametrize("name", ["sift", "xfeat_sparse", "xfeat"])
 def test_scaled_copy_comes_back_in_original_pixels(name, request, textured):
     """image1 is image0 at half size (and gray): kpts1 = (kpts0 + 0.5) / 2 - 0.5."""
     matcher = request.getfixturevalue(name)
@@ -112,7 +119,7 @@ def test_offline_default_pipeline_recovers_synthetic_homography(seed):
 
 def test_xfeat_both_polarities_pools_normal_and_inverted_matches(textured):
     """With both_polarities, an inverted copy still matches (through the inverted pass)."""
-    matcher = create_matcher("xfeat", device="cpu", resolution=320, both_polarities=True)
+    matcher = create_matcher("xfeat", device="cpu", resolution=320, method="sparse", both_polarities=True)
     gray = cv2.cvtColor(textured, cv2.COLOR_BGR2GRAY)
     inverted_shifted = 255 - gray[7 : 7 + 448, 13 : 13 + 560]
     m = matcher.match(textured, inverted_shifted)

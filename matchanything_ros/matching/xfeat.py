@@ -49,7 +49,7 @@ class XFeatMatcher(Matcher):
         max_matches: int = 2048,
         resolution: int = 640,
         device: str = "auto",
-        method: str = "sparse",
+        method: str = "star",
         top_k: int = 4096,
         min_cossim: float = -1.0,
         detection_threshold: float = 0.05,
@@ -121,7 +121,7 @@ class XFeatMatcher(Matcher):
         i0 = i0[keep]
         return i0, nn01[keep], best0[keep].clamp(0, 1).cpu().numpy()
 
-    def _features(self, gray: np.ndarray, tensor) -> dict:
+    def _features(self, gray: np.ndarray, tensor, dense: bool = False) -> dict:
         """Sparse features of image 0, reused while the same image comes back: the pipeline's
         polarity 'auto' matches one visible image against the thermal image and its inverse."""
         import hashlib
@@ -129,7 +129,10 @@ class XFeatMatcher(Matcher):
         key = hashlib.blake2b(gray.tobytes(), digest_size=16, person=str(gray.shape).encode()[:16]).digest()
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        feats = self._xfeat.detectAndCompute(tensor, top_k=self.top_k)[0]
+        if dense:
+            feats = self._xfeat.detectAndComputeDense(tensor, top_k=self.top_k)
+        else:
+            feats = self._xfeat.detectAndCompute(tensor, top_k=self.top_k)[0]
         self._cache = (key, feats)
         return feats
 
@@ -170,8 +173,12 @@ class XFeatMatcher(Matcher):
         xf = self._xfeat
         with torch.inference_mode():
             if self.method == "star":
-                k0, k1 = xf.match_xfeat_star(x0, x1, top_k=self.top_k)
-                k0, k1 = np.asarray(k0), np.asarray(k1)
+                # XFeat.match_xfeat_star, with image 0's dense features reused across calls
+                d0 = self._features(g0, x0, dense=True)
+                d1 = xf.detectAndComputeDense(x1, top_k=self.top_k)
+                pairs = xf.batch_match(d0["descriptors"], d1["descriptors"])
+                refined = xf.refine_matches(d0, d1, matches=pairs, batch_idx=0).cpu().numpy()
+                k0, k1 = refined[:, :2], refined[:, 2:]
                 scores = np.ones(len(k0), np.float32)  # XFeat* keeps only confident refinements
             else:
                 d0 = self._features(g0, x0)
