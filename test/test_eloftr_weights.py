@@ -198,3 +198,22 @@ def test_parameter_counts(reference):
     leaves 15,053,952 in the deployed graph."""
     assert sum(p.numel() for p in reference.parameters()) == 16_025_216
     assert sum(p.numel() for p in ELoFTRDeploy(top_k=1).parameters()) == 15_053_952
+
+
+def test_config_json_beside_weights(tmp_path, reference, pair, expected):
+    """A Hugging Face snapshot's config.json is read and checked against what we implement."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from transformers import EfficientLoFTRConfig
+
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    (tmp_path / "config.json").write_text(EfficientLoFTRConfig().to_json_string())
+    _assert_same(_run(path, pair), expected)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["attention_bias"] = True
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="attention_bias"):
+        load_deploy_model(path)

@@ -85,9 +85,10 @@ def load_deploy_model(
     dtype: torch.dtype = torch.float32,
 ) -> ELoFTRDeploy:
     """Build :class:`ELoFTRDeploy` from a checkpoint (HF safetensors or MatchAnything ``.ckpt``),
-    fuse RepVGG/BatchNorm, move to ``device``/``dtype`` and set eval mode."""
-    from .weights import load_state_dict
+    fuse RepVGG/BatchNorm, move to ``device``/``dtype`` and set eval mode. Without ``config`` the
+    shape comes from a ``config.json`` beside the weights, else the published defaults."""
+    from .weights import config_for, load_state_dict
 
-    model = ELoFTRDeploy(config, top_k)
+    model = ELoFTRDeploy(config or config_for(weights_path), top_k)
     model.load_state_dict(load_state_dict(weights_path, model.config), strict=True)
     return model.to(device=device, dtype=dtype).eval()

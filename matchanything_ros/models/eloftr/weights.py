@@ -359,6 +359,22 @@ def hf_to_deploy(state: dict[str, torch.Tensor], config: ELoFTRConfig, source: s
     return out
 
 
+def config_for(path: str | Path) -> ELoFTRConfig:
+    """The network shape for a checkpoint: from a transformers ``config.json`` beside it (as in a
+    Hugging Face snapshot) when present, else the published defaults."""
+    import json
+
+    candidate = Path(path)
+    candidate = (candidate if candidate.is_dir() else candidate.parent) / HF_CONFIG
+    if not candidate.is_file():
+        return ELoFTRConfig()
+    try:
+        data = json.loads(candidate.read_text())
+        return ELoFTRConfig.from_hf_dict(data)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise WeightsError(f"{candidate}: {exc}") from None
+
+
 def load_state_dict(path: str | Path, config: ELoFTRConfig | None = None) -> dict[str, torch.Tensor]:
     """Read a checkpoint of either layout and return the fused :class:`ELoFTRDeploy` state_dict.
 
