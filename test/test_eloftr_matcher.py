@@ -158,3 +158,25 @@ def test_half_precision_keeps_coarse_head_fp32():
         kpts0, kpts1, scores = model(image, image, torch.tensor(0.0))
     assert kpts0.dtype == kpts1.dtype == scores.dtype == torch.float32
     assert kpts0.shape == (16, 2) and scores.shape == (16,)
+
+
+def test_npe_scales_rope_positions(weights_file):
+    """MatchAnything's NPE: RoPE positions scaled by npe_resolution / resolution."""
+    import torch
+
+    from matchanything_ros.models.eloftr.matcher import ELoFTRMatcher
+    from matchanything_ros.models.eloftr.transformer import rope_tables
+
+    cos2, sin2 = rope_tables(3, 4, 256, 10000.0, (2.0, 2.0), "cpu")
+    cos1, sin1 = rope_tables(6, 8, 256, 10000.0, (1.0, 1.0), "cpu")
+    # scaled position (r, c) of the 3x4 grid = unscaled position (2r+1, 2c+1) of the 6x8 grid
+    rows, cols = torch.meshgrid(torch.arange(3), torch.arange(4), indexing="ij")
+    idx = ((2 * rows + 1) * 8 + (2 * cols + 1)).reshape(-1)
+    torch.testing.assert_close(cos2, cos1[idx])
+    torch.testing.assert_close(sin2, sin1[idx])
+    opts = dict(weights=weights_file, backend="torch", device="cpu", resolution=128, match_threshold=0.0)
+    plain = ELoFTRMatcher(**opts)
+    npe = ELoFTRMatcher(npe_resolution=256, **opts)
+    assert npe._model.config.rope_scale == (2.0, 2.0)
+    assert ELoFTRMatcher(npe_resolution=128, **opts)._model.config.rope_scale == (1.0, 1.0)
+    assert plain._model.config.rope_scale == (1.0, 1.0)

@@ -66,6 +66,9 @@ class ELoFTRMatcher(Matcher):
     (the coarse matching head always runs in fp32). resolution: long side of the network input
     (multiple of 32). max_matches: K, at most 3840. match_threshold: coarse confidence threshold.
     onnx_path / engine_path: use these exported files instead of exporting/building into the cache.
+    npe_resolution: MatchAnything's "NPE" option -- scale RoPE positions by npe_resolution /
+    resolution (its evaluation uses 832); None (default, as transformers) means no scaling, which
+    is identical to NPE when resolution == 832.
     """
 
     name = "matchanything_eloftr"
@@ -83,6 +86,7 @@ class ELoFTRMatcher(Matcher):
         engine_path: str | os.PathLike | None = None,
         download: bool = True,
         cache_dir: str | os.PathLike | None = None,
+        npe_resolution: int | None = None,
     ):
         if backend not in BACKENDS:
             raise MatcherError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -109,6 +113,7 @@ class ELoFTRMatcher(Matcher):
         self.onnx_path = Path(onnx_path) if onnx_path else None
         self.engine_path = Path(engine_path) if engine_path else None
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.npe_resolution = int(npe_resolution) if npe_resolution else None
         self._model = None
         self._engines: dict[tuple[int, int] | None, object] = {}
         self._load_model()
@@ -117,10 +122,17 @@ class ELoFTRMatcher(Matcher):
 
     # ------------------------------------------------------------------ engines
     def _load_model(self):
-        from .model import load_deploy_model
+        import dataclasses
 
+        from .model import load_deploy_model
+        from .weights import config_for
+
+        config = config_for(self.weights_path)
+        if self.npe_resolution:
+            scale = self.npe_resolution / self.resolution
+            config = dataclasses.replace(config, rope_scale=(scale, scale))
         try:
-            self._model = load_deploy_model(self.weights_path, self.top_k)
+            self._model = load_deploy_model(self.weights_path, self.top_k, config=config)
         except MatcherError:
             raise
         except Exception as exc:  # e.g. RuntimeError from load_state_dict
@@ -132,7 +144,8 @@ class ELoFTRMatcher(Matcher):
         from matchanything_ros.engines.export import export_onnx
 
         stat = self.weights_path.stat()
-        tag = hashlib.sha1(f"{self.weights_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+        key = f"{self.weights_path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}|{self._model.config.rope_scale}"
+        tag = hashlib.sha1(key.encode()).hexdigest()[:12]
         path = self.cache_dir / "onnx" / f"eloftr_{tag}_{size[0]}x{size[1]}_k{self.top_k}.onnx"
         if not path.is_file():
             log.info("exporting ELoFTR to %s (one-off per size)", path)
