@@ -147,6 +147,8 @@ def bench_node(args) -> dict:
             # per pair, measured by the node: stamp -> outputs published, minus pipeline time
             # (input transport, pairing, queueing, decoding, message building)
             "overhead_median_ms": float(diag.get("overhead_median_ms", "nan")),
+            # the node's own part of it: pair complete -> published, minus pipeline time
+            "internal_overhead_median_ms": float(diag.get("internal_overhead_median_ms", "nan")),
             # the same plus the output hop back to this process; difference of two medians
             "end_to_end_overhead_ms": 1000 * float(np.median(latencies)) - inference,
         }

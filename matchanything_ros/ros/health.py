@@ -63,6 +63,7 @@ class NodeHealth:
         self.latency = collections.deque(maxlen=window)  # s, stamp -> publish
         self.inference = collections.deque(maxlen=window)  # s, pipeline total
         self.overhead = collections.deque(maxlen=window)  # s, latency minus pipeline time
+        self.internal = collections.deque(maxlen=window)  # s, pair complete -> published, minus pipeline
         self.last_processed: float | None = None
         self.last_matches = 0
         self.last_inliers = 0
@@ -102,8 +103,12 @@ class NodeHealth:
             self.counts[key] += 1
             self.last_error = message
 
-    def on_result(self, now: float, latency: float, result) -> None:
+    def on_result(self, now: float, latency: float, result, internal: float | None = None) -> None:
+        """A processed pair: ``latency`` stamp -> published (s); ``internal`` (optional) pair
+        complete -> published minus pipeline time: the node's own code and queueing."""
         with self._lock:
+            if internal is not None:
+                self.internal.append(internal)
             self.counts["processed"] += 1
             self.output_rate.tick(now)
             self.last_processed = now
@@ -170,6 +175,8 @@ class NodeHealth:
                 "inference_median_ms": (float(np.median(self.inference)) * 1000) if self.inference else 0.0,
                 # stamp -> publish minus pipeline time: decoding, queueing, message building
                 "overhead_median_ms": (float(np.median(self.overhead)) * 1000) if self.overhead else 0.0,
+                # pair complete -> publish minus pipeline time: worker hand-off, decoding, messages
+                "internal_overhead_median_ms": (float(np.median(self.internal)) * 1000) if self.internal else 0.0,
                 "matches": self.last_matches,
                 "inliers": self.last_inliers,
                 "inlier_ratio": float(ratio),

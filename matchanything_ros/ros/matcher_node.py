@@ -213,8 +213,9 @@ class MatcherNode(Node):
                 queue.clear()
 
     def _on_pair(self, visible: Any, thermal: Any) -> None:
-        self.health.on_pair(time.monotonic())
-        self.worker.submit((visible, thermal, self._camera_info[VISIBLE], self._camera_info[THERMAL]))
+        now = time.monotonic()
+        self.health.on_pair(now)
+        self.worker.submit((visible, thermal, self._camera_info[VISIBLE], self._camera_info[THERMAL], now))
         self.health.set_count("dropped_overload", self.worker.dropped)
 
     # -- worker thread ----------------------------------------------------------------------
@@ -235,7 +236,7 @@ class MatcherNode(Node):
             self._process_locked(item, self.pipeline)
 
     def _process_locked(self, item: tuple, pipeline: Pipeline) -> None:
-        vis_msg, th_msg, vis_info, th_info = item
+        vis_msg, th_msg, vis_info, th_info, paired_at = item
         cfg = self.cfg
         visible, thermal = self._decode(vis_msg, "visible"), self._decode(th_msg, "thermal")
         if visible is None or thermal is None:
@@ -251,19 +252,20 @@ class MatcherNode(Node):
                 throttle_duration_sec=THROTTLE_S)
         try:
             result = pipeline.process(visible, thermal, K0, K1)
-        except (MatcherError, ValueError, RuntimeError, MemoryError) as exc:
+        except Exception as exc:  # whatever the matcher raises, the node keeps serving
             self.health.on_error("matcher_errors", f"matcher error: {exc}")
             self.get_logger().error(f"matching failed: {exc}", throttle_duration_sec=THROTTLE_S)
             return
         try:
-            self._publish(result, cfg, pipeline, vis_msg, th_msg, visible, thermal)
+            self._publish(result, cfg, pipeline, vis_msg, th_msg, visible, thermal, paired_at)
         except Exception as exc:
             if not self.context.ok():  # shutting down: publishers are gone
                 return
             self.health.on_error("publish_errors", f"publishing failed: {exc}")
             self.get_logger().error(f"publishing failed: {exc}", throttle_duration_sec=THROTTLE_S)
 
-    def _publish(self, result, cfg: NodeConfig, pipeline: Pipeline, vis_msg, th_msg, visible, thermal) -> None:
+    def _publish(self, result, cfg: NodeConfig, pipeline: Pipeline, vis_msg, th_msg, visible, thermal,
+                 paired_at: float) -> None:
         stamp = stamp_to_ns(vis_msg.header.stamp)
         frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[0]
         child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[1]
@@ -291,7 +293,8 @@ class MatcherNode(Node):
         if p.debug_image:
             self.pub_debug.publish(out.debug_image(result, visible, thermal8, stamp, frame))
         latency = (self.get_clock().now().nanoseconds - stamp) / NS_PER_S
-        self.health.on_result(time.monotonic(), latency, result)
+        now = time.monotonic()
+        self.health.on_result(now, latency, result, internal=now - paired_at - result.timings.get("total", 0.0))
 
     # -- diagnostics and parameters -------------------------------------------------------
     def _publish_diagnostics(self) -> None:
