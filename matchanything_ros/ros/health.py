@@ -142,7 +142,7 @@ class NodeHealth:
             if self.last_processed is None:
                 if now - self.start_time > thresholds.stale_timeout:
                     waiting = [s for s in STREAMS if self.received[s] == 0]
-                    flag(ERROR if not waiting else WARN,
+                    flag(ERROR if waiting else WARN,
                          f"no image received on {', '.join(waiting)}" if waiting else "no pair processed yet")
             elif now - self.last_processed > thresholds.stale_timeout:
                 flag(WARN, f"no pair processed for {now - self.last_processed:.1f} s")

@@ -1,0 +1,112 @@
+"""ROS-free parts of the node: the bounded worker queue and the diagnostics verdict."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from matchanything_ros.geometry import GeometryResult, GeometryStatus
+from matchanything_ros.matching import Matches
+from matchanything_ros.outputs import ERROR, OK, WARN
+from matchanything_ros.pipeline import PipelineResult
+from matchanything_ros.ros.health import NodeHealth, Thresholds
+from matchanything_ros.ros.worker import LatestWorker
+
+
+def test_worker_drops_oldest_and_never_blocks_the_caller():
+    release = threading.Event()
+    seen = []
+
+    def handler(item):
+        release.wait(5)
+        seen.append(item)
+
+    worker = LatestWorker(handler, queue_size=1)
+    try:
+        worker.submit(0)  # taken by the worker, blocked in the handler
+        time.sleep(0.1)
+        t0 = time.perf_counter()
+        for i in range(1, 6):
+            worker.submit(i)
+        assert time.perf_counter() - t0 < 0.05  # submit returns at once
+        assert worker.dropped == 4  # 1..4 replaced by newer pairs
+        release.set()
+        deadline = time.monotonic() + 5
+        while not worker.idle() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == [0, 5]  # the newest pending pair is processed
+    finally:
+        worker.stop()
+
+
+def test_worker_survives_handler_errors():
+    seen = []
+
+    def handler(item):
+        if item == "bad":
+            raise RuntimeError("boom")
+        seen.append(item)
+
+    worker = LatestWorker(handler, queue_size=4)
+    try:
+        for item in ("bad", "good"):
+            worker.submit(item)
+        deadline = time.monotonic() + 5
+        while seen != ["good"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["good"] and worker.processed == 2
+    finally:
+        worker.stop()
+
+
+def _result(status=GeometryStatus.OK, n=100, inliers=80) -> PipelineResult:
+    mask = np.arange(n) < inliers
+    return PipelineResult(
+        matches=Matches(np.zeros((n, 2)), np.zeros((n, 2)), np.ones(n)),
+        geometry=GeometryResult("homography", status, "" if status == GeometryStatus.OK else "too few", np.eye(3), mask),
+        polarity="normal", model="xfeat", timings={"total": 0.1},
+        visible_shape=(10, 10), thermal_shape=(10, 10),
+    )
+
+
+def test_health_levels_and_reasons():
+    th = Thresholds(warn_inlier_ratio=0.2, warn_latency=0.5, stale_timeout=3.0)
+    h = NodeHealth("matcher_node: test", start_time=0.0)
+    # nothing received after the stale timeout: ERROR naming the silent streams
+    r = h.report(5.0, th)
+    assert r.level == ERROR and "visible, thermal" in r.message
+
+    for t in np.arange(5.0, 6.0, 0.1):
+        h.on_input("visible", t)
+        h.on_input("thermal", t)
+    h.on_pair(6.0)
+    h.on_result(6.0, 0.12, _result(), internal=0.002)
+    r = h.report(6.1, th)
+    assert r.level == OK and r.message == "OK"
+    assert r.values["input_rate_visible_hz"] == pytest.approx(10.0, rel=0.05)
+    assert r.values["latency_median_ms"] == pytest.approx(120.0)
+    assert r.values["overhead_median_ms"] == pytest.approx(20.0)
+    assert r.values["internal_overhead_median_ms"] == pytest.approx(2.0)
+
+    # malformed input and overload drops in this period: WARN, counted once
+    h.on_bad_input("visible_size_mismatch")
+    h.set_count("dropped_overload", 3)
+    r = h.report(6.2, th)
+    assert r.level == WARN and "1 malformed" in r.message and "3 pair(s) dropped" in r.message
+    assert r.values["bad_input.visible_size_mismatch"] == 1
+    assert h.report(6.3, th).level == OK  # deltas: nothing new since the last report
+
+    # a failed fit and a low inlier ratio: WARN with both reasons
+    h.on_result(6.4, 0.1, _result(GeometryStatus.TOO_FEW_MATCHES, n=20, inliers=2))
+    r = h.report(6.5, th)
+    assert r.level == WARN and "TOO_FEW_MATCHES" in r.message and "inlier ratio" in r.message
+
+    # a matcher error is ERROR until a pair succeeds again
+    h.on_error("matcher_errors", "matcher error: out of memory")
+    assert h.report(6.6, th).level == ERROR
+    h.on_result(6.7, 0.1, _result())
+    assert h.report(6.8, th).level == OK
+
+    # no pair for longer than the stale timeout
+    r = h.report(20.0, th)
+    assert r.level == WARN and "no pair processed" in r.message
