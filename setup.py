@@ -43,7 +43,6 @@ setup(
             "ros-geometry-msgs",
             "ros-std-msgs",
             "ros-diagnostic-msgs",
-            "ros-visualization-msgs",
         ],
         # Test-only: the reference implementation for parity, and an independent MCAP reader.
         "test": ["pytest>=7", "transformers>=4.54", "mcap>=1.1", "mcap-ros2-support>=0.5"],
