@@ -14,7 +14,7 @@ import numpy as np
 
 from .geometry import GeometryResult, GeometryStatus, estimate_geometry
 from .imaging.thermal import ThermalConfig, normalize_thermal
-from .matching import Matcher, Matches, create_matcher
+from .matching import Matcher, Matches, create_matcher, resolve_model
 
 POLARITIES = ("normal", "inverted", "auto")
 _VISIBLE_STRETCH = ThermalConfig(mode="percentile")
@@ -76,10 +76,16 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resolved_model(self) -> str:
+        """The concrete model "auto" stands for now (local weights lookup, no download)."""
+        return resolve_model(self.model, {"weights": self.weights or None})
+
     def matcher_options(self) -> dict[str, Any]:
-        """The options handed to the matcher factory for the configured model."""
+        """The options handed to the matcher factory, for the model ``model`` resolves to
+        (each implementation takes only its own options)."""
+        model = self.resolved_model()
         opts: dict[str, Any] = {"max_matches": self.max_matches, "resolution": self.resolution}
-        if self.model in ("auto", "matchanything_eloftr"):
+        if model == "matchanything_eloftr":
             opts.update(
                 backend=self.backend,
                 device=self.device,
@@ -87,13 +93,13 @@ class PipelineConfig:
                 weights=self.weights or None,
                 match_threshold=self.match_threshold,
             )
-        elif self.model == "xfeat":
+        elif model == "xfeat":
             opts.update(device=self.device)
         return opts
 
     def matcher_key(self) -> tuple:
         """Options that require rebuilding the matcher when they change."""
-        return (self.model, *sorted(self.matcher_options().items()))
+        return (self.resolved_model(), *sorted(self.matcher_options().items()))
 
 
 def _undot(values: dict[str, Any]) -> dict[str, Any]:

@@ -106,3 +106,19 @@ def test_visible_16bit_ignores_thermal_fixed_range():
     vis8, th8 = Pipeline(cfg).preprocess(vis16, thermal)
     assert vis8.dtype == np.uint8 and vis8.min() == 0 and vis8.max() == 255
     assert th8.std() > 20
+
+
+def test_auto_model_builds_the_offline_default_with_its_own_options(tmp_path, monkeypatch, caplog):
+    """model=auto without weights must build xfeat with xfeat's options (not ELoFTR's) and say
+    so in one log line."""
+    import logging
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = PipelineConfig(model="auto", backend="onnxruntime", precision="fp16")
+    assert config.resolved_model() == "xfeat"
+    assert "backend" not in config.matcher_options()
+    with caplog.at_level(logging.INFO, logger="matchanything_ros.matching"):
+        pipe = Pipeline(config)
+    assert pipe.matcher.name == "xfeat"
+    assert [r.message for r in caplog.records if "offline default" in r.message]

@@ -50,15 +50,7 @@ def resolve_model(name: str, options: dict | None = None) -> str:
         path = find_local_weights(options.get("weights") or None)
     except ImportError:  # runtime not installed / being developed
         path = None
-    if path is not None:
-        log.info("model: matchanything_eloftr (weights found at %s)", path)
-        return "matchanything_eloftr"
-    log.info(
-        "model: %s (offline default; MatchAnything-ELoFTR weights not found -- run "
-        "`matchanything-ros weights download` to use them)",
-        OFFLINE_DEFAULT,
-    )
-    return OFFLINE_DEFAULT
+    return "matchanything_eloftr" if path is not None else OFFLINE_DEFAULT
 
 
 def create_matcher(name: str = "auto", **options) -> Matcher:
@@ -68,4 +60,13 @@ def create_matcher(name: str = "auto", **options) -> Matcher:
     ``resolution``); unknown options raise a TypeError from the implementation.
     """
     concrete = resolve_model(name, options)
+    if name == "auto":  # the one line that says which model "auto" chose, and why
+        if concrete == OFFLINE_DEFAULT:
+            log.info(
+                "model: %s (offline default; MatchAnything-ELoFTR weights not found -- run "
+                "`matchanything-ros weights download` to use them)",
+                concrete,
+            )
+        else:
+            log.info("model: %s (weights found locally)", concrete)
     return _factory(concrete)(**options)
