@@ -66,8 +66,15 @@ def run(args) -> int:
     files = [save(f"stereo_{args.seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers))]
     if res.geometry.R is not None:
         r_err = rotation_error_deg(res.geometry.R, pair.R)
-        t_err = translation_angle_deg(res.geometry.t, pair.t)
-        pose = f"rotation error {r_err:.2f} deg, translation direction error {t_err:.2f} deg"
+        pose = f"rotation error {r_err:.2f} deg"
+        if res.geometry.translation_observable is False:
+            # A short-baseline rig: the geometry reports rotation only, so a direction error
+            # would be noise (the published covariance says the same).
+            t_err = float("nan")
+            pose += ", translation direction not observable (too little parallax)"
+        else:
+            t_err = translation_angle_deg(res.geometry.t, pair.t)
+            pose += f", translation direction error {t_err:.2f} deg"
     else:
         r_err = t_err = float("nan")
         pose = "no pose"
