@@ -320,7 +320,6 @@ class BagReplay:
     # -- per pair -------------------------------------------------------------------------
     def _process(self, vis_msg, th_msg, vis_info, th_info, t_pair_ns: int, summary: ReplaySummary) -> None:
         from ..imaging.encodings import ImageFormatError
-        from ..matching import MatcherError
 
         cfg, pipeline = self.cfg, self.pipeline
         t0 = time.perf_counter()
@@ -339,7 +338,7 @@ class BagReplay:
             self.health.count("missing_camera_info")
         try:
             result = pipeline.process(visible, thermal, K0, K1)
-        except (MatcherError, ValueError, RuntimeError, MemoryError) as exc:
+        except Exception as exc:  # as the node: whatever the matcher raises is counted, not fatal
             summary.matcher_errors += 1
             self.health.on_error("matcher_errors", f"matcher error: {exc}")
             log.error("matching failed: %s", exc)
@@ -371,7 +370,9 @@ class BagReplay:
         self._write_timings(stamp, t_out, timings)
         if self.on_result is not None:
             self.on_result(stamp, result)
-        self.health.on_result(t_out / NS_PER_S, (t_out - stamp) / NS_PER_S, result)
+        self.health.on_result(
+            t_out / NS_PER_S, (t_out - stamp) / NS_PER_S, result, internal=(t3 - t0) - result.timings.get("total", 0.0)
+        )
         summary.processed += 1
         summary.ok += int(result.ok)
         summary.frame_ms.append(frame_ms)
@@ -438,6 +439,8 @@ class BagReplay:
             Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
             extra={
                 "geometry_mode": self.pipeline.config.geometry,
+                "resolution": self.pipeline.config.resolution,
+                "max_matches": self.pipeline.config.max_matches,
                 "backend": self.pipeline.config.backend,
                 "sync": "matchanything_ros.sync (replay)",
                 "sync_slop_s": self.cfg.sync.slop,
