@@ -159,7 +159,7 @@ def read_outputs(
                 for status in msg.status:
                     values = {kv.key: kv.value for kv in status.values}
                     if "model" in values and "geometry_mode" in values:  # the matcher node's status
-                        node_info = {k: values[k] for k in ("model", "geometry_mode", "backend", "sync") if k in values}
+                        node_info = {k: values[k] for k in ("model", "geometry_mode", "resolution", "backend", "sync") if k in values}
             elif name == topic["correspondences"]:
                 f = frame(stamp_ns(msg.header), t_ns)
                 f.kpts0, f.kpts1, f.scores, f.inliers = _cloud_to_arrays(msg)
