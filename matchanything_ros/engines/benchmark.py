@@ -73,7 +73,8 @@ class PeakRSS:
 
     def __exit__(self, *exc):
         peak = _read_status("VmHWM")
-        self.delta_mib = (peak - self.start) / 2**20 if self.supported and peak and self.start else None
+        # memory freed by earlier cases and reused here can make the growth slightly negative
+        self.delta_mib = max(0.0, (peak - self.start) / 2**20) if self.supported and peak and self.start else None
         return False
 
 
