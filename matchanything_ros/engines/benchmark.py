@@ -233,7 +233,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
                             **options,
                         )
                         row.setup_s = time.perf_counter() - setup_start
-                        times = _time_calls(lambda: engine.run(image0, image1, cfg.threshold), cfg.warmup, cfg.runs, sync)
+                        times = _time_calls(lambda e=engine: e.run(image0, image1, cfg.threshold), cfg.warmup, cfg.runs, sync)
                         row.matches = int((engine.run(image0, image1, cfg.threshold)[2] > 0).sum())
                         if on_cuda:
                             if backend == "tensorrt":
