@@ -16,13 +16,10 @@ def model():
 
 @pytest.fixture(scope="module")
 def pair():
-    """Smooth random texture and the same texture shifted by (5, 7) px, float32 (1, 1, 128, 160)."""
-    import cv2
+    """Textured float32 (1, 1, 128, 160) pair, the second view shifted by (5, 7) px."""
+    from matchanything_ros.engines.benchmark import benchmark_pair
 
-    rng = np.random.default_rng(3)
-    small = rng.random((20, 24)).astype(np.float32)
-    big = np.clip(cv2.resize(small, None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC), 0, 1)
-    return big[None, None, :128, :160].copy(), big[None, None, 5:133, 7:167].copy()
+    return benchmark_pair(128, 160, seed=3)
 
 
 def test_torch_engine_runs_fixed_k(model, pair):

@@ -1,6 +1,5 @@
 """ONNX export + ONNX Runtime parity with PyTorch on the real deploy network (random weights,
 small sizes), and the TensorRT-compatibility check of that export (always runs, no GPU needed)."""
-import cv2
 import numpy as np
 import pytest
 
@@ -18,19 +17,10 @@ from matchanything_ros.engines.export import (  # noqa: E402
     export_onnx,
     read_metadata,
 )
+from matchanything_ros.engines.benchmark import benchmark_pair  # noqa: E402
 from matchanything_ros.engines.random_weights import random_deploy_model  # noqa: E402
 
 TOP_K = 256
-SHIFT = (5, 7)  # (dy, dx) of image 1 relative to image 0: overlapping views
-
-
-def textured_pair(height: int, width: int, seed: int = 0):
-    """Smooth random texture and the same texture shifted by SHIFT, float32 (1, 1, H, W)."""
-    rng = np.random.default_rng(seed)
-    small = rng.random((height // 8 + 4, width // 8 + 4)).astype(np.float32)
-    big = np.clip(cv2.resize(small, None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC), 0, 1)
-    dy, dx = SHIFT
-    return big[None, None, :height, :width].copy(), big[None, None, dy : dy + height, dx : dx + width].copy()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +39,7 @@ def test_onnxruntime_matches_pytorch(model, exported):
     path, height, width = exported
     ort_engine = create_engine("onnxruntime", onnx_path=path)
     torch_engine = create_engine("torch", model=model)
-    image0, image1 = textured_pair(height, width)
+    image0, image1 = benchmark_pair(height, width)  # textured, second view shifted by (5, 7) px
     for threshold in (0.0, 1e-3):
         k0_o, k1_o, s_o = ort_engine.run(image0, image1, threshold)
         k0_t, k1_t, s_t = torch_engine.run(image0, image1, threshold)

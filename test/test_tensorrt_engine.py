@@ -53,12 +53,9 @@ def onnx_path(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pair():
-    import cv2
+    from matchanything_ros.engines.benchmark import benchmark_pair
 
-    rng = np.random.default_rng(0)
-    small = rng.random((HEIGHT // 8 + 4, WIDTH // 8 + 4)).astype(np.float32)
-    big = np.clip(cv2.resize(small, None, fx=8, fy=8, interpolation=cv2.INTER_CUBIC), 0, 1)
-    return big[None, None, :HEIGHT, :WIDTH].copy(), big[None, None, 5 : 5 + HEIGHT, 7 : 7 + WIDTH].copy()
+    return benchmark_pair(HEIGHT, WIDTH)
 
 
 @needs_tensorrt
