@@ -29,15 +29,13 @@ from typing import Any, Callable
 import numpy as np
 
 from ..node_config import NodeConfig
+from ..pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
 from ..pipeline import Pipeline, PipelineConfig
 from ..sync import NS_PER_S, ApproximateTimeSynchronizer
 from .storage import BagError, BagReader, BagWriter, stamp_ns
 
 log = logging.getLogger(__name__)
 
-VISIBLE, THERMAL = 0, 1
-STREAMS = ("visible", "thermal")
-DEFAULT_FRAMES = ("visible_optical_frame", "thermal_optical_frame")  # as the node
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TIMINGS_TOPIC = "replay/timings"
@@ -135,47 +133,6 @@ class ReplaySummary:
         if self.interrupted:
             lines.append(f"  interrupted: the output bag holds the {self.processed} pairs processed so far")
         return "\n".join(lines)
-
-
-# -- the node's input handling, ROS-free (matcher_node imports rclpy at module level, so
-# -- replay cannot import these from there; they follow MatcherNode.check_image/_decode) --------
-def check_image(msg: Any) -> str | None:
-    """Cheap sanity check of a sensor_msgs/Image: a reason key or None (as the node)."""
-    from ..imaging.encodings import ImageFormatError, encoding_info
-
-    try:
-        dtype, channels = encoding_info(msg.encoding)
-    except ImageFormatError:
-        return "unknown_encoding"
-    if msg.width <= 0 or msg.height <= 0 or len(msg.data) == 0:
-        return "empty"
-    row = msg.width * channels * np.dtype(dtype).itemsize
-    if msg.step < row or len(msg.data) != msg.step * msg.height:
-        return "size_mismatch"
-    return None
-
-
-def decode_image(msg: Any, stream: str) -> np.ndarray:
-    """Image message -> array as the node hands it to the pipeline (8-bit colour visible as
-    BGR, every other colour image as mono keeping its depth)."""
-    from ..imaging.encodings import msg_to_numpy, to_bgr8, to_mono
-
-    array = msg_to_numpy(msg)
-    if array.ndim == 3:
-        array = to_bgr8(array, msg.encoding) if stream == "visible" and array.dtype == np.uint8 else to_mono(array, msg.encoding)
-    return array
-
-
-def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
-    """3x3 K from a CameraInfo matching the image size; None if absent, zero or mismatched."""
-    if info is None:
-        return None
-    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        return None
-    if info.width and info.height and (info.width, info.height) != (image_msg.width, image_msg.height):
-        return None
-    return K
 
 
 class BagReplay:
@@ -281,7 +238,7 @@ class BagReplay:
                 problem = check_image(msg)
                 if problem is not None:
                     summary.bad_input += 1
-                    self.health.on_bad_input(f"{stream}_{problem}")
+                    self.health.on_bad_input(f"{stream}_{problem[0]}")
                     continue
                 for vis_msg, th_msg in sync.add(index, stamp_ns(msg.header), msg):
                     summary.pairs += 1
@@ -392,36 +349,11 @@ class BagReplay:
             self._write(self.output_topic(key), OUTPUT_TOPICS[key][1], t_ns, msg)
 
     def _publish(self, result, vis_msg, th_msg, visible, thermal, t_out: int) -> None:
-        """The node's MatcherNode._publish, writing to the bag instead of publishers."""
-        from ..imaging.encodings import encoding_info
-        from ..imaging.thermal import normalize_thermal
-
-        cfg, out = self.cfg, self.out
+        """What the node publishes for this pair (pair_io.output_messages), written to the bag."""
         stamp = stamp_ns(vis_msg.header)
-        frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[0]
-        child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[1]
-        p = cfg.publish
-        if p.correspondences and (result.ok or cfg.output.publish_on_failure):
-            self._emit("correspondences", t_out, out.correspondences(result, stamp, frame, cfg.output.inliers_only))
-        if p.pose:
-            self._emit("pose", t_out, out.pose(result, stamp, frame))
-        if p.transform or p.tf:
-            tmsg = out.transform(result, stamp, frame, child)
-            if tmsg is not None and p.transform:
-                self._emit("transform", t_out, tmsg)
-            if tmsg is not None and p.tf:
-                self._emit("tf", t_out, out.tf_message([tmsg]))
-        if p.homography:
-            self._emit("homography", t_out, out.homography(result))
-        raw = p.registered and not cfg.output.registered_normalized and encoding_info(th_msg.encoding)[1] == 1
-        thermal8 = None
-        if (p.registered and not raw) or p.debug_image:
-            thermal8 = normalize_thermal(thermal, self.pipeline.config.thermal)
-        if p.registered:
-            image, encoding = (thermal, th_msg.encoding) if raw else (thermal8, "mono8")
-            self._emit("registered", t_out, out.registered(result, image, encoding, visible.shape[:2], stamp, frame))
-        if p.debug_image:
-            self._emit("debug_image", t_out, out.debug_image(result, visible, thermal8, stamp, frame))
+        for key, msg in output_messages(result, self.cfg, self.out, vis_msg, th_msg, visible, thermal,
+                                        self.pipeline.config.thermal, stamp):
+            self._emit(key, t_out, self.out.tf_message([msg]) if key == "tf" else msg)
 
     def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
         from ..outputs import OK, DiagnosticReport

@@ -22,52 +22,20 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 
-from ..imaging.encodings import ImageFormatError, encoding_info, msg_to_numpy, to_bgr8, to_mono
-from ..imaging.thermal import normalize_thermal
+from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
 from ..node_config import NodeConfig, split_parameters
 from ..outputs import OutputBuilder, rclpy_types
+from ..pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
 from ..pipeline import Pipeline, PipelineConfig
 from ..sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
 from .health import NodeHealth, Thresholds
 from .params import current_values, declare_all
 from .worker import LatestWorker
 
-VISIBLE, THERMAL = 0, 1
-STREAMS = ("visible", "thermal")
-DEFAULT_FRAMES = ("visible_optical_frame", "thermal_optical_frame")
 # A stamp this far behind the newest one is a clock reset (bag loop, simulator restart).
 TIME_RESET_NS = 3 * NS_PER_S
 THROTTLE_S = 5.0
-
-
-def check_image(msg: Any) -> tuple[str, str] | None:
-    """Cheap O(1) sanity check of a sensor_msgs/Image: (reason key, message) or None."""
-    try:
-        dtype, channels = encoding_info(msg.encoding)
-    except ImageFormatError as exc:
-        return "unknown_encoding", str(exc)
-    if msg.width <= 0 or msg.height <= 0 or len(msg.data) == 0:
-        return "empty", f"empty image {msg.width}x{msg.height} with {len(msg.data)} bytes"
-    row = msg.width * channels * np.dtype(dtype).itemsize
-    if msg.step < row or len(msg.data) != msg.step * msg.height:
-        return "size_mismatch", (
-            f"{msg.encoding} {msg.width}x{msg.height}: step {msg.step} (row needs {row}), "
-            f"data {len(msg.data)} bytes (step*height = {msg.step * msg.height})"
-        )
-    return None
-
-
-def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
-    """3x3 K from a CameraInfo matching the image size; None if absent, zero or mismatched."""
-    if info is None:
-        return None
-    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if K[0, 0] <= 0 or K[1, 1] <= 0:
-        return None
-    if info.width and info.height and (info.width, info.height) != (image_msg.width, image_msg.height):
-        return None
-    return K
 
 
 class MatcherNode(Node):
@@ -221,11 +189,7 @@ class MatcherNode(Node):
     # -- worker thread ----------------------------------------------------------------------
     def _decode(self, msg: Any, stream: str) -> np.ndarray | None:
         try:
-            array = msg_to_numpy(msg)
-            if array.ndim == 3:  # colour: BGR for 8-bit visible, luma otherwise
-                array = to_bgr8(array, msg.encoding) if stream == "visible" and array.dtype == np.uint8 \
-                    else to_mono(array, msg.encoding)
-            return array
+            return decode_image(msg, stream)
         except ImageFormatError as exc:
             self.health.on_bad_input(f"{stream}_unsupported")
             self.get_logger().warning(f"dropping {stream} image: {exc}", throttle_duration_sec=THROTTLE_S)
@@ -267,31 +231,18 @@ class MatcherNode(Node):
     def _publish(self, result, cfg: NodeConfig, pipeline: Pipeline, vis_msg, th_msg, visible, thermal,
                  paired_at: float) -> None:
         stamp = stamp_to_ns(vis_msg.header.stamp)
-        frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[0]
-        child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[1]
-        p, out = cfg.publish, self.out
-        if p.correspondences and (result.ok or cfg.output.publish_on_failure):
-            self.pub_corr.publish(out.correspondences(result, stamp, frame, cfg.output.inliers_only))
-        if p.pose and (msg := out.pose(result, stamp, frame)) is not None:
-            self.pub_pose.publish(msg)
-        if (p.transform or p.tf) and (tmsg := out.transform(result, stamp, frame, child)) is not None:
-            if p.transform:
-                self.pub_transform.publish(tmsg)
-            if p.tf:
-                self._tf_send(tmsg)
-        if p.homography and (msg := out.homography(result)) is not None:
-            self.pub_homography.publish(msg)
-        # registered image: raw thermal (one-channel encodings) or the normalized mono8 view
-        raw = p.registered and not cfg.output.registered_normalized and encoding_info(th_msg.encoding)[1] == 1
-        thermal8 = None
-        if (p.registered and not raw) or p.debug_image:
-            thermal8 = normalize_thermal(thermal, pipeline.config.thermal)
-        if p.registered:
-            image, encoding = (thermal, th_msg.encoding) if raw else (thermal8, "mono8")
-            if (msg := out.registered(result, image, encoding, visible.shape[:2], stamp, frame)) is not None:
-                self.pub_registered.publish(msg)
-        if p.debug_image:
-            self.pub_debug.publish(out.debug_image(result, visible, thermal8, stamp, frame))
+        publishers = {
+            "correspondences": self.pub_corr.publish,
+            "pose": self.pub_pose.publish,
+            "transform": self.pub_transform.publish,
+            "tf": self._tf_send,
+            "homography": self.pub_homography.publish,
+            "registered": self.pub_registered.publish,
+            "debug_image": self.pub_debug.publish,
+        }
+        for key, msg in output_messages(result, cfg, self.out, vis_msg, th_msg, visible, thermal,
+                                        pipeline.config.thermal, stamp):
+            publishers[key](msg)
         latency = (self.get_clock().now().nanoseconds - stamp) / NS_PER_S
         now = time.monotonic()
         self.health.on_result(now, latency, result, internal=now - paired_at - result.timings.get("total", 0.0))

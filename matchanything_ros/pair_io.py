@@ -1,0 +1,106 @@
+"""ROS-free per-pair input and output handling, shared by ``matcher_node`` and bag replay.
+
+Both entry points receive sensor_msgs-shaped messages (rclpy messages in the node, rosbags
+dataclasses in replay) and must treat them identically: the same sanity check, the same decode,
+the same CameraInfo rule and the same choice of output messages. This module is that one copy;
+the node publishes what :func:`output_messages` returns, replay writes it to a bag.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+
+from .imaging.encodings import ImageFormatError, encoding_info, msg_to_numpy, to_bgr8, to_mono
+from .imaging.thermal import ThermalConfig, normalize_thermal
+
+VISIBLE, THERMAL = 0, 1
+STREAMS = ("visible", "thermal")
+#: frame ids used when neither the parameters nor the image headers name one
+DEFAULT_FRAMES = ("visible_optical_frame", "thermal_optical_frame")
+
+
+def check_image(msg: Any) -> tuple[str, str] | None:
+    """Cheap O(1) sanity check of a sensor_msgs/Image: ``(reason key, message)`` or None.
+
+    Reason keys (counted in diagnostics): ``unknown_encoding``, ``empty``, ``size_mismatch``."""
+    try:
+        dtype, channels = encoding_info(msg.encoding)
+    except ImageFormatError as exc:
+        return "unknown_encoding", str(exc)
+    if msg.width <= 0 or msg.height <= 0 or len(msg.data) == 0:
+        return "empty", f"empty image {msg.width}x{msg.height} with {len(msg.data)} bytes"
+    row = msg.width * channels * np.dtype(dtype).itemsize
+    if msg.step < row or len(msg.data) != msg.step * msg.height:
+        return "size_mismatch", (
+            f"{msg.encoding} {msg.width}x{msg.height}: step {msg.step} (row needs {row}), "
+            f"data {len(msg.data)} bytes (step*height = {msg.step * msg.height})"
+        )
+    return None
+
+
+def decode_image(msg: Any, stream: str) -> np.ndarray:
+    """Image message -> the array the pipeline takes: 8-bit colour visible as BGR, every other
+    colour image as mono keeping its depth. Raises ImageFormatError for what cannot convert."""
+    array = msg_to_numpy(msg)
+    if array.ndim == 3:
+        if stream == "visible" and array.dtype == np.uint8:
+            return to_bgr8(array, msg.encoding)
+        return to_mono(array, msg.encoding)
+    return array
+
+
+def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
+    """3x3 K from a CameraInfo matching the image size; None if absent, zero or mismatched."""
+    if info is None:
+        return None
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return None
+    if info.width and info.height and (info.width, info.height) != (image_msg.width, image_msg.height):
+        return None
+    return K
+
+
+def output_messages(
+    result: Any,
+    cfg: Any,
+    out: Any,
+    vis_msg: Any,
+    th_msg: Any,
+    visible: np.ndarray,
+    thermal: np.ndarray,
+    thermal_config: ThermalConfig,
+    stamp_ns: int,
+) -> Iterator[tuple[str, Any]]:
+    """The node's outputs for one processed pair, as ``(key, message)`` in publish order.
+
+    ``cfg`` is the NodeConfig, ``out`` an :class:`~matchanything_ros.outputs.OutputBuilder`.
+    Keys: correspondences, pose, transform, tf (a TransformStamped for /tf), homography,
+    registered, debug_image. Outputs that do not exist for this result (no pose in homography
+    mode, a failed fit) are not yielded."""
+    frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[VISIBLE]
+    child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[THERMAL]
+    p = cfg.publish
+    if p.correspondences and (result.ok or cfg.output.publish_on_failure):
+        yield "correspondences", out.correspondences(result, stamp_ns, frame, cfg.output.inliers_only)
+    if p.pose and (msg := out.pose(result, stamp_ns, frame)) is not None:
+        yield "pose", msg
+    if (p.transform or p.tf) and (tmsg := out.transform(result, stamp_ns, frame, child)) is not None:
+        if p.transform:
+            yield "transform", tmsg
+        if p.tf:
+            yield "tf", tmsg
+    if p.homography and (msg := out.homography(result)) is not None:
+        yield "homography", msg
+    # registered image: raw thermal (one-channel encodings) or the normalized mono8 view
+    raw = p.registered and not cfg.output.registered_normalized and encoding_info(th_msg.encoding)[1] == 1
+    thermal8 = None
+    if (p.registered and not raw) or p.debug_image:
+        thermal8 = normalize_thermal(thermal, thermal_config)
+    if p.registered:
+        image, encoding = (thermal, th_msg.encoding) if raw else (thermal8, "mono8")
+        if (msg := out.registered(result, image, encoding, visible.shape[:2], stamp_ns, frame)) is not None:
+            yield "registered", msg
+    if p.debug_image:
+        yield "debug_image", out.debug_image(result, visible, thermal8, stamp_ns, frame)

@@ -1,0 +1,69 @@
+"""The per-pair input/output rules shared by matcher_node and bag replay (ROS-free)."""
+import numpy as np
+import pytest
+from rosbags.typesys import Stores, get_typestore
+
+from matchanything_ros.imaging.encodings import numpy_to_image
+from matchanything_ros.node_config import NodeConfig
+from matchanything_ros.outputs import OutputBuilder, rosbags_types
+from matchanything_ros.pair_io import camera_matrix, check_image, decode_image, output_messages
+from matchanything_ros.pipeline import Pipeline, PipelineConfig
+from matchanything_ros.synthetic import make_planar_pair
+
+TS = get_typestore(Stores.ROS2_HUMBLE)
+Image, Header, Time = TS.types["sensor_msgs/msg/Image"], TS.types["std_msgs/msg/Header"], TS.types["builtin_interfaces/msg/Time"]
+
+
+def image_msg(array, enc, frame="cam", **override):
+    buf = numpy_to_image(array, enc)
+    fields = dict(
+        header=Header(stamp=Time(sec=1, nanosec=0), frame_id=frame), height=buf.height, width=buf.width,
+        encoding=buf.encoding, is_bigendian=int(buf.is_bigendian), step=buf.step,
+        data=np.frombuffer(buf.data, dtype=np.uint8),
+    )
+    fields.update(override)
+    return Image(**fields)
+
+
+@pytest.mark.parametrize(
+    "override, reason",
+    [({"encoding": "yuv9000"}, "unknown_encoding"), ({"width": 0}, "empty"), ({"step": 3}, "size_mismatch")],
+)
+def test_check_image_names_the_reason(override, reason):
+    msg = image_msg(np.zeros((4, 5), np.uint8), "mono8", **override)
+    problem = check_image(msg)
+    assert problem is not None and problem[0] == reason and problem[1]
+
+
+def test_decode_and_camera_matrix_rules():
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200  # red in rgb8 -> third channel in BGR
+    assert decode_image(image_msg(rgb, "rgb8"), "visible")[0, 0].tolist() == [0, 0, 200]
+    assert decode_image(image_msg(rgb, "rgb8"), "thermal").ndim == 2  # colour thermal -> luma
+    Info = TS.types["sensor_msgs/msg/CameraInfo"]
+    msg = image_msg(np.zeros((4, 5), np.uint8), "mono8")
+    k = np.array([100.0, 0, 2, 0, 100, 2, 0, 0, 1])
+    info = Info(header=msg.header, height=4, width=5, distortion_model="", d=np.zeros(0), k=k,
+                r=np.eye(3).ravel(), p=np.zeros(12), binning_x=0, binning_y=0,
+                roi=TS.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    assert np.allclose(camera_matrix(info, msg), k.reshape(3, 3))
+    assert camera_matrix(info, image_msg(np.zeros((8, 5), np.uint8), "mono8")) is None  # size mismatch
+    assert camera_matrix(None, msg) is None
+
+
+def test_output_messages_follow_geometry_mode_and_toggles():
+    pair = make_planar_pair(0, size=(320, 256))
+    vis_msg, th_msg = image_msg(pair.visible, "bgr8", "vis"), image_msg(pair.thermal, "mono16", "th")
+    out = OutputBuilder(rosbags_types(TS))
+    pipe = Pipeline(PipelineConfig(model="xfeat", geometry="homography"))
+    result = pipe.process(pair.visible, pair.thermal)
+    assert result.ok, result.geometry.message
+    cfg = NodeConfig()
+    keys = [k for k, _ in output_messages(result, cfg, out, vis_msg, th_msg, pair.visible, pair.thermal,
+                                          pipe.config.thermal, 10)]
+    assert keys == ["correspondences", "homography", "registered"]  # no pose from a homography
+    cfg.publish.debug_image = True
+    cfg.publish.homography = False
+    msgs = dict(output_messages(result, cfg, out, vis_msg, th_msg, pair.visible, pair.thermal, pipe.config.thermal, 10))
+    assert "homography" not in msgs and msgs["debug_image"].encoding == "bgr8"
+    assert msgs["correspondences"].header.frame_id == "vis"
