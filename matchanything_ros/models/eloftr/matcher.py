@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from matchanything_ros.devices import auto_device
 from matchanything_ros.matching.base import Matcher, MatcherError, Matches
 
 from .preprocess import network_size, prepare_pair
@@ -29,18 +30,6 @@ def default_cache_dir() -> Path:
     """Where exported ONNX files are cached (``$XDG_CACHE_HOME/matchanything_ros``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "matchanything_ros"
-
-
-def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when PyTorch sees a GPU, else "cpu"; other names pass through."""
-    if device != "auto":
-        return device
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover
-        return "cpu"
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -104,7 +93,7 @@ class ELoFTRMatcher(Matcher):
         from .weights import resolve_weights
 
         self.weights_path = resolve_weights(weights, allow_download=download)
-        self.device = resolve_device(device)
+        self.device = auto_device() if device == "auto" else device
         self.backend = resolve_backend(backend, self.device)
         self.precision = precision
         self.resolution = int(resolution)
