@@ -1,0 +1,88 @@
+"""The `matchanything-ros` command line: demo and match, exit codes and outputs.
+
+Runs the installed console script as a subprocess, as a user would."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from matchanything_ros.synthetic import make_planar_pair
+
+EXE = shutil.which("matchanything-ros", path=str(Path(sys.executable).parent)) or "matchanything-ros"
+
+
+def cli(*args, cwd=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def pair_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pair")
+    pair = make_planar_pair(0)  # 640x512: at 320x256 the scene is too small for a reliable fit
+    cv2.imwrite(str(d / "vis.png"), pair.visible)
+    cv2.imwrite(str(d / "th.png"), pair.thermal)  # 16-bit PNG, as radiometric cameras save
+    (d / "bad.png").write_bytes(b"not an image")
+    return d, pair
+
+
+def test_help_lists_every_command():
+    res = cli("--help")
+    assert res.returncode == 0
+    for command in ("demo", "match", "accuracy", "weights", "export", "build-engine", "benchmark",
+                    "make-bag", "replay", "evaluate"):
+        assert command in res.stdout
+
+
+def test_demo_writes_pictures_and_a_summary(tmp_path):
+    res = cli("demo", "--out", tmp_path / "demo", "--pairs", "1")
+    assert res.returncode == 0, res.stderr
+    assert "mean corner error vs truth" in res.stdout and "rotation error" in res.stdout
+    pngs = sorted(p.name for p in (tmp_path / "demo").glob("*.png"))
+    assert pngs == ["planar_0_matches.png", "planar_0_registration.png", "stereo_0_matches.png"]
+    assert cv2.imread(str(tmp_path / "demo" / "planar_0_matches.png")).shape[1] == 2 * 640
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary[0]["corner_error_px"] < 10 and summary[0]["geometry"]["status"] == "OK"
+
+
+def test_match_writes_json_and_visualisation(pair_files, tmp_path):
+    d, pair = pair_files
+    res = cli("match", d / "vis.png", d / "th.png", "--json", tmp_path / "r.json", "--viz", tmp_path / "r.png")
+    assert res.returncode == 0, res.stderr
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["geometry"]["status"] == "OK"
+    H = np.array(out["geometry"]["matrix"])
+    corners = np.array([[0, 0, 1], [639, 0, 1], [639, 511, 1], [0, 511, 1]], float).T
+    est, gt = H @ corners, pair.H @ corners
+    assert np.abs(est[:2] / est[2] - gt[:2] / gt[2]).max() < 10
+    assert len(out["matches"]["kpts_visible"]) == out["num_matches"]
+    assert cv2.imread(str(tmp_path / "r.png")) is not None
+
+
+def test_match_essential_with_intrinsics_string(pair_files):
+    d, _ = pair_files
+    res = cli("match", d / "vis.png", d / "th.png", "--geometry", "essential", "--intrinsics", "600,600,320,256")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("essential:")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["match", "missing.png", "th.png"], "visible image not found"),
+        (["match", "vis.png", "bad.png"], "cannot read thermal image"),
+        (["match", "vis.png", "th.png", "--model", "superglue"], "unknown model 'superglue'"),
+        (["match", "vis.png", "th.png", "--intrinsics", "nope.yaml"], "intrinsics file not found"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(pair_files, args, message):
+    d, _ = pair_files
+    res = cli(*args, cwd=d)
+    assert res.returncode == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
