@@ -363,20 +363,8 @@ class BagReplay:
         self._emit("timings", t_out, self.out.diagnostics(stamp, [report]))
 
     def _write_diagnostics(self, t_ns: int) -> None:
-        from ..ros.health import Thresholds
-
-        d = self.cfg.diagnostics
-        report = self.health.report(
-            t_ns / NS_PER_S,
-            Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
-            extra={
-                "geometry_mode": self.pipeline.config.geometry,
-                "resolution": self.pipeline.config.resolution,
-                "max_matches": self.pipeline.config.max_matches,
-                "backend": self.pipeline.config.backend,
-                "sync": "matchanything_ros.sync (replay)",
-                "sync_slop_s": self.cfg.sync.slop,
-            },
+        report = self.health.node_report(
+            t_ns / NS_PER_S, self.cfg, self.pipeline.config, "matchanything_ros.sync (replay)"
         )
         self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, [report]))
 

@@ -123,6 +123,23 @@ class NodeHealth:
             self.last_error = ""
 
     # -- report ---------------------------------------------------------------------------
+    def node_report(self, now: float, node_cfg, pipeline_config, sync_name: str) -> DiagnosticReport:
+        """:meth:`report` with the node's thresholds and the "what is running" values; the node
+        and bag replay publish exactly this."""
+        d = node_cfg.diagnostics
+        return self.report(
+            now,
+            Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
+            extra={
+                "geometry_mode": pipeline_config.geometry,
+                "resolution": pipeline_config.resolution,
+                "max_matches": pipeline_config.max_matches,
+                "backend": pipeline_config.backend,
+                "sync": sync_name,
+                "sync_slop_s": node_cfg.sync.slop,
+            },
+        )
+
     def report(self, now: float, thresholds: Thresholds, extra: dict | None = None) -> DiagnosticReport:
         with self._lock:
             level, reasons = OK, []

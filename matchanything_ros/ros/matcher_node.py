@@ -29,7 +29,7 @@ from ..outputs import OutputBuilder, rclpy_types
 from ..pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
 from ..pipeline import Pipeline, PipelineConfig
 from ..sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
-from .health import NodeHealth, Thresholds
+from .health import NodeHealth
 from .params import current_values, declare_all
 from .worker import LatestWorker
 
@@ -249,20 +249,8 @@ class MatcherNode(Node):
 
     # -- diagnostics and parameters -------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        d = self.cfg.diagnostics
         self.health.set_count("dropped_overload", self.worker.dropped)
-        report = self.health.report(
-            time.monotonic(),
-            Thresholds(d.warn_inlier_ratio, d.warn_latency, d.stale_timeout),
-            extra={
-                "geometry_mode": self.pipeline.config.geometry,
-                "resolution": self.pipeline.config.resolution,
-                "max_matches": self.pipeline.config.max_matches,
-                "backend": self.pipeline.config.backend,
-                "sync": self.sync_backend,
-                "sync_slop_s": self.cfg.sync.slop,
-            },
-        )
+        report = self.health.node_report(time.monotonic(), self.cfg, self.pipeline.config, self.sync_backend)
         self.pub_diag.publish(self.out.diagnostics(self.get_clock().now().nanoseconds, [report]))
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
