@@ -80,10 +80,11 @@ class PipelineConfig:
         """The concrete model "auto" stands for now (local weights lookup, no download)."""
         return resolve_model(self.model, {"weights": self.weights or None})
 
-    def matcher_options(self) -> dict[str, Any]:
+    def matcher_options(self, model: str | None = None) -> dict[str, Any]:
         """The options handed to the matcher factory, for the model ``model`` resolves to
-        (each implementation takes only its own options)."""
-        model = self.resolved_model()
+        (each implementation takes only its own options). Pass an already resolved ``model``
+        to skip the weights lookup."""
+        model = model or self.resolved_model()
         opts: dict[str, Any] = {"max_matches": self.max_matches, "resolution": self.resolution}
         if model == "matchanything_eloftr":
             opts.update(
@@ -97,9 +98,10 @@ class PipelineConfig:
             opts.update(device=self.device)
         return opts
 
-    def matcher_key(self) -> tuple:
+    def matcher_key(self, model: str | None = None) -> tuple:
         """Options that require rebuilding the matcher when they change."""
-        return (self.resolved_model(), *sorted(self.matcher_options().items()))
+        model = model or self.resolved_model()
+        return (model, *sorted(self.matcher_options(model).items()))
 
 
 def _undot(values: dict[str, Any]) -> dict[str, Any]:
@@ -190,15 +192,17 @@ class Pipeline:
 
     def __init__(self, config: PipelineConfig | None = None, matcher: Matcher | None = None):
         self.config = config or PipelineConfig()
-        self.matcher = matcher or create_matcher(self.config.model, **self.config.matcher_options())
-        self._matcher_key = self.config.matcher_key()
+        model = self.config.resolved_model()  # one weights lookup per build
+        self.matcher = matcher or create_matcher(self.config.model, **self.config.matcher_options(model))
+        self._matcher_key = self.config.matcher_key(model)
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """Apply a new config; the matcher is rebuilt only when a matcher option changed."""
         config.validate()
-        key = config.matcher_key()
+        model = config.resolved_model()
+        key = config.matcher_key(model)
         if key != self._matcher_key:
-            self.matcher = create_matcher(config.model, **config.matcher_options())
+            self.matcher = create_matcher(config.model, **config.matcher_options(model))
             self._matcher_key = key
         self.config = config
 
