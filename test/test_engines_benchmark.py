@@ -20,11 +20,16 @@ def test_parse_resolution():
 
 
 def test_peak_rss_sees_an_allocation():
-    import numpy as np
+    import mmap
 
+    # A fresh anonymous mapping, every page written: new resident memory whatever malloc holds.
+    # (np.ones could reuse a free, already-resident heap chunk left by earlier tests: CI saw 0 MiB.)
+    size = 64 * 2**20
     with PeakRSS() as rss:
-        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched, still alive when the block ends
-    del block
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+    block.close()
     if rss.supported:
         assert rss.delta_mib >= 50, rss.delta_mib
 
