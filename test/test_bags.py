@@ -267,6 +267,9 @@ def test_ctrl_c_leaves_a_valid_output_bag(tmp_path):
         [sys.executable, "-m", "matchanything_ros.cli", "replay", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
          "-p", "model=sift", "-p", "polarity=normal"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # a shell's background job (e.g. CI started with `&`) passes SIGINT on as ignored, and
+        # Python then never raises KeyboardInterrupt: give the child the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     err_chunks: list[str] = []
     progressed = threading.Event()
