@@ -163,7 +163,7 @@ def test_fine_refinement_on_every_cell(models, kind):
     """Fine stage on many pairs: every image-0 cell with its best image-1 cell (mutual or not),
     refined by the deployed code and by the reference's fine features + authors' formulas."""
     from matchanything_ros.models.eloftr.coarse import cell_to_pixel
-    from matchanything_ros.models.eloftr.fine import gather_windows, refine
+    from matchanything_ros.models.eloftr.fine import fine_windows, refine
 
     ref, ours = models
     img0, img1 = _pair(kind, *SIZES[0])
@@ -179,9 +179,9 @@ def test_fine_refinement_on_every_cell(models, kind):
         win0, win1 = ref.refinement_layer(coarse / ref.config.hidden_size**0.5, feats[1:])
         kp0, kp1 = cell_to_pixel(i_all, w, scale), cell_to_pixel(j_all, w, scale)
         expected = authors_fine_matching(ref, win0[0, i_all], win1[0, j_all], kp0, kp1)
-        fine = ours.fine(torch.cat([c0, c1]), skips)
-        ours0 = gather_windows(fine[:1], i_all, w, 8, 8, pad=0)
-        ours1 = gather_windows(fine[1:], j_all, w, 8, 10, pad=1)
+        half = ours.fine(torch.cat([c0, c1]), skips)
+        ours0 = fine_windows(half[:1], i_all, w, h, scale, 8, pad=0)
+        ours1 = fine_windows(half[1:], j_all, w, h, scale, 8, pad=1)
         got0, got1 = refine(ours0, ours1, kp0, kp1, ours.config)
     err = torch.maximum((got0 - expected[0]).abs().amax(-1), (got1 - expected[1]).abs().amax(-1))
     print(f"\nfine parity {kind}: {len(err)} cells, max|diff|={err.max().item():.2e} px")

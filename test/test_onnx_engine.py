@@ -62,9 +62,13 @@ def test_export_metadata_and_fp32_tags(exported):
     assert (meta[META_HEIGHT], meta[META_WIDTH], meta[META_TOP_K]) == (str(height), str(width), str(TOP_K))
     graph = onnx.load_model(str(path), load_external_data=False).graph
     tagged = [n for n in graph.node if n.name.startswith(FP32_TAG)]
-    # the coarse dual softmax (2 Softmax + Mul + the similarity MatMul) at least
-    assert sum(n.op_type == "Softmax" for n in tagged) >= 2
-    assert any(n.op_type in ("MatMul", "Einsum") for n in tagged)
+    # the coarse dual softmax at least: the similarity MatMul, the row Softmax, the written-out
+    # column softmax (ReduceMax, Sub, Exp, ReduceSum, Div) and the Mul joining them
+    ops = {n.op_type for n in tagged}
+    assert {"Softmax", "ReduceMax", "Sub", "Exp", "ReduceSum", "Div", "Mul"} <= ops
+    assert ops & {"MatMul", "Einsum"}
+    # ... and nothing of the backbone, transformer or fine stage's convolutions
+    assert not any(n.op_type == "Conv" for n in tagged)
 
 
 def test_export_is_tensorrt_compatible(exported):
@@ -97,3 +101,31 @@ def test_onnxruntime_rejects_wrong_size_and_fp16(exported, tmp_path):
     broken.write_bytes(b"not an onnx file")
     with pytest.raises(EngineError, match="cannot load"):
         create_engine("onnxruntime", onnx_path=broken)
+
+
+def test_fp32_tags_follow_the_dual_softmax_structure():
+    """Without any scope: the similarity chain and both softmaxes (one written out) are tagged,
+    a lone softmax elsewhere (attention) is not."""
+    from onnx import TensorProto, helper
+
+    from matchanything_ros.engines.export import tag_fp32_nodes
+
+    axis0 = helper.make_tensor("axis0", TensorProto.INT64, [1], [0])
+    nodes = [
+        helper.make_node("MatMul", ["f0", "f1t"], ["prod"], name="sim"),
+        helper.make_node("Div", ["prod", "temp"], ["s"], name="scale"),
+        helper.make_node("Softmax", ["s"], ["rows"], axis=1, name="row_softmax"),
+        helper.make_node("Constant", [], ["ax"], value=axis0, name="axis"),
+        helper.make_node("ReduceMax", ["s", "ax"], ["cmax"], name="col_max"),
+        helper.make_node("Sub", ["s", "cmax"], ["shifted"], name="shift"),
+        helper.make_node("Exp", ["shifted"], ["e"], name="exp"),
+        helper.make_node("ReduceSum", ["e", "ax"], ["esum"], name="col_sum"),
+        helper.make_node("Div", ["e", "esum"], ["cols"], name="normalise"),
+        helper.make_node("Mul", ["cols", "rows"], ["conf"], name="join"),
+        helper.make_node("Softmax", ["q"], ["attn"], axis=-1, name="attention"),
+    ]
+    graph = helper.make_graph(nodes, "g", [], [])
+    proto = helper.make_model(graph)
+    assert tag_fp32_nodes(proto, scopes=()) == 9
+    tagged = {n.name.removeprefix(FP32_TAG) for n in proto.graph.node if n.name.startswith(FP32_TAG)}
+    assert tagged == {"sim", "scale", "row_softmax", "col_max", "shift", "exp", "col_sum", "normalise", "join"}

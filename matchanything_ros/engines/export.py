@@ -158,9 +158,11 @@ def tag_fp32_nodes(proto, scopes: tuple[str, ...] = FP32_SCOPES) -> int:
 
     Two rules, so the tagging does not depend on how the model names things:
 
-    - structure: a tensor read by two Softmax nodes is the coarse similarity of a dual softmax;
-      those Softmax nodes, the Mul joining them, and the chain that computes the similarity
-      (the MatMul/Einsum and the scaling/transposes before and after it) are tagged;
+    - structure: a tensor read by a Softmax and by a second softmax (a Softmax node, or one
+      written out as ReduceMax/Sub/Exp/ReduceSum/Div, see ``coarse.dual_softmax``) is the
+      similarity of a dual softmax; both softmaxes, the Mul joining them, and the chain that
+      computes the similarity (the MatMul/Einsum and the scaling/transposes before and after it)
+      are tagged;
     - scope: nodes exported from a submodule whose attribute name is in ``scopes`` (the dynamo
       exporter records the module path in the ``pkg.torch.onnx.name_scopes`` metadata).
     """
@@ -187,13 +189,29 @@ def tag_fp32_nodes(proto, scopes: tuple[str, ...] = FP32_SCOPES) -> int:
             data = [i for i in node.input if i in producer and producer[i].op_type != "Constant"]
             node = producer.get(data[0]) if data else None
 
+    softmax_parts = {"Softmax", "ReduceMax", "Sub", "Exp", "ReduceSum", "Div"}
+
+    def walk_down(node) -> None:
+        """Tag a softmax's nodes from the similarity down to the Mul that joins both softmaxes."""
+        todo = [node]
+        while todo:
+            node = todo.pop()
+            if id(node) in chosen:
+                continue
+            chosen.add(id(node))
+            if node.op_type == "Mul":
+                continue
+            todo.extend(c for out in node.output for c in consumers.get(out, [])
+                        if c.op_type in softmax_parts | {"Mul"})
+
     for tensor, readers in consumers.items():
         softmaxes = [n for n in readers if n.op_type == "Softmax"]
-        if len(softmaxes) < 2:
+        others = [n for n in readers if n.op_type in {"Softmax", "ReduceMax", "Sub"} and n not in softmaxes[:1]]
+        if not softmaxes or not others:
             continue
-        for sm in softmaxes:
-            chosen.add(id(sm))
-            chosen.update(id(c) for c in consumers.get(sm.output[0], []) if c.op_type == "Mul")
+        for reader in readers:
+            if reader.op_type in softmax_parts:
+                walk_down(reader)
         walk_up(tensor, passthrough, products)
 
     wanted = set(scopes)

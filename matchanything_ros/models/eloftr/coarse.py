@@ -19,7 +19,21 @@ def coarse_confidence(feat0: torch.Tensor, feat1: torch.Tensor, temperature: flo
         f0 = feat0.float().flatten(2)[0].transpose(0, 1) / c**0.5  # (L0, C)
         f1 = feat1.float().flatten(2)[0].transpose(0, 1) / c**0.5  # (L1, C)
         similarity = (f0 @ f1.transpose(0, 1)) / temperature
-        return torch.softmax(similarity, dim=0) * torch.softmax(similarity, dim=1)
+        return dual_softmax(similarity)
+
+
+def dual_softmax(similarity: torch.Tensor) -> torch.Tensor:
+    """softmax over dim -2 times softmax over dim -1 of a (..., L0, L1) matrix.
+
+    The column softmax is written out (max, exp, sum, divide over dim -2): ONNX Runtime runs a
+    Softmax over a leading axis of a 4800x4800 matrix in about 120-160 ms on 2 cores, through a
+    transposed copy, while these reductions over the leading axis are fast (about 50 ms in all).
+    A transpose-softmax-transpose does not help: ORT's transpose optimizer folds it back.
+    """
+    rows = torch.softmax(similarity, dim=-1)
+    shifted = torch.exp(similarity - similarity.amax(dim=-2, keepdim=True))
+    cols = shifted / shifted.sum(dim=-2, keepdim=True)
+    return cols * rows
 
 
 def border_mask(h: int, w: int, border: int, device) -> torch.Tensor:

@@ -1,17 +1,24 @@
 """Fine-level refinement of the K selected coarse matches.
 
-A feature pyramid brings the transformed 1/8 features back to full resolution (fusing the 1/4 and
-1/2 backbone features). For each selected pair an 8x8 window around the image-0 cell and a 10x10
-window around the image-1 cell are gathered (only K windows, never all cells), then:
+A feature pyramid brings the transformed 1/8 features up to 1/2 resolution (fusing the 1/4 and 1/2
+backbone features); the released model then upsamples that map x2 (bilinear) to full resolution
+and cuts an 8x8 window around each image-0 cell and a 10x10 window around each image-1 cell.
+Here only the K selected windows are ever made: each is a 6x6 patch of the 1/2-resolution map
+times a fixed bilinear-weight matrix (exactly the pixels the full-resolution map would hold there),
+so the 64-channel full-resolution map never exists. Then:
 stage 1 picks the best pixel pair by dual-softmax over the windows; stage 2 refines the image-1
 position to sub-pixel with a softmax expectation over the 3x3 neighbourhood.
 """
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .coarse import dual_softmax
 from .config import ELoFTRConfig
 
 
@@ -28,12 +35,20 @@ class FusionBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.skip(skip) + x
         x = F.leaky_relu(self.conv2(x), self.negative_slope)
-        x = self.conv3(x)
-        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.conv3(x)
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """The pyramid's x2 bilinear upsampling (align_corners=False), as in the released model."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class FineFeatures(nn.Module):
-    """1/8 transformed features + [1/4, 1/2] backbone features -> full-resolution fine features."""
+    """1/8 transformed features + [1/4, 1/2] backbone features -> fine features at 1/2 resolution.
+
+    The released model's full-resolution fine map is ``upsample2`` of this output; only the
+    windows of it that refinement reads are made, by :func:`fine_windows`.
+    """
 
     def __init__(self, config: ELoFTRConfig):
         super().__init__()
@@ -47,26 +62,68 @@ class FineFeatures(nn.Module):
     def forward(self, coarse: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         """coarse: (N, C, h, w) transformer output; skips: backbone features finest first."""
         x = self.out_conv(coarse / self.hidden_size**0.5)
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
         for block, skip in zip(self.blocks, reversed(skips)):
-            x = block(x, skip)
+            x = block(upsample2(x), skip)
         return x
 
 
-def gather_windows(features: torch.Tensor, cells: torch.Tensor, coarse_width: int, stride: int, size: int, pad: int) -> torch.Tensor:
-    """(K, size*size, C) windows of a (1, C, H, W) map: window k starts at pixel
-    (row * stride - pad, col * stride - pad) of cell ``cells[k]``; outside pixels are zero."""
+def gather_patches(features: torch.Tensor, cells: torch.Tensor, coarse_width: int, stride: int, size: int, start: int) -> torch.Tensor:
+    """(K, size*size, C) patches of a (1, C, H, W) map: patch k covers rows/columns
+    ``row * stride + start + [0, size)`` of cell ``cells[k]``, indices clamped to the map (so an
+    outside pixel repeats the nearest edge pixel, as bilinear upsampling does)."""
+    _, c, h, w = features.shape
+    offsets = torch.arange(size, device=cells.device) + start
+    pix_r = ((cells // coarse_width) * stride)[:, None] + offsets  # (K, size)
+    pix_c = ((cells % coarse_width) * stride)[:, None] + offsets
+    pix_r = pix_r.clamp(0, h - 1)
+    pix_c = pix_c.clamp(0, w - 1)
+    flat = (pix_r[:, :, None] * w + pix_c[:, None, :]).reshape(-1)  # (K*size*size,)
+    patches = features.flatten(2)[0].index_select(1, flat)  # (C, K*size*size)
+    return patches.reshape(c, -1, size * size).permute(1, 2, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _upsample_weights(window: int, pad: int) -> tuple[np.ndarray, int]:
+    """Weights of the (window + 2 pad)^2 full-resolution window pixels over a (span x span)
+    1/2-resolution patch. 1-D: full pixel ``cell_start - pad + a`` reads half pixel
+    ``y / 2 - 0.25`` (x2 bilinear, align_corners=False), measured from the patch start
+    ``cell_start / 2 - 1``. Plain numpy: a constant of the exported graph, not traced."""
+    n = window + 2 * pad
+    rel = (np.arange(n) - pad) / 2 + 0.75
+    low = np.floor(rel).astype(int)
+    frac = rel - low
+    span = int(low.max()) + 2
+    taps = np.zeros((n, span))
+    taps[np.arange(n), low] = 1 - frac
+    taps[np.arange(n), low + 1] += frac
+    return np.kron(taps, taps).astype(np.float32), span
+
+
+def fine_windows(
+    half: torch.Tensor, cells: torch.Tensor, coarse_width: int, coarse_height: int, stride: int, window: int, pad: int
+) -> torch.Tensor:
+    """(K, (window + 2 pad)^2, C) windows of the full-resolution fine map ``upsample2(half)``:
+    window k covers full-resolution rows/columns ``cell * stride - pad + [0, window + 2 pad)`` of
+    cell ``cells[k]``, zero outside the image (the released model zero-pads there).
+
+    half: (1, C, H/2, W/2) output of :class:`FineFeatures`; stride: coarse cell size in full
+    pixels (8). Each window is a gathered (span x span) 1/2-resolution patch times a constant
+    bilinear weight matrix: the same values as upsampling the whole map, made only where needed.
+    """
+    weights, span = _upsample_weights(window, pad)  # (n*n, span*span)
+    patches = gather_patches(half, cells, coarse_width, stride // 2, span, start=-1)
+    windows = torch.from_numpy(weights).to(half.device, half.dtype) @ patches  # (K, n*n, C)
     if pad:
-        features = F.pad(features, [pad, pad, pad, pad])
-    _, c, _, w = features.shape
-    rows = (cells // coarse_width) * stride
-    cols = (cells % coarse_width) * stride
-    offsets = torch.arange(size, device=cells.device)
-    pix_r = rows[:, None, None] + offsets[None, :, None]  # (K, size, 1)
-    pix_c = cols[:, None, None] + offsets[None, None, :]  # (K, 1, size)
-    flat = (pix_r * w + pix_c).reshape(-1)  # (K*size*size,)
-    windows = features.flatten(2)[0].index_select(1, flat)  # (C, K*size*size)
-    return windows.reshape(c, -1, size * size).permute(1, 2, 0)
+        # full-resolution pixels outside the image are zero (the reference pads the full map)
+        n = window + 2 * pad
+        offsets = torch.arange(n, device=cells.device) - pad
+        rows = (cells // coarse_width * stride)[:, None] + offsets
+        cols = (cells % coarse_width * stride)[:, None] + offsets
+        ok_r = (rows >= 0) & (rows < coarse_height * stride)
+        ok_c = (cols >= 0) & (cols < coarse_width * stride)
+        inside = (ok_r[:, :, None] & ok_c[:, None, :]).reshape(-1, n * n, 1)
+        windows = windows * inside.to(windows.dtype)
+    return windows
 
 
 def refine(
@@ -86,7 +143,7 @@ def refine(
     a0 = win0[..., :split] / split**0.5
     a1 = win1[..., :split] / split**0.5
     sim = a0 @ a1.transpose(1, 2)  # (K, 64, 100)
-    conf = torch.softmax(sim, dim=1) * torch.softmax(sim, dim=2)
+    conf = dual_softmax(sim)
     conf = conf.reshape(n, ww * ww, ww + 2, ww + 2)[..., 1:-1, 1:-1].reshape(n, -1)
     best = conf.argmax(dim=1)  # flat index over (pixel in window 0, pixel in window 1)
     idx0 = best // (ww * ww)

@@ -15,7 +15,7 @@ from torch import nn
 from .backbone import RepVGGBackbone
 from .coarse import CoarseMatching, cell_to_pixel
 from .config import ELoFTRConfig
-from .fine import FineFeatures, gather_windows, refine
+from .fine import FineFeatures, fine_windows, refine
 from .transformer import CoarseTransformer
 
 #: TensorRT's TopK supports K <= 3840
@@ -45,8 +45,8 @@ class ELoFTRDeploy(nn.Module):
     def coarse(self, image0: torch.Tensor, image1: torch.Tensor):
         """Backbone + transformer: (coarse0, coarse1, skips) with skips per image, finest first."""
         feats = self.backbone(torch.cat([image0, image1], dim=0))
-        coarse0, coarse1 = self.transformer(feats[-1][:1], feats[-1][1:])
-        return coarse0, coarse1, feats[:-1]
+        coarse0, coarse1 = self.transformer(feats[-1][:1], feats[-1][1:])  # channels-last
+        return coarse0.permute(0, 3, 1, 2), coarse1.permute(0, 3, 1, 2), feats[:-1]
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
         kpts0, kpts1, scores, _, _ = self.match_cells(image0, image1, threshold)
@@ -67,10 +67,9 @@ class ELoFTRDeploy(nn.Module):
         hc, wc = coarse0.shape[-2:]
         stride = height // hc
         idx0, idx1, scores = self.coarse_matching(coarse0, coarse1, threshold)
-        fine = self.fine(torch.cat([coarse0, coarse1], dim=0), skips)
-        fine_stride = fine.shape[-2] // hc
-        win0 = gather_windows(fine[:1], idx0, wc, fine_stride, cfg.fine_window, pad=0)
-        win1 = gather_windows(fine[1:], idx1, wc, fine_stride, cfg.fine_window + 2, pad=1)
+        half = self.fine(torch.cat([coarse0, coarse1], dim=0), skips)  # fine features at 1/2 res
+        win0 = fine_windows(half[:1], idx0, wc, hc, stride, cfg.fine_window, pad=0)
+        win1 = fine_windows(half[1:], idx1, wc, hc, stride, cfg.fine_window, pad=1)
         kpts0_c = cell_to_pixel(idx0, wc, stride)
         kpts1_c = cell_to_pixel(idx1, wc, stride)
         kpts0, kpts1 = refine(win0.float(), win1.float(), kpts0_c, kpts1_c, cfg)

@@ -4,11 +4,20 @@ Attention runs on a 4x-aggregated grid (depthwise strided conv for queries, max-
 values), the result is upsampled back to the coarse grid and merged through an MLP. Rotary
 position embeddings are applied in self-attention only, over the whole 256-d feature (before the
 split into heads), as in the released model.
+
+Written channels-last, (N, h, w, C) from end to end, for speed on every runtime: the aggregations
+are reshapes with a weighted sum / max, the x4 bilinear upsampling is two small constant matrices,
+and the MLP's first layer is split so that its attention half runs on the 16x smaller aggregated
+grid (fc1([x, up(o)]) = fc1_x(x) + up(fc1_o(o)): both upsampling and fc1 are linear). No layout
+transposes of the 4800 x 256 maps remain; the numbers are the released model's up to float
+rounding (tested against transformers' implementation).
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,8 +49,38 @@ def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
 
 
+@functools.lru_cache(maxsize=16)
+def bilinear_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """(size_out, size_in) float32 matrix of 1-D bilinear upsampling with align_corners=False, the
+    way ``F.interpolate(scale_factor=size_out / size_in)`` computes it (source clamped at 0,
+    neighbour clamped at the last pixel). A constant of the exported graph (numpy, not traced)."""
+    scale = size_in / size_out
+    src = np.maximum((np.arange(size_out) + 0.5) * scale - 0.5, 0.0)
+    low = np.floor(src).astype(int)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = src - low
+    matrix = np.zeros((size_out, size_in))
+    matrix[np.arange(size_out), low] += 1 - frac
+    matrix[np.arange(size_out), high] += frac
+    return matrix.astype(np.float32)
+
+
+def upsample_channels_last(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear upsampling (align_corners=False) of a (N, h, w, C) map to (N, height, width, C),
+    as two constant-matrix products (rows, then columns): no layout change, no Resize op."""
+    n, h, w, c = x.shape
+    rows = torch.from_numpy(bilinear_matrix(height, h)).to(x.device, x.dtype)
+    cols = torch.from_numpy(bilinear_matrix(width, w)).to(x.device, x.dtype)
+    x = (rows @ x.reshape(n, h, w * c)).reshape(n, height, w, c)
+    return cols @ x  # (width, w) @ (N, height, w, C) -> (N, height, width, C)
+
+
 class AggregatedAttention(nn.Module):
-    """One aggregated attention block: x attends to source (x itself for self-attention)."""
+    """One aggregated attention block: x attends to source (x itself for self-attention).
+
+    Module and parameter names are those of the checkpoint conversion (``weights.py``); the
+    query aggregation keeps its depthwise-conv weight (C, 1, a, a).
+    """
 
     def __init__(self, config: ELoFTRConfig):
         super().__init__()
@@ -62,12 +101,16 @@ class AggregatedAttention(nn.Module):
     def forward(
         self, x: torch.Tensor, source: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
     ) -> torch.Tensor:
-        n, c, h, w = x.shape
-        query = self.q_aggregation(x)
-        kv = F.max_pool2d(source, self.aggregation, self.aggregation)
-        hq, wq = query.shape[-2:]
-        query = self.norm(query.flatten(2).transpose(1, 2))  # (N, L, C)
-        kv = self.norm(kv.flatten(2).transpose(1, 2))
+        """x, source: (N, h, w, C) channels-last; returns x updated, same shape."""
+        n, h, w, c = x.shape
+        a = self.aggregation
+        hq, wq = h // a, w // a
+        # depthwise a x a, stride-a convolution = weighted sum over each a x a block
+        kernel = self.q_aggregation.weight.reshape(c, a, a).permute(1, 2, 0).reshape(1, 1, a, 1, a, c)
+        query = (x.reshape(n, hq, a, wq, a, c) * kernel).sum(dim=(2, 4))
+        kv = source.reshape(n, hq, a, wq, a, c).amax(dim=(2, 4))  # a x a max-pooling
+        query = self.norm(query.reshape(n, hq * wq, c))  # (N, L, C)
+        kv = self.norm(kv.reshape(n, hq * wq, c))
         q, k, v = self.q_proj(query), self.k_proj(kv), self.v_proj(kv)
         if rope is not None:
             cos, sin = rope
@@ -81,13 +124,13 @@ class AggregatedAttention(nn.Module):
         v = v.unflatten(-1, (self.num_heads, head_dim)).transpose(1, 2)
         # explicit matmul/softmax: exports to plain MatMul/Softmax that every runtime accepts
         attn = torch.softmax((q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(head_dim)), dim=-1)
-        out = (attn @ v).transpose(1, 2).flatten(2)  # (N, L, C)
-        out = self.o_proj(out).transpose(1, 2).reshape(n, c, hq, wq)
-        out = F.interpolate(out, scale_factor=self.aggregation, mode="bilinear", align_corners=False)
-        merged = torch.cat([x, out], dim=1).permute(0, 2, 3, 1)
-        merged = self.fc2(F.leaky_relu(self.fc1(merged), self.negative_slope))
-        merged = self.mlp_norm(merged).permute(0, 3, 1, 2)
-        return x + merged
+        out = self.o_proj((attn @ v).transpose(1, 2).flatten(2))  # (N, L, C)
+        # MLP on [x, upsampled out]: fc1's second half applied before the (linear) upsampling
+        w_x, w_out = self.fc1.weight[:, :c], self.fc1.weight[:, c:]
+        out = F.linear(out, w_out).reshape(n, hq, wq, 2 * c)
+        hidden = F.linear(x, w_x) + upsample_channels_last(out, h, w)
+        merged = self.fc2(F.leaky_relu(hidden, self.negative_slope))
+        return x + self.mlp_norm(merged)
 
 
 class CoarseTransformer(nn.Module):
@@ -104,11 +147,14 @@ class CoarseTransformer(nn.Module):
         self.cross_attention = nn.ModuleList(AggregatedAttention(config) for _ in range(config.num_layers))
 
     def forward(self, feat0: torch.Tensor, feat1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1, C, h, w) x 2 (backbone layout) -> (1, h, w, C) x 2, channels-last."""
         cfg = self.config
         h, w = feat0.shape[-2:]
         rope = rope_tables(
             h // cfg.aggregation, w // cfg.aggregation, cfg.hidden_size, cfg.rope_theta, cfg.rope_scale, feat0.device
         )
+        both = torch.cat([feat0, feat1], dim=0).permute(0, 2, 3, 1)  # the one layout change in
+        feat0, feat1 = both[:1], both[1:]
         for self_attn, cross_attn in zip(self.self_attention, self.cross_attention):
             both = torch.cat([feat0, feat1], dim=0)
             both = self_attn(both, both, rope)
