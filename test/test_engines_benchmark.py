@@ -6,6 +6,7 @@ import pytest
 from matchanything_ros.engines.benchmark import (
     BenchmarkConfig,
     PeakRSS,
+    _time_round_robin,
     format_table,
     parse_resolution,
     run_benchmark,
@@ -34,7 +35,33 @@ def test_peak_rss_sees_an_allocation():
         assert rss.delta_mib >= 50, rss.delta_mib
 
 
-def test_benchmark_rows_side_by_side(tmp_path):
+def test_round_robin_interleaves_cases():
+    calls_made, syncs = [], []
+    calls = {name: (lambda name=name: calls_made.append(name)) for name in ("reference", "torch", "onnxruntime")}
+    times, errors = _time_round_robin(calls, runs=3, sync=lambda: syncs.append(len(calls_made)))
+    # one call per case per round, in the cases' order: drift hits every case alike
+    assert calls_made == ["reference", "torch", "onnxruntime"] * 3
+    assert {name: len(t) for name, t in times.items()} == {"reference": 3, "torch": 3, "onnxruntime": 3}
+    assert all(t >= 0 for ts in times.values() for t in ts) and errors == {}
+    # synchronised before and after every timed call
+    assert syncs == [n for i in range(9) for n in (i, i + 1)]
+
+
+def test_round_robin_drops_a_failing_case():
+    calls_made = []
+
+    def flaky():
+        calls_made.append("flaky")
+        if calls_made.count("flaky") == 2:
+            raise RuntimeError("out of memory")
+
+    times, errors = _time_round_robin({"ok": lambda: calls_made.append("ok"), "flaky": flaky}, runs=3)
+    assert calls_made == ["ok", "flaky", "ok", "flaky", "ok"]
+    assert len(times["ok"]) == 3 and len(times["flaky"]) == 1
+    assert isinstance(errors["flaky"], RuntimeError) and "ok" not in errors
+
+
+def test_benchmark_rows_side_by_side(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     transformers = pytest.importorskip("transformers")
     assert hasattr(transformers, "EfficientLoFTRForKeypointMatching")
@@ -48,10 +75,24 @@ def test_benchmark_rows_side_by_side(tmp_path):
         runs=2,
         work_dir=str(tmp_path),
     )
+    # observe the real timed calls (reference forward, torch and ORT engines) to see them interleaved
+    from matchanything_ros.engines import benchmark
+
+    time_round_robin = benchmark._time_round_robin
+    timed = []
+
+    def observed(calls, runs, sync=None):
+        def tag(index, fn):
+            return lambda: (timed.append(index), fn())[1]
+
+        return time_round_robin({index: tag(index, fn) for index, fn in calls.items()}, runs, sync)
+
+    monkeypatch.setattr(benchmark, "_time_round_robin", observed)
     lines = []
     rows = run_benchmark(config, progress=lines.append)
     kinds = [(r.backend, r.precision) for r in rows]
     assert kinds == [("reference", "fp32"), ("torch", "fp32"), ("onnxruntime", "fp32")]
+    assert timed == [0, 1, 2, 0, 1, 2]  # row indices, one call each per round
     reference, torch_fp32, ort_fp32 = rows
     for row in (reference, torch_fp32, ort_fp32):
         assert row.runs == 2 and 0 < row.median_ms <= row.p90_ms

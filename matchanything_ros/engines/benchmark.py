@@ -1,15 +1,18 @@
 """Latency / memory benchmark of the backends, side by side with the reference forward.
 
 Every case (backend x resolution x precision) runs in this process on the same image pair and
-the same weights: after ``warmup`` untimed calls, ``runs`` timed calls give the median and 90th
-percentile latency of ``Engine.run`` (host arrays in, host arrays out, so copies are included).
-Peak memory is the growth of the process's peak RSS over the case (CPU; reset through
-``/proc/self/clear_refs``) or ``torch.cuda.max_memory_allocated`` above the baseline (CUDA; for
-TensorRT, which allocates outside torch, the drop in free device memory is reported instead).
+the same weights: after ``warmup`` untimed calls, ``runs`` timed calls, taken round-robin across
+the cases of a resolution, give the median and 90th percentile latency of ``Engine.run`` (host
+arrays in, host arrays out, so copies are included).
+Peak memory is the growth of the process's peak RSS over the case's setup, warm-up and one call
+(CPU; reset through ``/proc/self/clear_refs``) or ``torch.cuda.max_memory_allocated`` above the
+baseline (CUDA; for TensorRT, which allocates outside torch, the drop in free device memory is
+reported instead).
 The reference is transformers' ``EfficientLoFTRForKeypointMatching`` forward.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -22,6 +25,8 @@ import numpy as np
 from .base import EngineError
 
 log = logging.getLogger(__name__)
+
+_CASE_ERRORS = (EngineError, ValueError, RuntimeError, ImportError)  # a failed case becomes a note
 
 
 @dataclasses.dataclass
@@ -100,19 +105,27 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _time_calls(fn, warmup: int, runs: int, sync=None) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _time_round_robin(calls: dict, runs: int, sync=None) -> tuple[dict, dict]:
+    """Time ``runs`` rounds of one call per entry of ``calls`` (in dict order), so that a slow
+    spell of the machine lands on every case alike. Returns (seconds per name, exception per name);
+    a case whose call raises one of ``_CASE_ERRORS`` is dropped from the later rounds."""
+    times = {name: [] for name in calls}
+    errors = {}
     for _ in range(runs):
-        if sync:
-            sync()
-        start = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - start)
-    return times
+        for name, fn in calls.items():
+            if name in errors:
+                continue
+            try:
+                if sync:
+                    sync()  # CUDA: time the work itself, not queued launches
+                start = time.perf_counter()
+                fn()
+                if sync:
+                    sync()
+                times[name].append(time.perf_counter() - start)
+            except _CASE_ERRORS as exc:
+                errors[name] = exc
+    return times, errors
 
 
 def _summarise(result: CaseResult, times: list[float]) -> None:
@@ -172,10 +185,14 @@ def _load_models(cfg: BenchmarkConfig):
 
 def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
     """Run every case of ``cfg`` and return one :class:`CaseResult` per case (reference rows
-    first for each resolution; failures are rows with a note, not exceptions)."""
+    first for each resolution; failures are rows with a note, not exceptions).
+
+    Per resolution, every case is first set up, warmed up and run once (for its match count and
+    peak memory); then the timed calls go round-robin, one call per case per round, so drift of
+    the machine hits all rows alike and the speed-ups compare calls made side by side. Rows are
+    passed to ``progress`` once their resolution is timed."""
     import torch
 
-    from . import create_engine
     from .export import export_onnx
 
     if cfg.threads:
@@ -184,26 +201,29 @@ def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     on_cuda = cfg.device.startswith("cuda")
-    sync = torch.cuda.synchronize if on_cuda else None
     results: list[CaseResult] = []
 
     for width, height in cfg.resolutions:
         image0, image1 = benchmark_pair(height, width, cfg.seed)
-        ref_row = None
+        rows: list[CaseResult] = []
+        calls = {}  # row index -> timed call; the reference first, as in the rows
+        engines = []
         if reference is not None:
-            ref_row = _bench_reference(reference, image0, image1, cfg, sync)
-            results.append(ref_row)
-            progress(format_row(ref_row))
+            row = CaseResult("reference", cfg.device, "fp32", width, height)
+            rows.append(row)
+            try:
+                calls[len(rows) - 1] = _setup_reference(row, reference, image0, image1, cfg)
+            except _CASE_ERRORS as exc:
+                row.note = f"{type(exc).__name__}: {exc}"
         elif cfg.reference:
-            results.append(CaseResult("reference", cfg.device, "fp32", width, height, note=ref_note or "not available"))
+            rows.append(CaseResult("reference", cfg.device, "fp32", width, height, note=ref_note or "not available"))
         onnx_path = None
         for backend in cfg.backends:
             for precision in cfg.precisions:
                 row = CaseResult(backend, cfg.device, precision, width, height)
-                results.append(row)
+                rows.append(row)
                 if backend == "onnxruntime" and precision != "fp32":
                     row.note = "onnxruntime runs the fp32 export only"
-                    progress(format_row(row))
                     continue
                 try:
                     setup_start = time.perf_counter()
@@ -211,62 +231,97 @@ def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
                         onnx_path = work / f"eloftr_{height}x{width}_k{cfg.top_k}.onnx"
                         export_onnx(deploy, onnx_path, height, width, top_k=cfg.top_k)
                         setup_start = time.perf_counter()  # export is shared; not counted per engine
-                    with PeakRSS() as rss:
-                        if on_cuda:
-                            torch.cuda.synchronize()
-                            torch.cuda.reset_peak_memory_stats()
-                            base_alloc = torch.cuda.memory_allocated()
-                            free_before = torch.cuda.mem_get_info()[0]
-                        options = {}
-                        if backend == "onnxruntime" and cfg.threads:
-                            options["intra_op_threads"] = cfg.threads
-                        if backend == "torch" and cfg.cuda_graphs and on_cuda:
-                            options["cuda_graphs"] = True
-                        if backend == "tensorrt":
-                            options["cache_dir"] = work / "engines"
-                        engine = create_engine(
-                            backend,
-                            model=deploy if backend == "torch" else None,
-                            onnx_path=onnx_path,
-                            device=cfg.device,
-                            precision=precision,
-                            **options,
-                        )
-                        row.setup_s = time.perf_counter() - setup_start
-                        times = _time_calls(lambda e=engine: e.run(image0, image1, cfg.threshold), cfg.warmup, cfg.runs, sync)
-                        row.matches = int((engine.run(image0, image1, cfg.threshold)[2] > 0).sum())
-                        if on_cuda:
-                            if backend == "tensorrt":
-                                row.peak_mem_mib = (free_before - torch.cuda.mem_get_info()[0]) / 2**20
-                                row.memory = "CUDA free-memory drop"
-                            else:
-                                row.peak_mem_mib = (torch.cuda.max_memory_allocated() - base_alloc) / 2**20
-                                row.memory = "torch.cuda.max_memory_allocated"
-                    _summarise(row, times)
-                    if not on_cuda:
-                        row.peak_mem_mib, row.memory = rss.delta_mib, "peak RSS growth"
-                    if ref_row is not None and ref_row.median_ms:
-                        row.speedup = ref_row.median_ms / row.median_ms
-                    engine.close()
-                    del engine
-                except (EngineError, ValueError, RuntimeError, ImportError) as exc:
+                    engine = _setup_engine(row, backend, precision, deploy, onnx_path, image0, image1, cfg, setup_start)
+                except _CASE_ERRORS as exc:
                     row.note = f"{type(exc).__name__}: {exc}"
-                gc.collect()
-                progress(format_row(row))
+                    gc.collect()
+                    continue
+                engines.append(engine)
+                calls[len(rows) - 1] = lambda e=engine: e.run(image0, image1, cfg.threshold)
+
+        times, errors = _time_round_robin(calls, cfg.runs, torch.cuda.synchronize if on_cuda else None)
+        ref_row = rows[0] if reference is not None else None
+        for index, row in enumerate(rows):
+            if index in errors:
+                row.note = f"{type(errors[index]).__name__}: {errors[index]}"
+            elif times.get(index):
+                _summarise(row, times[index])
+                if row is not ref_row and ref_row is not None and ref_row.median_ms:
+                    row.speedup = ref_row.median_ms / row.median_ms
+            results.append(row)
+            progress(format_row(row))
+        for engine in engines:
+            engine.close()
+        del engines, calls
+        gc.collect()
     return results
 
 
-def _bench_reference(reference, image0, image1, cfg: BenchmarkConfig, sync) -> CaseResult:
+@contextlib.contextmanager
+def _case_memory(row: CaseResult, on_cuda: bool, free_memory: bool = False):
+    """Store in ``row`` the peak memory growth over the block: peak RSS on CPU; on CUDA torch's
+    peak allocation, or with ``free_memory`` the drop in free device memory (TensorRT allocates
+    outside torch)."""
     import torch
 
-    height, width = image0.shape[2:]
-    row = CaseResult("reference", cfg.device, "fp32", width, height)
-    row.note = "transformers EfficientLoFTRForKeypointMatching"
     with PeakRSS() as rss:
-        if cfg.device.startswith("cuda"):
+        if on_cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base_alloc = torch.cuda.memory_allocated()
+            free_before = torch.cuda.mem_get_info()[0]
+        yield
+        if on_cuda:
+            if free_memory:
+                row.peak_mem_mib = (free_before - torch.cuda.mem_get_info()[0]) / 2**20
+                row.memory = "CUDA free-memory drop"
+            else:
+                row.peak_mem_mib = (torch.cuda.max_memory_allocated() - base_alloc) / 2**20
+                row.memory = "torch.cuda.max_memory_allocated"
+    if not on_cuda:
+        row.peak_mem_mib, row.memory = rss.delta_mib, "peak RSS growth"
+
+
+def _setup_engine(row: CaseResult, backend: str, precision: str, deploy, onnx_path, image0, image1,
+                  cfg: BenchmarkConfig, setup_start: float):
+    """Create, warm up and run once the engine of ``row`` (setup time, matches, memory); return it."""
+    from . import create_engine
+
+    on_cuda = cfg.device.startswith("cuda")
+    with _case_memory(row, on_cuda, free_memory=backend == "tensorrt"):
+        options = {}
+        if backend == "onnxruntime" and cfg.threads:
+            options["intra_op_threads"] = cfg.threads
+        if backend == "torch" and cfg.cuda_graphs and on_cuda:
+            options["cuda_graphs"] = True
+        if backend == "tensorrt":
+            options["cache_dir"] = Path(cfg.work_dir) / "engines"
+        engine = create_engine(
+            backend,
+            model=deploy if backend == "torch" else None,
+            onnx_path=onnx_path,
+            device=cfg.device,
+            precision=precision,
+            **options,
+        )
+        row.setup_s = time.perf_counter() - setup_start
+        try:
+            for _ in range(cfg.warmup):
+                engine.run(image0, image1, cfg.threshold)
+            row.matches = int((engine.run(image0, image1, cfg.threshold)[2] > 0).sum())
+        except BaseException:
+            engine.close()
+            raise
+    return engine
+
+
+def _setup_reference(row: CaseResult, reference, image0, image1, cfg: BenchmarkConfig):
+    """Move the reference to the device, warm it up and run it once (setup time, matches,
+    memory); return its timed call."""
+    import torch
+
+    row.note = "transformers EfficientLoFTRForKeypointMatching"
+    with _case_memory(row, cfg.device.startswith("cuda")):
         start = time.perf_counter()
         model = reference.to(cfg.device).eval()
         model.config.coarse_matching_threshold = cfg.threshold
@@ -277,15 +332,10 @@ def _bench_reference(reference, image0, image1, cfg: BenchmarkConfig, sync) -> C
             with torch.inference_mode():
                 return model(pixels)
 
-        times = _time_calls(forward, cfg.warmup, cfg.runs, sync)
+        for _ in range(cfg.warmup):
+            forward()
         row.matches = int((forward().matches[0, 0] > -1).sum())
-        if cfg.device.startswith("cuda"):
-            row.peak_mem_mib = (torch.cuda.max_memory_allocated() - base_alloc) / 2**20
-            row.memory = "torch.cuda.max_memory_allocated"
-    _summarise(row, times)
-    if not cfg.device.startswith("cuda"):
-        row.peak_mem_mib, row.memory = rss.delta_mib, "peak RSS growth"
-    return row
+    return forward
 
 
 # --------------------------------------------------------------------------- reporting
