@@ -312,7 +312,7 @@ def test_diagnostics_report_rates_latency_and_matching(harness):
         assert key in values, key
     assert "xfeat" in values["model"].lower()
     assert int(values["matches"]) > 0 and float(values["inference_median_ms"]) > 0
-    assert values["sync"] in ("message_filters", "matchanything_ros.sync")
+    assert values["sync"] == "matchanything_ros.sync"
     assert status.hardware_id.endswith("matcher_node")
 
 
@@ -331,11 +331,16 @@ def test_malformed_stream_is_counted_and_node_keeps_serving(harness):
         msg = Image(encoding=encoding, width=width, height=height, step=step, data=bytes(size))
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(base + i * MS, 10**9)
         bad.append(msg)
+    # bytes that are not a whole sensor_msgs/Image: a cut-off serialized message
+    from rclpy.serialization import serialize_message
+
+    truncated = serialize_message(bad[0])[:24]
     for _ in range(4):
         for msg in bad:
             harness.pub_vis.publish(msg)
             harness.pub_th.publish(msg)
             time.sleep(0.002)  # keep within the reliable history depth
+        harness.pub_vis.publish(truncated)  # rclpy publishes bytes as a serialized message
     # a stamp going backwards on one stream
     pair = make_planar_pair(4, size=SIZE, rotation_deg=5.0)
     now = next_stamp()
@@ -345,7 +350,8 @@ def test_malformed_stream_is_counted_and_node_keeps_serving(harness):
     harness.output_for(now)
 
     values, status = harness.diagnostics(
-        lambda v, s: int(v.get("bad_input", 0)) >= 40 and int(v.get("stamp_backwards", 0)) >= 1)
+        lambda v, s: int(v.get("bad_input", 0)) >= 44 and int(v.get("stamp_backwards", 0)) >= 1)
+    assert int(values["bad_input.visible_malformed"]) >= 4
     assert int(values["bad_input.visible_unknown_encoding"]) >= 4
     assert int(values["bad_input.thermal_size_mismatch"]) >= 8
     assert int(values["bad_input.visible_empty"]) >= 8

@@ -6,7 +6,8 @@ from rosbags.typesys import Stores, get_typestore
 from matchanything_ros.imaging.encodings import numpy_to_image
 from matchanything_ros.node_config import NodeConfig
 from matchanything_ros.outputs import OutputBuilder, rosbags_types
-from matchanything_ros.pair_io import camera_matrix, check_image, decode_image, output_messages
+from matchanything_ros.imaging.encodings import ImageFormatError
+from matchanything_ros.pair_io import camera_matrix, check_image, decode_image, image_from_cdr, output_messages
 from matchanything_ros.pipeline import Pipeline, PipelineConfig
 from matchanything_ros.synthetic import make_planar_pair
 
@@ -67,3 +68,19 @@ def test_output_messages_follow_geometry_mode_and_toggles():
     msgs = dict(output_messages(result, cfg, out, vis_msg, th_msg, pair.visible, pair.thermal, pipe.config.thermal, 10))
     assert "homography" not in msgs and msgs["debug_image"].encoding == "bgr8"
     assert msgs["correspondences"].header.frame_id == "vis"
+
+
+def test_image_from_cdr_round_trip_and_malformed_bytes():
+    """The node's input path: serialized Image -> message with a zero-copy pixel view."""
+    mono16 = (np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 7).astype(np.uint16)
+    raw = TS.serialize_cdr(image_msg(mono16, "mono16", frame="thermal_cam"), "sensor_msgs/msg/Image")
+    msg = image_from_cdr(bytes(raw))
+    assert (msg.header.frame_id, msg.encoding, msg.width, msg.height) == ("thermal_cam", "mono16", 64, 48)
+    assert check_image(msg) is None
+    thermal = decode_image(msg, "thermal")
+    np.testing.assert_array_equal(thermal, mono16)
+    assert not msg.data.flags.owndata  # a view of the received bytes, not a copy ...
+    assert np.shares_memory(thermal, msg.data)  # ... and so is the decoded image
+    for bad in (bytes(raw)[:20], b"", b"\x00\x01\x00\x00" + b"\xff" * 8):
+        with pytest.raises(ImageFormatError, match="malformed sensor_msgs/Image"):
+            image_from_cdr(bad)

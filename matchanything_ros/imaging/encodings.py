@@ -104,12 +104,14 @@ def _as_bytes(data: Any) -> np.ndarray:
 
 
 def image_to_numpy(
-    encoding: str, width: int, height: int, step: int, is_bigendian: bool, data: Any
+    encoding: str, width: int, height: int, step: int, is_bigendian: bool, data: Any, *, copy: bool = True
 ) -> np.ndarray:
     """Decode a sensor_msgs/Image buffer to a numpy array in native byte order.
 
     Returns (H, W) for one-channel encodings, (H, W, C) otherwise, with the channel order of the
-    encoding (``rgb8`` stays RGB). The result owns its memory (row padding removed). Raises
+    encoding (``rgb8`` stays RGB). The result owns its memory (row padding removed); with
+    ``copy=False`` it is a view of ``data`` (possibly read-only) whenever rows are unpadded and the
+    byte order is native, which saves a copy per image on the node's hot path. Raises
     ImageFormatError for an unknown encoding, empty data, or sizes that do not add up.
     """
     dtype, channels = encoding_info(encoding)
@@ -133,7 +135,7 @@ def image_to_numpy(
     rows = buf.reshape(height, step)[:, :row_bytes]
     wire = dtype.newbyteorder(">" if is_bigendian else "<")
     pixels = np.ascontiguousarray(rows).view(wire).reshape(height, width, channels)
-    out = pixels.astype(dtype.newbyteorder("="), copy=True)
+    out = pixels.astype(dtype.newbyteorder("="), copy=copy)
     return out[:, :, 0] if channels == 1 else out
 
 
@@ -177,9 +179,9 @@ def numpy_to_image(
     return ImageBuffer(encoding, int(width), int(height), step, bool(is_bigendian), packed.tobytes())
 
 
-def msg_to_numpy(msg: Any) -> np.ndarray:
+def msg_to_numpy(msg: Any, *, copy: bool = True) -> np.ndarray:
     """:func:`image_to_numpy` on anything with sensor_msgs/Image fields (rclpy or rosbags)."""
-    return image_to_numpy(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data)
+    return image_to_numpy(msg.encoding, msg.width, msg.height, msg.step, msg.is_bigendian, msg.data, copy=copy)
 
 
 def decode_compressed(data: Any) -> np.ndarray:
@@ -214,8 +216,9 @@ def _check_shape(array: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
     return array, channels
 
 
-def to_bgr8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """8-bit colour or mono image -> (H, W, 3) uint8 BGR (a copy).
+def to_bgr8(array: np.ndarray, encoding: str, *, copy: bool = True) -> np.ndarray:
+    """8-bit colour or mono image -> (H, W, 3) uint8 BGR (a copy; with ``copy=False`` a BGR input
+    comes back as it is, for callers that already own the array).
 
     Only 8-bit encodings are converted (rgb8, bgr8, rgba8, bgra8, mono8, 8UC1, 8UC3 (taken as
     BGR), 8UC4 (BGRA)); alpha is dropped. 16-bit and float images raise ImageFormatError: they
@@ -237,7 +240,9 @@ def to_bgr8(array: np.ndarray, encoding: str) -> np.ndarray:
         raise ImageFormatError(f"cannot convert two-channel encoding {encoding!r} to BGR")
     rgb = encoding in _RGB_ORDER
     if channels == 3:
-        return cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if rgb else array.copy()
+        if rgb:
+            return cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+        return array.copy() if copy else array
     return cv2.cvtColor(array, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
 
 
