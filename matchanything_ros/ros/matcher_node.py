@@ -2,8 +2,8 @@
 homography and the registered thermal image out.
 
 A thin rclpy shell over the ROS-free core: :class:`~matchanything_ros.pipeline.Pipeline` does
-the work, :mod:`matchanything_ros.sync` pairs images, :mod:`matchanything_ros.outputs` builds
-every message and :mod:`.health` the diagnostics. Images are taken serialized and decoded by
+the work, :mod:`matchanything_ros.sync` pairs images (or message_filters when installed),
+:mod:`matchanything_ros.outputs` builds every message and :mod:`.health` the diagnostics. Images are taken serialized and decoded by
 :func:`~matchanything_ros.pair_io.image_from_cdr` (zero-copy pixels; the same message type bag
 replay reads), so node and replay share one input path. Subscription callbacks only check and
 pair messages; inference runs on one worker thread fed by a bounded queue that drops the oldest
@@ -108,12 +108,21 @@ class MatcherNode(Node):
         self._tf(transform)
 
     def _make_sync(self) -> None:
-        """The in-package ApproximateTimeSynchronizer: message_filters' pairing rule, unit-tested
-        against a transcription of it, working on the rosbags messages both inputs deliver
-        (message_filters itself wants rclpy message stamps and is not on PyPI to test with)."""
+        """message_filters' ApproximateTimeSynchronizer when installed, else the in-package
+        one (same pairing rule). Both are fed by our own callbacks after input checks."""
         c = self.cfg.sync
         self._sync = ApproximateTimeSynchronizer(2, c.queue_size, c.slop, reset_threshold_ns=None)
-        self.sync_backend = "matchanything_ros.sync"
+        self._mf_inputs = None
+        try:
+            import message_filters
+
+            inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
+            mf = message_filters.ApproximateTimeSynchronizer(inputs, c.queue_size, c.slop)
+            mf.registerCallback(lambda v, t: self._on_pair(v, t))
+            self._mf_inputs, self._mf_sync = inputs, mf
+        except Exception:  # not installed (PyPI wheels) or an incompatible version
+            pass
+        self.sync_backend = "message_filters" if self._mf_inputs else "matchanything_ros.sync"
 
     def _make_subscriptions(self) -> None:
         from sensor_msgs.msg import CameraInfo, Image
@@ -168,13 +177,24 @@ class MatcherNode(Node):
             self.health.count("time_resets")
             self._reset_sync()
         self._newest_stamp[index] = stamp
-        for visible, thermal in self._sync.add(index, stamp, msg):
-            self._on_pair(visible, thermal)
+        if self._mf_inputs is not None:
+            # message_filters reads stamps with rclpy's Time.from_msg, which accepts only
+            # builtin_interfaces/Time: give the (rosbags) message one
+            from builtin_interfaces.msg import Time
+
+            msg.header.stamp = Time(sec=int(msg.header.stamp.sec), nanosec=int(msg.header.stamp.nanosec))
+            self._mf_inputs[index].signalMessage(msg)
+        else:
+            for visible, thermal in self._sync.add(index, stamp, msg):
+                self._on_pair(visible, thermal)
         self.health.set_count("sync_unpaired", self._sync.stats.evicted)
 
     def _reset_sync(self) -> None:
         self._sync.reset()
         self._newest_stamp = [None, None]
+        if self._mf_inputs is not None:
+            for queue in getattr(self._mf_sync, "queues", []):
+                queue.clear()
 
     def _on_pair(self, visible: Any, thermal: Any) -> None:
         now = time.monotonic()
