@@ -129,3 +129,21 @@ def test_fp32_tags_follow_the_dual_softmax_structure():
     assert tag_fp32_nodes(proto, scopes=()) == 9
     tagged = {n.name.removeprefix(FP32_TAG) for n in proto.graph.node if n.name.startswith(FP32_TAG)}
     assert tagged == {"sim", "scale", "row_softmax", "col_max", "shift", "exp", "col_sum", "normalise", "join"}
+
+
+def test_tensorrt_check_flags_an_integer_clip(tmp_path):
+    """torch.clamp on indices exports as an int64 Clip, which TensorRT cannot import."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Clip", ["idx", "lo", "hi"], ["out"], name="clamp_indices")],
+        "g",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, [4])],
+        [helper.make_tensor_value_info("out", TensorProto.INT64, [4])],
+        [helper.make_tensor("lo", TensorProto.INT64, [], [0]), helper.make_tensor("hi", TensorProto.INT64, [], [9])],
+    )
+    path = tmp_path / "clip.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    problems = check_tensorrt_compatible(path)
+    assert any("clamp_indices" in p and "float tensors only" in p for p in problems), problems

@@ -327,7 +327,33 @@ def check_tensorrt_compatible(onnx_path: str | Path, *, max_topk: int = TENSORRT
     walk(graph.node, "")
     for function in model.functions:  # local functions the parser would have to inline
         walk(function.node, f" (in function {function.name})")
+    problems += _float_only_problems(model)
     return problems
+
+
+#: operators whose TensorRT importer takes floating-point inputs only (an integer Clip, e.g. from
+#: ``torch.clamp`` on indices, fails to parse)
+_FLOAT_ONLY_OPS = ("Clip",)
+
+
+def _float_only_problems(model) -> list[str]:
+    """Float-only operators fed integer tensors, found by ONNX shape (type) inference."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort; the parser would report what it cannot type
+        return []
+    graph = inferred.graph
+    dtypes = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    dtypes.update({init.name: init.data_type for init in graph.initializer})
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+    return [
+        f"{node.op_type} node {node.name or '?'}: input of data type {dtypes[node.input[0]]}; "
+        f"TensorRT's {node.op_type} takes float tensors only (clamp indices with Where)"
+        for node in graph.node
+        if node.op_type in _FLOAT_ONLY_OPS and node.input and dtypes.get(node.input[0], onnx.TensorProto.FLOAT) not in floats
+    ]
 
 
 def operator_counts(onnx_path: str | Path) -> dict[str, int]:

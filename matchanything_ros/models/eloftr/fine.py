@@ -75,8 +75,10 @@ def gather_patches(features: torch.Tensor, cells: torch.Tensor, coarse_width: in
     offsets = torch.arange(size, device=cells.device) + start
     pix_r = ((cells // coarse_width) * stride)[:, None] + offsets  # (K, size)
     pix_c = ((cells % coarse_width) * stride)[:, None] + offsets
-    pix_r = pix_r.clamp(0, h - 1)
-    pix_c = pix_c.clamp(0, w - 1)
+    # where() rather than clamp/max/min: those export as Clip, which TensorRT takes for float
+    # tensors only; Less/Greater/Where work on integer indices
+    pix_r = torch.where(pix_r < 0, 0, torch.where(pix_r > h - 1, h - 1, pix_r))
+    pix_c = torch.where(pix_c < 0, 0, torch.where(pix_c > w - 1, w - 1, pix_c))
     flat = (pix_r[:, :, None] * w + pix_c[:, None, :]).reshape(-1)  # (K*size*size,)
     patches = features.flatten(2)[0].index_select(1, flat)  # (C, K*size*size)
     return patches.reshape(c, -1, size * size).permute(1, 2, 0)
