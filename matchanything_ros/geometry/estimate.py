@@ -69,6 +69,7 @@ def estimate_geometry(
     confidence: float = 0.9999,
     min_matches: int = 12,
     max_iters: int = 10000,
+    min_inlier_ratio: float = 0.0,
 ) -> GeometryResult:
     """Fit ``mode`` to the correspondences kpts0 (visible px) <-> kpts1 (thermal px).
 
@@ -77,9 +78,12 @@ def estimate_geometry(
     focal length, so the threshold keeps its meaning in pixels; the fit also returns R, t
     (cheirality-checked with cv2.recoverPose on the E inliers), ``translation_observable`` and
     a pose covariance. Status is OK only when at least ``max(min_matches, minimal sample)``
-    inliers support a non-degenerate model. Non-finite keypoints are skipped (never inliers).
-    Raises ValueError only for programming errors (unknown mode, mismatched arrays, bad
-    threshold / confidence); everything data-dependent is a status.
+    inliers support a non-degenerate model and they are at least ``min_inlier_ratio`` of the
+    (finite) matches; below that ratio the status is LOW_INLIER_RATIO (MAGSAC++ can find a
+    couple of dozen "inliers" among mostly wrong matches; 0 disables the rule). Failed fits
+    have no matrix; their inlier mask is kept when a fit was made. Non-finite keypoints are
+    skipped (never inliers). Raises ValueError only for programming errors (unknown mode,
+    mismatched arrays, bad threshold / confidence / ratio); everything data-dependent is a status.
     """
     if mode not in GEOMETRY_MODES:
         raise ValueError(f"geometry mode must be one of {GEOMETRY_MODES}, got {mode!r}")
@@ -91,6 +95,8 @@ def estimate_geometry(
         raise ValueError(f"threshold_px must be > 0, got {threshold_px}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if not 0.0 <= min_inlier_ratio < 1.0:
+        raise ValueError(f"min_inlier_ratio must be in [0, 1), got {min_inlier_ratio}")
     n = len(p0)
     if mode == "none":
         return GeometryResult(mode, GeometryStatus.OK, "geometry disabled", None, np.ones(n, dtype=bool))
@@ -127,6 +133,15 @@ def estimate_geometry(
     if count < need:
         return _fail(
             mode, GeometryStatus.TOO_FEW_MATCHES, f"only {count} inliers of {len(idx)} matches, need {need}", n, inliers
+        )
+    ratio = count / len(idx)
+    if ratio < min_inlier_ratio:
+        return _fail(
+            mode,
+            GeometryStatus.LOW_INLIER_RATIO,
+            f"{count}/{len(idx)} inliers ({100 * ratio:.1f} %) < min_inlier_ratio {100 * min_inlier_ratio:g} %",
+            n,
+            inliers,
         )
     # A model carried by inliers along one line (within the threshold) is not determined.
     reason = _degenerate_reason(q0[sub_mask], q1[sub_mask], tol=threshold_px)
