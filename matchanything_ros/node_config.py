@@ -175,6 +175,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "ransac_threshold": (0.1, 100.0),
     "ransac_confidence": (0.5, 1.0),
     "min_matches": (4, 100000),
+    "min_inlier_ratio": (0.0, 1.0),  # 1.0 itself is refused by PipelineConfig.validate()
     "thermal.low_percentile": (0.0, 100.0),
     "thermal.high_percentile": (0.0, 100.0),
     "sync.queue_size": (1, 1000),
@@ -209,6 +210,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "ransac_threshold": "inlier threshold (px) of the robust fit",
     "ransac_confidence": "confidence of the robust fit",
     "min_matches": "fewer matches/inliers than this: geometry status TOO_FEW_MATCHES",
+    "min_inlier_ratio": "inliers/matches below this (0 <= r < 1; 0 = off): geometry status LOW_INLIER_RATIO",
     "polarity": "thermal polarity: normal, inverted, auto (try both, keep the better fit)",
     "thermal.mode": "thermal to 8 bit: percentile stretch, fixed raw range, or min/max",
     "thermal.low_percentile": "percentile mode: raw percentile mapped to 0",

@@ -38,6 +38,9 @@ class PipelineConfig:
     ransac_threshold: float = 3.0  # px, MAGSAC++ inlier threshold
     ransac_confidence: float = 0.9999
     min_matches: int = 12  # below this the geometry status is TOO_FEW_MATCHES
+    # inliers / matches below this: LOW_INLIER_RATIO. 0 = off: on the data measured no value
+    # rejected the wrong fits without losing correct ones (docs/ACCURACY.md, "Inlier ratio").
+    min_inlier_ratio: float = 0.0
     polarity: str = "auto"  # thermal polarity: "normal", "inverted", "auto" (try both)
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
 
@@ -60,6 +63,8 @@ class PipelineConfig:
             raise ValueError(f"match_threshold must be in [0, 1], got {self.match_threshold}")
         if self.ransac_threshold <= 0:
             raise ValueError(f"ransac_threshold must be > 0, got {self.ransac_threshold}")
+        if not 0.0 <= self.min_inlier_ratio < 1.0:
+            raise ValueError(f"min_inlier_ratio must be in [0, 1), got {self.min_inlier_ratio}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
 
@@ -246,6 +251,7 @@ class Pipeline:
                 threshold_px=cfg.ransac_threshold,
                 confidence=cfg.ransac_confidence,
                 min_matches=cfg.min_matches,
+                min_inlier_ratio=cfg.min_inlier_ratio,
             )
             tc = time.perf_counter()
             t_match += tb - ta

@@ -65,6 +65,9 @@ def test_node_section_overrides_wildcard_and_namespaced_name(tmp_path):
         ("matcher_node:\n  ros__parameters: {geometry: plane}\n", "must be one of"),
         ("matcher_node:\n  ros__parameters: {sync: {slop: 0.0}}\n", "sync.slop"),
         ("matcher_node:\n  ros__parameters: {resolution: 10}\n", "resolution"),
+        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: 1.0}\n", r"min_inlier_ratio must be in \[0, 1\)"),
+        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: -0.1}\n", r"min_inlier_ratio must be in \[0, 1\)"),
+        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: 0}\n", r"'min_inlier_ratio' must be of type float.*write 0\.0"),
         ("some_node:\n  ros__parameters: {model: sift}\n", "no section for node 'matcher_node'"),
         ("matcher_node:\n  model: sift\n", "ros__parameters"),
         ("[1, 2\n", "not valid YAML"),
@@ -85,6 +88,17 @@ def test_presets_load(repo_root):
     assert pipe.geometry == "essential" and node.topics.use_camera_info and node.publish.pose
     node, pipe = load_params_file(repo_root / "config" / "uav_nadir.yaml")
     assert pipe.geometry == "homography" and node.publish.registered
+    assert pipe.min_inlier_ratio == 0.0  # listed in the presets, off (docs/ACCURACY.md)
+
+
+def test_min_inlier_ratio_is_a_pipeline_parameter(tmp_path):
+    spec = {s.name: s for s in parameter_specs()}["min_inlier_ratio"]
+    assert spec.kind is float and spec.default == 0.0 and not spec.read_only
+    assert (spec.min_value, spec.max_value) == (0.0, 1.0) and "LOW_INLIER_RATIO" in spec.description
+    _, pipe = load_params_file(_write(tmp_path, "matcher_node:\n  ros__parameters: {min_inlier_ratio: 0.15}\n"))
+    assert pipe.min_inlier_ratio == 0.15
+    _, pipe = split_parameters({"min_inlier_ratio": 0.0})
+    assert pipe == PipelineConfig()
 
 
 def test_parameter_specs_cover_both_configs_with_defaults():

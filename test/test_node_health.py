@@ -110,3 +110,31 @@ def test_health_levels_and_reasons():
     # no pair for longer than the stale timeout
     r = h.report(20.0, th)
     assert r.level == WARN and "no pair processed" in r.message
+
+
+def test_low_inlier_ratio_fit_is_a_warning_that_says_why():
+    """A fit rejected by min_inlier_ratio reaches /diagnostics as WARN with the geometry's own
+    message, also when the inlier ratio is above diagnostics.warn_inlier_ratio."""
+    import cv2
+
+    from matchanything_ros.geometry import estimate_geometry
+
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform([0, 0], [640, 512], (200, 2))
+    x1 = cv2.perspectiveTransform(x0.reshape(-1, 1, 2), np.diag([1.1, 0.9, 1.0])).reshape(-1, 2)
+    x1[60:] = rng.uniform([0, 0], [640, 512], (140, 2))  # 60 of 200 consistent: ratio ~0.3
+    g = estimate_geometry(x0, x1, "homography", min_inlier_ratio=0.5)
+    assert g.status == GeometryStatus.LOW_INLIER_RATIO
+    result = PipelineResult(
+        matches=Matches(x0, x1, np.ones(200)), geometry=g, polarity="normal", model="xfeat",
+        timings={"total": 0.1}, visible_shape=(512, 640), thermal_shape=(512, 640),
+    )
+    h = NodeHealth("matcher_node: test", start_time=0.0)
+    h.on_input("visible", 1.0)
+    h.on_input("thermal", 1.0)
+    h.on_pair(1.0)
+    h.on_result(1.0, 0.1, result)
+    r = h.report(1.1, Thresholds(warn_inlier_ratio=0.2, warn_latency=0.5, stale_timeout=3.0))
+    assert r.level == WARN and r.values["geometry_status"] == "LOW_INLIER_RATIO"
+    assert f"geometry LOW_INLIER_RATIO: {g.message}" in r.message and "< min_inlier_ratio 50 %" in r.message
+    assert "inlier ratio 0." not in r.message  # ~0.3 is above warn_inlier_ratio

@@ -21,6 +21,8 @@ def test_config_from_nested_and_dotted_dicts():
         ({"polarity": "sideways"}, "polarity must be one of"),
         ({"resolution": 10}, "resolution must be"),
         ({"match_threshold": 2.0}, "match_threshold"),
+        ({"min_inlier_ratio": 1.0}, r"min_inlier_ratio must be in \[0, 1\), got 1.0"),
+        ({"min_inlier_ratio": -0.05}, r"min_inlier_ratio must be in \[0, 1\)"),
         ({"colour": 1}, "unknown pipeline option"),
     ],
 )
@@ -72,6 +74,34 @@ def test_polarity_auto_keeps_the_better_fit_and_reconfigure_reuses_matcher():
     assert pipe.matcher is matcher  # polarity is not a matcher option: no rebuild
     assert auto.num_inliers == max(per_polarity.values())
     assert per_polarity[auto.polarity] == auto.num_inliers
+
+
+def test_min_inlier_ratio_withholds_the_fit_but_keeps_its_inliers():
+    """The rule runs on the pipeline's own fit: same matches and inliers, no matrix, a status
+    that says why. (A real pair, so the ratio is whatever xfeat gives; 0.99 is out of reach.)"""
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(3)
+    pipe = Pipeline(PipelineConfig(model="xfeat", polarity="normal"))
+    assert PipelineConfig().min_inlier_ratio == 0.0  # off by default (docs/ACCURACY.md)
+    accepted = pipe.process(pair.visible, pair.thermal)
+    assert accepted.ok and accepted.geometry.matrix is not None
+
+    pipe.reconfigure(PipelineConfig(model="xfeat", polarity="normal", min_inlier_ratio=0.99))
+    rejected = pipe.process(pair.visible, pair.thermal)
+    g = rejected.geometry
+    assert g.status == GeometryStatus.LOW_INLIER_RATIO and not rejected.ok and g.matrix is None
+    assert rejected.num_matches == accepted.num_matches
+    np.testing.assert_array_equal(g.inliers, accepted.geometry.inliers)
+    k, n = rejected.num_inliers, rejected.num_matches
+    assert g.message == f"{k}/{n} inliers ({100 * k / n:.1f} %) < min_inlier_ratio 99 %"
+    d = rejected.to_dict(include_matches=False)
+    assert d["geometry"]["status"] == "LOW_INLIER_RATIO" and d["geometry"]["matrix"] is None
+    assert "LOW_INLIER_RATIO" in rejected.summary()
+
+    # the threshold is the accepted fit's own ratio: OK again (inliers >= ratio * matches)
+    pipe.reconfigure(PipelineConfig(model="xfeat", polarity="normal", min_inlier_ratio=k / n))
+    assert pipe.process(pair.visible, pair.thermal).ok
 
 
 def test_essential_without_intrinsics_reports_status_not_exception():

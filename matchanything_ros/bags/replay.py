@@ -53,7 +53,7 @@ TIMING_KEYS = (
     "latency_ms",  # sync_wait_ms + frame_ms: stamp -> publish for a node that is never behind
     "num_matches",
     "num_inliers",
-    "status",  # geometry status (OK, TOO_FEW_MATCHES, ...)
+    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, ...)
     "polarity",
     "thermal_stamp_ns",
 )
