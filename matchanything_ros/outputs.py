@@ -196,11 +196,14 @@ class OutputBuilder:
     # -- outputs --------------------------------------------------------------------------
     def correspondences(self, result: Any, stamp_ns: int, frame_id: str, inliers_only: bool = False) -> Any:
         """sensor_msgs/PointCloud2, one point per match with the float32 fields
-        :data:`CORRESPONDENCE_FIELDS` (``inlier`` is 1.0 or 0.0)."""
+        :data:`CORRESPONDENCE_FIELDS` (``inlier`` is 1.0 or 0.0; all 0.0 unless the geometry
+        status is OK)."""
         T = self.types
         m = result.matches
         inliers = np.asarray(result.geometry.inliers, dtype=bool).reshape(-1)
-        if len(inliers) != len(m):  # geometry mode "none" or failed before RANSAC
+        if len(inliers) != len(m) or not result.geometry.ok:
+            # a rejected fit's inliers (too few, LOW_INLIER_RATIO, degenerate) support no model a
+            # consumer could use: flag none, so the cloud alone never suggests a trusted fit
             inliers = np.zeros(len(m), dtype=bool)
         table = np.empty((len(m), len(CORRESPONDENCE_FIELDS)), dtype="<f4")
         table[:, 0:2] = m.kpts0

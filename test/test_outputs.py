@@ -92,6 +92,16 @@ def test_correspondences_cloud_fields_and_data(flavor, make):
     assert np.all(np.frombuffer(bytes(only.data), dtype="<f4").reshape(-1, 6)[:, 5] == 1.0)
 
 
+@pytest.mark.parametrize("status", [GeometryStatus.LOW_INLIER_RATIO, GeometryStatus.TOO_FEW_MATCHES])
+def test_rejected_fit_flags_no_inliers(status):
+    """A fit that was made but rejected keeps its mask in the result, yet the cloud flags none."""
+    inliers = np.arange(40) % 3 != 0
+    res = _result(GeometryResult("homography", status, "rejected", None, inliers))
+    msg = OutputBuilder(rosbags_types(_typestore())).correspondences(res, STAMP, "v")
+    table = np.frombuffer(bytes(msg.data), dtype="<f4").reshape(-1, 6)
+    assert msg.width == 40 and not table[:, 5].any()
+
+
 @pytest.mark.parametrize("flavor,make", FLAVORS)
 def test_pose_and_transform_are_thermal_camera_in_visible_frame(flavor, make):
     res = _pose_result()
