@@ -193,7 +193,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "fp16"),
     "geometry": ("homography", "affine", "fundamental", "essential", "none"),
-    "polarity": ("normal", "inverted", "auto"),
+    "polarity": ("normal", "inverted", "auto", "both"),
     "thermal.mode": ("percentile", "fixed", "minmax"),
     "qos.reliability": RELIABILITIES,
 }
@@ -211,7 +211,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "ransac_confidence": "confidence of the robust fit",
     "min_matches": "fewer matches/inliers than this: geometry status TOO_FEW_MATCHES",
     "min_inlier_ratio": "inliers/matches below this (0 <= r < 1; 0 = off): geometry status LOW_INLIER_RATIO",
-    "polarity": "thermal polarity: normal, inverted, auto (try both, keep the better fit)",
+    "polarity": "thermal polarity: normal, inverted, auto (fit each, keep the better), both (pool both into one fit)",
     "thermal.mode": "thermal to 8 bit: percentile stretch, fixed raw range, or min/max",
     "thermal.low_percentile": "percentile mode: raw percentile mapped to 0",
     "thermal.high_percentile": "percentile mode: raw percentile mapped to 255",

@@ -16,7 +16,7 @@ ratio rule off. A fit is *correct* when its mean corner error vs the ground trut
 Tables:
 1. every OK fit (both polarities): inlier ratio (inliers / matches) and inlier count of the
    correct ones and of the wrong ones (near misses 10-30 px and gross errors > 30 px);
-2. per minimum inlier ratio r: what polarity ``auto`` (the pipeline default) returns when
+2. per minimum inlier ratio r: what polarity ``auto`` (the pipeline default when written) returns when
    OK also needs inliers / matches >= r -- SR@10, OK results, wrong OK results. The polarity
    choice is the pipeline's (an OK fit first, then more inliers, then more matches), so a
    polarity whose fit r rejects can hand the result to the other polarity.

@@ -76,6 +76,18 @@ def test_polarity_auto_keeps_the_better_fit_and_reconfigure_reuses_matcher():
     assert per_polarity[auto.polarity] == auto.num_inliers
 
 
+def test_polarity_both_pools_both_polarities_into_one_fit():
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(5)
+    counts = {p: Pipeline(PipelineConfig(model="xfeat", polarity=p)).process(pair.visible, pair.thermal).num_matches
+              for p in ("normal", "inverted")}
+    res = Pipeline(PipelineConfig(model="xfeat", polarity="both")).process(pair.visible, pair.thermal)
+    assert res.polarity == "both"
+    assert res.num_matches == counts["normal"] + counts["inverted"]  # xfeat is deterministic
+    assert res.ok and len(res.geometry.inliers) == res.num_matches
+
+
 def test_min_inlier_ratio_withholds_the_fit_but_keeps_its_inliers():
     """The rule runs on the pipeline's own fit: same matches and inliers, no matrix, a status
     that says why. (A real pair, so the ratio is whatever xfeat gives; 0.99 is out of reach.)"""

@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--models", default="xfeat,sift", help="comma-separated models (default xfeat,sift)")
     parser.add_argument(
-        "--polarity", default="auto", help="comma-separated thermal polarities: normal, inverted, auto (default auto)"
+        "--polarity", default="both", help="comma-separated thermal polarities: normal, inverted, auto, both (default both)"
     )
     parser.add_argument("--resolution", type=int, default=None, help="matcher long side (default: pipeline default)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda")

@@ -13,7 +13,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default="auto", help="ELoFTR backend: auto, torch, onnxruntime, tensorrt")
     parser.add_argument("--weights", default="", help="ELoFTR weights file (default: cache)")
     parser.add_argument("--geometry", default="homography", choices=GEOMETRY_MODES)
-    parser.add_argument("--polarity", default="auto", choices=POLARITIES, help="thermal polarity")
+    parser.add_argument("--polarity", default="both", choices=POLARITIES, help="thermal polarity (default both)")
     parser.add_argument("--resolution", type=int, default=640, help="matcher long side (px)")
     parser.add_argument(
         "--intrinsics",
