@@ -93,7 +93,8 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
     """Smooth value noise in [-1, 1] with feature size ~cell px (bicubic upsampled lattice)."""
     gh, gw = max(2, int(h / cell) + 2), max(2, int(w / cell) + 2)
     lattice = rng.uniform(-1.0, 1.0, (gh, gw)).astype(np.float32)
-    return np.clip(cv2.resize(lattice, (w, h), interpolation=cv2.INTER_CUBIC), -1.0, 1.0)
+    field = cv2.resize(lattice, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(field, -1.0, 1.0, out=field)
 
 
 def _random_shape(rng: np.random.Generator, w: int, h: int) -> tuple[str, np.ndarray]:
@@ -118,6 +119,19 @@ def _random_shape(rng: np.random.Generator, w: int, h: int) -> tuple[str, np.nda
     n = int(rng.integers(2, 4))
     pts = np.stack([cx + np.cumsum(rng.uniform(-size, size, n)), cy + np.cumsum(rng.uniform(-size, size, n))], 1)
     return "line", pts.astype(np.int32)
+
+
+def _region_lookup(labels: np.ndarray, n: int):
+    """A function table -> table[labels] for per-region float32 tables, (n,) or (n, 3).
+
+    It remaps the table, seen as a one-row image, with nearest-neighbour sampling: coordinates
+    are integers, so values are copied exactly, several times faster than numpy indexing."""
+    if max(n, *labels.shape) >= 32767:  # remap's size limit (SHRT_MAX)
+        index = labels.astype(np.intp)
+        return lambda table: np.take(table, index, axis=0)
+    map_x = labels.astype(np.float32)
+    map_y = np.zeros_like(map_x)
+    return lambda table: cv2.remap(table[None], map_x, map_y, cv2.INTER_NEAREST)
 
 
 def _latent_scene(rng: np.random.Generator, w: int, h: int, n_regions: int | None = None):
@@ -152,11 +166,29 @@ def _latent_scene(rng: np.random.Generator, w: int, h: int, n_regions: int | Non
 
     # Texture: a mid-frequency field shared by both modalities (structure: weathering, panels)
     # with a per-region sign and weight, plus fine visible-only grain.
-    shared = 0.6 * _noise(rng, h, w, 24.0) + 0.4 * _noise(rng, h, w, 9.0)
+    # The canvas is large (the stereo atlas is 1200x1200): work in place where that gives the
+    # same float32 operations, free big temporaries early, and scale colour channels one at a
+    # time (broadcasting over a 3-long inner axis is slow in numpy).
+    per_region = _region_lookup(labels, n)
+    del labels
+    shared = _noise(rng, h, w, 24.0)
+    shared *= 0.6
+    shared += 0.4 * _noise(rng, h, w, 9.0)
     grain = _noise(rng, h, w, 3.0)
-    shading = 1.0 + 0.35 * _noise(rng, h, w, max(w, h) / 2.0)  # illumination, not in thermal
-    modulation = shading * (1.0 + vis_tex[labels] * (0.6 * shared + 0.4 * grain))
-    vis = colour[labels] * modulation[..., None]
+    shading = _noise(rng, h, w, max(w, h) / 2.0)  # illumination, not in thermal
+    shading *= 0.35
+    shading += 1.0
+    modulation = 0.6 * shared  # shading * (1 + vis_tex * (0.6 shared + 0.4 grain))
+    grain *= 0.4
+    modulation += grain
+    modulation *= per_region(vis_tex)
+    modulation += 1.0
+    modulation *= shading
+    del grain, shading
+    vis = per_region(colour)
+    for c in range(3):
+        vis[..., c] *= modulation
+    del modulation
 
     # Visible-only paint: lane markings, text, thin lines.
     paint = np.zeros((h, w), np.uint8)  # putText draws on 8-bit only
@@ -169,18 +201,23 @@ def _latent_scene(rng: np.random.Generator, w: int, h: int, n_regions: int | Non
             p1 = (p0[0] + int(rng.uniform(-150, 150)), p0[1] + int(rng.uniform(-150, 150)))
             cv2.line(paint, p0, p1, 255, int(rng.integers(1, 5)))
     paint_colour = rng.uniform(0.0, 1.0, 3).astype(np.float32)
-    mask = paint > 0
-    vis[mask] = 0.2 * vis[mask] + 0.8 * paint_colour
+    painted, pixels = np.flatnonzero(paint > 0), vis.reshape(-1, 3)  # a few % of the pixels
+    pixels[painted] = 0.2 * pixels[painted] + 0.8 * paint_colour
 
-    thermal = radiance[labels] + th_tex[labels] * shared
-    thermal += 3.0 * _noise(rng, h, w, max(w, h) / 3.0)  # slow gradients (wind, sun, shade)
+    thermal = per_region(th_tex)
+    thermal *= shared
+    thermal += per_region(radiance)
+    del per_region
+    slow = _noise(rng, h, w, max(w, h) / 3.0)  # slow gradients (wind, sun, shade)
+    slow *= 3.0
+    thermal += slow
     blobs = np.zeros((h, w), np.float32)  # warm blobs with no visible counterpart
     for _ in range(int(rng.integers(3, 9))):
         c = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
         cv2.circle(blobs, c, int(rng.uniform(5, 30)), float(rng.uniform(3, 12)), -1)
     thermal += cv2.GaussianBlur(blobs, (0, 0), 5.0)
     thermal = cv2.GaussianBlur(thermal, (0, 0), rng.uniform(0.5, 1.0))  # heat diffusion
-    return np.clip(vis, 0.0, 1.0), thermal
+    return np.clip(vis, 0.0, 1.0, out=vis), thermal
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,12 +234,19 @@ def _radial(h: int, w: int) -> np.ndarray:
 def _visible_sensor(rng: np.random.Generator, reflectance: np.ndarray, noise: float) -> np.ndarray:
     """Reflectance (h, w, 3) in [0, 1] -> uint8 BGR: exposure, vignetting, gamma, optics, noise."""
     h, w = reflectance.shape[:2]
-    gain = (np.float32(rng.uniform(0.8, 1.15)) * (1.0 - 0.25 * _radial(h, w)))[..., None]
-    img = np.power(np.clip(reflectance * gain, 0, 1), np.float32(1 / 2.2)) * np.float32(255.0)
+    gain = np.float32(rng.uniform(0.8, 1.15)) * (1.0 - 0.25 * _radial(h, w))
+    img = np.empty_like(reflectance)
+    for c in range(3):  # per channel: broadcasting over a 3-long inner axis is slow
+        np.multiply(reflectance[..., c], gain, out=img[..., c])
+    np.clip(img, 0, 1, out=img)
+    np.power(img, np.float32(1 / 2.2), out=img)
+    img *= np.float32(255.0)
     img = cv2.GaussianBlur(img, (0, 0), 0.6)
     if noise > 0:
-        img += np.float32(2.0 * noise) * rng.standard_normal(img.shape, dtype=np.float32)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        temporal = rng.standard_normal(img.shape, dtype=np.float32)
+        temporal *= np.float32(2.0 * noise)
+        img += temporal
+    return np.clip(np.rint(img, out=img), 0, 255, out=img).astype(np.uint8)
 
 
 def _thermal_sensor(rng: np.random.Generator, radiance: np.ndarray, noise: float) -> np.ndarray:
@@ -337,99 +381,176 @@ class _Scene:
         (s (N,), surface id (N,), texture coords in metres (N, 2), normal (N, 3)); s = inf and
         id -1 where nothing is hit. ``grid=(M, w, h)`` says the rays are M @ (u, v, 1) for a
         row-major pixel grid, which lets boxes test only the pixels they can cover."""
+        s, surf, u, v = self._cast(origin, dirs, grid)
+        return s, surf, np.stack([u, v], 1), np.take(self._normals(), surf, axis=0)
+
+    def _cast(self, origin: np.ndarray, dirs: np.ndarray, grid: tuple | None):
+        """:meth:`intersect` without normals, texture coords as two (N,) arrays u, v.
+
+        Surfaces are tested in a fixed order (ground, wall, boxes); a later one wins only where
+        it is strictly nearer. Arrays are worked on one coordinate at a time (numpy is slow on
+        (N, 3) arrays, whose inner axis is 3 long), and a box only on the pixel window it
+        projects into. Products with a 3-vector or a 3x3 matrix stay BLAS calls on the same
+        rows, in the same memory layout, as in the first (per-surface) version of this code:
+        BLAS rounding depends on both, and the output per seed is pinned by the tests."""
         n = len(dirs)
-        best = np.full(n, np.inf)
-        surf = np.full(n, -1)
-        uv = np.zeros((n, 2))
-        normal = np.zeros((n, 3))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # ground y = cam_height (dirs @ (0, 1, 0) is exactly dirs[:, 1]); wall n . X = d
+            s_ground = self._plane(dirs[:, 1], origin[1], self.cam_height)
+            s_wall = self._plane(dirs @ self.wall_n, origin @ self.wall_n, self.wall_d)
+        best = np.where((s_ground > 1e-6) & (s_ground < np.inf), s_ground, np.inf)
+        surf = np.where(best < np.inf, 0, -1)
+        wall = (s_wall > 1e-6) & (s_wall < best)
+        np.copyto(best, s_wall, where=wall)
+        surf[wall] = 1
+        u, v = np.zeros(n), np.zeros(n)  # texture coords (boxes as they are hit, then the rest)
 
-        def keep(idx, s, sid, coords, nrm):
-            better = (s > 1e-6) & (s < best[idx])
-            idx = idx[better]
-            best[idx] = s[better]
-            surf[idx] = sid if np.isscalar(sid) else sid[better]
-            uv[idx] = coords[better]
-            normal[idx] = nrm if nrm.ndim == 1 else nrm[better]
-
-        def plane(normal_vec, d):
-            denom = dirs @ normal_vec
-            ok = np.abs(denom) > 1e-12
-            s = np.full(n, -1.0)
-            s[ok] = (d - origin @ normal_vec) / denom[ok]
-            return s
-
-        everything = np.arange(n)
-        s = plane(np.array([0.0, 1.0, 0.0]), self.cam_height)  # ground: y = cam_height
-        p = origin + s[:, None] * dirs
-        keep(everything, s, 0, p[:, [0, 2]], np.array([0.0, -1.0, 0.0]))
-        s = plane(self.wall_n, self.wall_d)
-        p = origin + s[:, None] * dirs
-        along = np.array([self.wall_n[2], 0.0, -self.wall_n[0]])
-        keep(everything, s, 1, np.stack([p @ along, p[:, 1]], 1), -self.wall_n)
-
-        norms = None if grid is not None else np.linalg.norm(dirs, axis=1)
+        norms = None
         for b, (centre, half, rot) in enumerate(self.boxes):
-            # Only rays that pass the box's bounding sphere need the slab test.
-            idx = self._box_candidates(origin, dirs, norms, centre, half, rot, grid)
-            if idx.size == 0:
+            # Candidate rays: the pixel window the box projects into (grid rays, box in front),
+            # else the rays through its bounding sphere.
+            window = None if grid is None else self._box_window(origin, centre, half, rot, grid)
+            if window is not None:
+                w, h = grid[1:]
+                d = dirs.reshape(h, w, 3)[window].reshape(-1, 3)
+                nearest = best.reshape(h, w)[window].ravel()
+            else:
+                if norms is None:
+                    norms = np.linalg.norm(dirs, axis=1)
+                idx = self._box_candidates(origin, dirs, norms, centre, half)
+                d, nearest = dirs[idx], best[idx]
+            if len(d) == 0:
                 continue
             o = rot.T @ (origin - centre)
-            d = dirs[idx] @ rot  # rows: rot.T @ dir, the box frame
+            d = d @ rot  # rows: rot.T @ dir, the box frame
+            # Slab test per axis: the ray is inside the box from the largest slab entry to the
+            # smallest slab exit. The axis of that entry is the face hit (the first such axis, as
+            # argmax would pick); the ray enters through the face on the +half side if it moves
+            # towards -axis.
+            near, far = -half - o, half - o
+            lo, hi = [], []
             with np.errstate(divide="ignore", invalid="ignore"):
-                t1 = (-half - o) / d
-                t2 = (half - o) / d
-            lo = np.fmin(t1, t2)
-            s_in = lo.max(axis=1)
-            s_out = np.fmax(t1, t2).min(axis=1)
-            axis = lo.argmax(axis=1)
-            s = np.where((s_out >= s_in) & np.isfinite(s_in), s_in, -1.0)
-            p = o + s[:, None] * d
-            rows = np.arange(len(idx))
-            sign = np.sign(p[rows, axis])
-            others = np.array([[1, 2], [0, 2], [0, 1]])[axis]
-            coords = np.stack([p[rows, others[:, 0]], p[rows, others[:, 1]]], 1) + half[others]
-            local_n = np.zeros((len(idx), 3))
-            local_n[rows, axis] = sign
-            keep(idx, s, 2 + 6 * b + 2 * axis + (sign > 0), coords, local_n @ rot.T)
-        return best, surf, uv, normal
+                for k in range(3):
+                    t1, t2 = near[k] / d[:, k], far[k] / d[:, k]
+                    lo.append(np.fmin(t1, t2))  # never NaN: half > 0
+                    hi.append(np.fmax(t1, t2))
+            on_y = lo[1] > lo[0]
+            s = np.maximum(lo[0], lo[1])
+            on_z = lo[2] > s
+            s = np.maximum(s, lo[2])
+            on_y &= ~on_z
+            on_x = ~(on_y | on_z)
+            # (s > 1e-6) & (s < nearest) also leaves out infinite entries (rays parallel to a slab
+            # and outside it)
+            hit = (np.minimum(np.minimum(hi[0], hi[1]), hi[2]) >= s) & (s > 1e-6) & (s < nearest)
+            if not hit.any():
+                continue
+            positive = (on_x & (d[:, 0] < 0)) | (on_y & (d[:, 1] < 0)) | (on_z & (d[:, 2] < 0))
+            # surface id 2 + 6 b + 2 axis + positive, in uint8 (bools are 0/1) until written out
+            face = (on_y.view(np.uint8) << 1) | (on_z.view(np.uint8) << 2) | positive.view(np.uint8)
+            # Texture coords of the face: the hit point's two other axes, from the box corner.
+            # Computed for all candidates, kept where the box is hit and nearest.
+            p = [o[k] + s * d[:, k] + half[k] for k in range(3)]
+            for target, value in (
+                (best, s),
+                (surf, np.add(face, 2 + 6 * b, dtype=surf.dtype)),
+                (u, np.where(on_x, p[1], p[0])),
+                (v, np.where(on_z, p[1], p[2])),
+            ):
+                if window is not None:
+                    view = target.reshape(h, w)[window]
+                    np.copyto(view, value.reshape(view.shape), where=hit.reshape(view.shape))
+                else:
+                    target[idx[hit]] = value[hit]
+
+        on_ground = surf == 0
+        np.copyto(u, origin[0] + best * dirs[:, 0], where=on_ground)
+        np.copyto(v, origin[2] + best * dirs[:, 2], where=on_ground)
+        on_wall = surf == 1
+        if on_wall.any():
+            # Wall points, laid out like dirs: the along-coordinate is a BLAS matrix-vector
+            # product over all rays.
+            p = np.empty_like(dirs)
+            for k in range(3):
+                np.multiply(s_wall, dirs[:, k], out=p[:, k])
+                p[:, k] += origin[k]
+            along = np.array([self.wall_n[2], 0.0, -self.wall_n[0]])
+            np.copyto(u, p @ along, where=on_wall)
+            np.copyto(v, p[:, 1], where=on_wall)
+        return best, surf, u, v
+
+    def _normals(self) -> np.ndarray:
+        """Outward normal per surface id, (n_surfaces + 1, 3); the last row, zeros, is the one
+        id -1 (nothing hit) indexes."""
+        table = np.zeros((2 + 6 * len(self.boxes) + 1, 3))
+        table[0] = (0.0, -1.0, 0.0)
+        table[1] = -self.wall_n
+        faces = np.repeat(np.eye(3), 2, axis=0) * np.tile([-1.0, 1.0], 3)[:, None]  # -x +x -y +y -z +z
+        for b, (_, _, rot) in enumerate(self.boxes):
+            table[2 + 6 * b : 8 + 6 * b] = faces @ rot.T
+        return table
 
     @staticmethod
-    def _box_candidates(origin, dirs, norms, centre, half, rot, grid) -> np.ndarray:
-        """Indices of the rays that may hit a box: its projected corners' pixel bounding box
-        (grid rays, box in front), else the rays through its bounding sphere."""
-        if grid is not None:
-            M, w, h = grid
-            corners = centre + (np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T * half) @ rot.T
-            q = np.linalg.solve(M, (corners - origin).T)
-            if np.all(q[2] > 1e-6):
-                uv = q[:2] / q[2]
-                u0, v0 = np.maximum(np.floor(uv.min(1)) - 1, 0).astype(int)
-                u1, v1 = np.minimum(np.ceil(uv.max(1)) + 1, [w - 1, h - 1]).astype(int)
-                if u0 > u1 or v0 > v1:
-                    return np.zeros(0, int)
-                rows, cols = np.mgrid[v0 : v1 + 1, u0 : u1 + 1]
-                return (rows * w + cols).ravel()
-            norms = np.linalg.norm(dirs, axis=1)
+    def _plane(denom: np.ndarray, start: float, d: float) -> np.ndarray:
+        """Ray parameter of the hits with the plane n . X = d, given n . dirs and n . origin;
+        -1 for rays parallel to it."""
+        return np.where(np.abs(denom) > 1e-12, (d - start) / denom, -1.0)
+
+    @staticmethod
+    def _box_window(origin, centre, half, rot, grid) -> tuple[slice, slice] | None:
+        """(rows, cols) of the pixels a box's projected corners span, plus a pixel margin;
+        None if a corner is not in front of the camera."""
+        M, w, h = grid
+        corners = centre + (np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T * half) @ rot.T
+        q = np.linalg.solve(M, (corners - origin).T)
+        if not np.all(q[2] > 1e-6):
+            return None
+        uv = q[:2] / q[2]
+        u0, v0 = np.maximum(np.floor(uv.min(1)) - 1, 0).astype(int)
+        u1, v1 = np.minimum(np.ceil(uv.max(1)) + 1, [w - 1, h - 1]).astype(int)
+        if u0 > u1 or v0 > v1:
+            return slice(0, 0), slice(0, 0)
+        return slice(v0, v1 + 1), slice(u0, u1 + 1)
+
+    @staticmethod
+    def _box_candidates(origin, dirs, norms, centre, half) -> np.ndarray:
+        """Indices of the rays through a box's bounding sphere."""
         rel = centre - origin
         dist = np.linalg.norm(np.cross(dirs, rel), axis=1) / norms
         return np.nonzero((dist <= np.linalg.norm(half) + 1e-6) & (dirs @ rel > 0))[0]
 
-    def render(self, origin, dirs, shape, reflect_atlas, radiance_atlas, M=None):
-        """Ray-cast one camera: returns reflectance (h, w, 3), radiance (h, w), ray parameter."""
+    def _atlas_maps(self, origin, dirs, shape, M):
+        """Ray-cast one camera: where each pixel samples the texture atlas (map_x, map_y float32
+        (h, w)), its surface id (h*w,) and ray parameter (h*w,)."""
         h, w = shape
-        s, surf, uv, normal = self.intersect(origin, dirs, None if M is None else (M, w, h))
+        s, surf, u, v = self._cast(origin, dirs, None if M is None else (M, w, h))
         if np.any(surf < 0):
             raise RuntimeError("synthetic scene: a ray hit nothing (scene construction bug)")
-        tex = self.offsets[surf] + uv * self.texels_per_m[surf][:, None]
-        map_x = tex[:, 0].reshape(h, w).astype(np.float32)
-        map_y = tex[:, 1].reshape(h, w).astype(np.float32)
-        remap = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-        reflect = cv2.remap(reflect_atlas, map_x, map_y, **remap)
-        radiance = cv2.remap(radiance_atlas, map_x, map_y, **remap)
-        lambert = np.clip(normal @ self.light, 0.0, 1.0).reshape(h, w).astype(np.float32)
-        reflect *= (0.45 + 0.55 * lambert)[..., None]  # sun shading: visible only
-        radiance += self.surface_temp[surf].reshape(h, w).astype(np.float32)
-        return reflect, radiance, s
+        scale = np.take(self.texels_per_m, surf)
+        map_x = (np.take(self.offsets[:, 0], surf) + u * scale).reshape(h, w).astype(np.float32)
+        map_y = (np.take(self.offsets[:, 1], surf) + v * scale).reshape(h, w).astype(np.float32)
+        return map_x, map_y, surf, s
+
+    def render_visible(self, origin, dirs, shape, reflect_atlas, M=None):
+        """Ray-cast the visible camera: reflectance (h, w, 3) with sun shading, ray parameter."""
+        h, w = shape
+        map_x, map_y, surf, s = self._atlas_maps(origin, dirs, shape, M)
+        reflect = cv2.remap(reflect_atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        # Lambert shading per surface, looked up per pixel (the same numbers as normal @ light
+        # per pixel, without an (N, 3) normal array).
+        lambert = np.clip(self._normals() @ self.light, 0.0, 1.0).astype(np.float32)
+        shade = 0.45 + 0.55 * np.take(lambert, surf).reshape(h, w)  # sun shading: visible only
+        for c in range(3):  # per channel: broadcasting over a 3-long inner axis is slow
+            reflect[..., c] *= shade
+        return reflect, s
+
+    def render_thermal(self, origin, dirs, shape, radiance_atlas, M=None):
+        """Ray-cast the thermal camera: radiance (h, w) with per-surface temperature offsets."""
+        h, w = shape
+        map_x, map_y, surf, _ = self._atlas_maps(origin, dirs, shape, M)
+        radiance = cv2.remap(radiance_atlas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        radiance += np.take(self.surface_temp, surf).reshape(h, w).astype(np.float32)
+        return radiance
 
 
 def _rotation(rng, max_deg: float) -> np.ndarray:
@@ -448,9 +569,19 @@ def _intrinsics(rng, w: int, h: int, fov_range: tuple[float, float]) -> np.ndarr
 
 
 def _pixel_rays(K: np.ndarray, w: int, h: int) -> np.ndarray:
-    """K^-1 [u, v, 1] for every pixel centre, row-major, (h*w, 3) with z = 1."""
-    u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-    return np.linalg.solve(K, np.stack([u.ravel(), v.ravel(), np.ones(u.size)])).T
+    """K^-1 [u, v, 1] for every pixel centre, row-major, (h*w, 3) with z = 1.
+
+    K has no skew, so x depends on u only and y on v only: solve for one row and one column
+    of pixels and broadcast (the same solver, hence the same rounding, as solving every pixel).
+    The result is the transpose of a C-ordered (3, h*w) array, as np.linalg.solve returns it:
+    later BLAS products round differently for another memory layout."""
+    m = max(w, h)
+    line = np.linalg.solve(K, np.stack([np.arange(m, dtype=np.float64), np.arange(m, dtype=np.float64), np.ones(m)]))
+    rays = np.empty((3, h, w))
+    rays[0] = line[0, :w]
+    rays[1] = line[1, :h, None]
+    rays[2] = line[2, :1]
+    return rays.reshape(3, h * w).T
 
 
 def make_stereo_pair(
@@ -486,10 +617,10 @@ def make_stereo_pair(
     t = -R @ centre1
 
     rays0 = _pixel_rays(K0, w, h)
-    vis_ref, _, depth = scene.render(np.zeros(3), rays0, (h, w), reflect_atlas, radiance_atlas, np.linalg.inv(K0))
+    vis_ref, depth = scene.render_visible(np.zeros(3), rays0, (h, w), reflect_atlas, np.linalg.inv(K0))
     rays1 = _pixel_rays(K1, tw, th) @ R  # rows: R.T @ ray, directions in the visible frame
     M1 = R.T @ np.linalg.inv(K1)
-    _, th_rad, _ = scene.render(centre1, rays1, (th, tw), reflect_atlas, radiance_atlas, M1)
+    th_rad = scene.render_thermal(centre1, rays1, (th, tw), radiance_atlas, M1)
     return SyntheticPair(
         visible=_visible_sensor(rng, vis_ref, noise),
         thermal=_thermal_sensor(rng, th_rad, noise),

@@ -1,4 +1,6 @@
 """Synthetic visible/thermal pairs: exact ground truth, determinism, realistic cross-modal look."""
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -136,3 +138,47 @@ def test_stereo_warp_registers_thermal_onto_visible():
 def test_bad_options_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_planar_pair(0, **kwargs)
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+# Fingerprints of the generator's output, recorded from the original (unoptimised) ray caster:
+# speed-ups must not change a single pixel. sha256 prefixes of visible / thermal / depth0 bytes;
+# K as (f0, cx0, cy0, f1, cx1, cy1), then R (row-major) and t. A numpy/OpenCV upgrade may change
+# rounding: if so, check the other tests still pass before re-recording these.
+STEREO_FINGERPRINTS = [
+    (
+        0, (640, 512), None,
+        ("4daed125ba76219c", "7243fca83d5d186a", "ed14744816c59317"),
+        [588.332051967, 318.416105509, 265.489126095, 623.759646821, 310.402948716, 249.50512993],
+        [0.999482970973, 0.022718316873, 0.022752336453, -0.023167285054, 0.999538125245, 0.019667564295,
+         -0.022295013766, -0.020184505457, 0.999547656743, -0.122839109349, 0.015744453501, 0.037008545312],
+    ),
+    (
+        3, (320, 256), (288, 224),
+        ("b77877e7dc136b86", "45a0cda9a4364065", "3e63288c58c0f42c"),
+        [243.651987079, 157.240069776, 126.661794588, 336.431822007, 149.155982548, 114.116477932],
+        [0.999494630666, 0.019771474702, 0.024891204415, -0.020371249934, 0.999502521139, 0.024077425398,
+         -0.02440277536, -0.024572322352, 0.999400172868, -0.19967035571, 0.031919636971, 0.05363873852],
+    ),
+]
+
+
+@pytest.mark.parametrize("seed, size, thermal_size, digests, intrinsics, pose", STEREO_FINGERPRINTS)
+def test_stereo_output_is_pinned_per_seed(seed, size, thermal_size, digests, intrinsics, pose):
+    pair = make_stereo_pair(seed, size, thermal_size=thermal_size)
+    assert (_digest(pair.visible), _digest(pair.thermal), _digest(pair.depth0)) == digests
+    K = [pair.K0[0, 0], pair.K0[0, 2], pair.K0[1, 2], pair.K1[0, 0], pair.K1[0, 2], pair.K1[1, 2]]
+    assert np.allclose(K, intrinsics, rtol=0, atol=1e-9)
+    assert np.allclose(np.r_[pair.R.ravel(), pair.t], pose, rtol=0, atol=1e-9)
+
+
+def test_planar_output_is_pinned_per_seed():
+    """The planar pair shares the latent scene renderer with the stereo pair."""
+    pair = make_planar_pair(0, (320, 256), thermal_size=(288, 224))
+    assert (_digest(pair.visible), _digest(pair.thermal)) == ("735c189019af5458", "a8eb78bdcbcbbc5e")
+    H = [0.977431347248, -0.064310374597, 9.700747605588, 0.214342258988, 0.994127864951, -43.191554215425,
+         0.000196917261, 0.000240916005, 1.0]
+    assert np.allclose(pair.H.ravel(), H, rtol=0, atol=1e-9)
