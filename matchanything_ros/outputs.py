@@ -110,9 +110,9 @@ def rclpy_types() -> MessageTypes:
 def rosbags_types(typestore: Any = None) -> MessageTypes:
     """Namespace of a rosbags typestore (default: ROS 2 Humble's message definitions)."""
     if typestore is None:
-        from rosbags.typesys import Stores, get_typestore
+        from .bags.storage import get_typestore
 
-        typestore = get_typestore(Stores.ROS2_HUMBLE)
+        typestore = get_typestore("humble")
     return MessageTypes(
         classes={name: typestore.types.get(name) for name in _TYPE_NAMES},
         uint8_array=lambda d: np.frombuffer(d.tobytes() if isinstance(d, np.ndarray) else bytes(d), dtype=np.uint8),

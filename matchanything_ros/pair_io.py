@@ -7,7 +7,6 @@ the node publishes what :func:`output_messages` returns, replay writes it to a b
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Iterator
 
 import numpy as np
@@ -40,14 +39,6 @@ def check_image(msg: Any) -> tuple[str, str] | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def _image_typestore():
-    """rosbags' message definitions, built once (sensor_msgs/Image is the same Humble to Kilted)."""
-    from .bags.storage import get_typestore
-
-    return get_typestore("humble")
-
-
 def image_from_cdr(raw: bytes) -> Any:
     """A serialized sensor_msgs/Image (CDR, as a raw rclpy subscription or a bag delivers it) ->
     the rosbags message, its pixel data a zero-copy numpy view of ``raw``.
@@ -57,8 +48,10 @@ def image_from_cdr(raw: bytes) -> Any:
     0.05 ms (``scripts/bench_image_path.py``). Raises ImageFormatError for bytes that are not an
     Image.
     """
-    try:
-        return _image_typestore().deserialize_cdr(raw, "sensor_msgs/msg/Image")
+    from .bags.storage import get_typestore
+
+    try:  # sensor_msgs/Image is the same Humble to Kilted
+        return get_typestore("humble").deserialize_cdr(raw, "sensor_msgs/msg/Image")
     except Exception as exc:  # rosbags raises struct/index/value errors on short or bad input
         raise ImageFormatError(f"malformed sensor_msgs/Image ({len(raw)} bytes): {exc}") from None
 

@@ -13,6 +13,7 @@ metadata version 1-9. Every failure becomes a :class:`BagError` naming the bag a
 """
 from __future__ import annotations
 
+import functools
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,11 @@ class BagError(ValueError):
     """A bag cannot be read or written; the message says which bag, what is wrong, what to do."""
 
 
+@functools.lru_cache(maxsize=None)
 def get_typestore(distro: str = "humble"):
-    """The ``rosbags`` typestore of one ROS 2 distribution (message definitions for writing)."""
+    """The ``rosbags`` typestore of one ROS 2 distribution (message definitions for reading and
+    writing). Built once per distribution (about 85 ms) and shared: nothing registers types in
+    it, and the node decodes every image with the Humble one."""
     from rosbags.typesys import Stores, get_typestore as _get
 
     if distro not in DISTROS:

@@ -5,8 +5,8 @@ copy, Python bytes). With glibc's defaults, freed memory above 2x the adaptive m
 handed back to the kernel (trimmed) and the next image faults every page in again: 256 faults per
 MB, each costly in a VM. Measured here (``scripts/bench_image_path.py``): a 640x512 bgr8 image
 between two processes over the shared-memory profile took 3.3 ms median with default malloc
-settings in the subscriber and 1.8-2.0 ms with these. ROS 2 real-time guides give the same advice (fixed mmap
-threshold, no trimming). The cost is memory: up to ``trim_mib`` of freed heap stays mapped.
+settings in the subscriber and 1.8-2.0 ms with these. ROS 2 real-time guides give the same
+advice (fixed mmap threshold, no trimming). The cost is memory: up to ``trim_mib`` of freed heap stays mapped.
 """
 from __future__ import annotations
 
