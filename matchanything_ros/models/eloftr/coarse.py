@@ -27,7 +27,8 @@ def dual_softmax(similarity: torch.Tensor) -> torch.Tensor:
 
     The column softmax is written out (max, exp, sum, divide over dim -2): ONNX Runtime runs a
     Softmax over a leading axis of a 4800x4800 matrix in about 120-160 ms on 2 cores, through a
-    transposed copy, while these reductions over the leading axis are fast (about 50 ms in all).
+    transposed copy, while these reductions over the leading axis take about 60-80 ms in all
+    (docs/BENCHMARKS.md).
     A transpose-softmax-transpose does not help: ORT's transpose optimizer folds it back.
     """
     rows = torch.softmax(similarity, dim=-1)
