@@ -29,7 +29,7 @@ CHILD = r"""
 import struct, sys, time, array, numpy as np
 role, count = sys.argv[1], int(sys.argv[2])
 if role == "sub":
-    from matchanything_ros.ros.malloc_tuning import tune_malloc
+    from matchanything_ros.node.malloc_tuning import tune_malloc
     print(tune_malloc(), file=sys.stderr)
 import rclpy
 from rclpy.qos import qos_profile_sensor_data
@@ -64,7 +64,7 @@ def bench_decode() -> dict:
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
 
-    from matchanything_ros.pair_io import image_from_cdr
+    from matchanything_ros.node.pair_io import image_from_cdr
 
     data = array.array("B")
     data.frombytes(np.zeros(640 * 512 * 3, np.uint8).tobytes())

@@ -101,7 +101,7 @@ class Driver:
 
 
 def bench_node(args) -> dict:
-    from matchanything_ros.outputs import OutputBuilder, rclpy_types
+    from matchanything_ros.node.outputs import OutputBuilder, rclpy_types
     from matchanything_ros.synthetic import make_planar_pair
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))

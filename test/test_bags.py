@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 from matchanything_ros.bags.make_bag import CameraTiming, Frame, load_ground_truth, nominal_K, synthetic_frames, write_bag
 from matchanything_ros.bags.replay import ReplayOptions, replay
 from matchanything_ros.bags.storage import BagError, BagReader, BagWriter
-from matchanything_ros.node_config import NodeConfig
+from matchanything_ros.node.config import NodeConfig
 from matchanything_ros.pipeline import PipelineConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 
 CHILD = r"""
 import json, os, resource, sys
-from matchanything_ros.ros.malloc_tuning import tune_malloc
+from matchanything_ros.node.malloc_tuning import tune_malloc
 line = tune_malloc() if sys.argv[1] == "tune" else "untouched"
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -136,7 +136,7 @@ class Harness:
 
     # -- inputs -----------------------------------------------------------------------------
     def image(self, array: np.ndarray, encoding: str, stamp_ns: int, frame: str):
-        from matchanything_ros.outputs import OutputBuilder, rclpy_types
+        from matchanything_ros.node.outputs import OutputBuilder, rclpy_types
 
         return OutputBuilder(rclpy_types()).image(array, encoding, stamp_ns, frame)
 
@@ -312,7 +312,7 @@ def test_diagnostics_report_rates_latency_and_matching(harness):
         assert key in values, key
     assert "xfeat" in values["model"].lower()
     assert int(values["matches"]) > 0 and float(values["inference_median_ms"]) > 0
-    assert values["sync"] in ("message_filters", "matchanything_ros.sync")
+    assert values["sync"] in ("message_filters", "matchanything_ros.node.sync")
     assert status.hardware_id.endswith("matcher_node")
 
 
@@ -399,8 +399,8 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
     assert abs(np.linalg.norm(position) - 1.0) < 1e-6  # unit translation: scale unknown
 
     from matchanything_ros.geometry import camera1_pose_in_camera0
-    from matchanything_ros.node_config import load_params_file
-    from matchanything_ros.outputs import rotation_to_quaternion
+    from matchanything_ros.node.config import load_params_file
+    from matchanything_ros.node.outputs import rotation_to_quaternion
     from matchanything_ros.pipeline import Pipeline
 
     def angle_deg(qa, qb) -> float:

@@ -1,7 +1,7 @@
 """Params-file reader and parameter table (ROS-free)."""
 import pytest
 
-from matchanything_ros.node_config import NodeConfig, load_params_file, parameter_specs, split_parameters
+from matchanything_ros.node.config import NodeConfig, load_params_file, parameter_specs, split_parameters
 from matchanything_ros.pipeline import PipelineConfig
 
 

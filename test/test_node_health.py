@@ -7,10 +7,10 @@ import pytest
 
 from matchanything_ros.geometry import GeometryResult, GeometryStatus
 from matchanything_ros.matching import Matches
-from matchanything_ros.outputs import ERROR, OK, WARN
+from matchanything_ros.node.outputs import ERROR, OK, WARN
 from matchanything_ros.pipeline import PipelineResult
-from matchanything_ros.ros.health import NodeHealth, Thresholds
-from matchanything_ros.ros.worker import LatestWorker
+from matchanything_ros.node.health import NodeHealth, Thresholds
+from matchanything_ros.node.worker import LatestWorker
 
 
 def test_worker_drops_oldest_and_never_blocks_the_caller():

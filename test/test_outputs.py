@@ -4,7 +4,7 @@ import pytest
 
 from matchanything_ros.geometry import GeometryResult, GeometryStatus, camera1_pose_in_camera0
 from matchanything_ros.matching import Matches
-from matchanything_ros.outputs import (
+from matchanything_ros.node.outputs import (
     CORRESPONDENCE_FIELDS,
     ERROR,
     WARN,

@@ -4,10 +4,10 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from matchanything_ros.imaging.encodings import numpy_to_image
-from matchanything_ros.node_config import NodeConfig
-from matchanything_ros.outputs import OutputBuilder, rosbags_types
+from matchanything_ros.node.config import NodeConfig
+from matchanything_ros.node.outputs import OutputBuilder, rosbags_types
 from matchanything_ros.imaging.encodings import ImageFormatError
-from matchanything_ros.pair_io import camera_matrix, check_image, decode_image, image_from_cdr, output_messages
+from matchanything_ros.node.pair_io import camera_matrix, check_image, decode_image, image_from_cdr, output_messages
 from matchanything_ros.pipeline import Pipeline, PipelineConfig
 from matchanything_ros.synthetic import make_planar_pair
 

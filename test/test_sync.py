@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from matchanything_ros.sync import NS_PER_S, ApproximateTimeSynchronizer
+from matchanything_ros.node.sync import NS_PER_S, ApproximateTimeSynchronizer
 
 MS = 1_000_000
 

@@ -1,10 +1,10 @@
 """Bag replay: run the matcher node's pipeline over a recorded bag and write its outputs to a bag.
 
 What is the same as the live node (``matchanything_ros.ros.matcher_node``): parameters (a ROS 2
-params file read by ``node_config.load_params_file``), input topics (resolved in ``namespace``
+params file read by ``node.config.load_params_file``), input topics (resolved in ``namespace``
 like the node's relative names), the input checks, the approximate-time pairing
-(``matchanything_ros.sync``, message_filters' rule), image decoding, CameraInfo handling, the
-pipeline, and every output message (``matchanything_ros.outputs`` with rosbags types): topics
+(``matchanything_ros.node.sync``, message_filters' rule), image decoding, CameraInfo handling, the
+pipeline, and every output message (``matchanything_ros.node.outputs`` with rosbags types): topics
 ``correspondences``, ``relative_pose``, ``relative_transform``, ``homography``,
 ``registered/image``, ``debug/matches``, ``/tf`` and ``/diagnostics`` (from the node's
 ``NodeHealth``, one report per ``diagnostics.period`` of bag time).
@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..node_config import NodeConfig
-from ..pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
+from ..node.config import NodeConfig
+from ..node.pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
 from ..pipeline import Pipeline, PipelineConfig
-from ..sync import NS_PER_S, ApproximateTimeSynchronizer
+from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer
 from .storage import BagError, BagReader, BagWriter, stamp_ns
 
 log = logging.getLogger(__name__)
@@ -167,8 +167,8 @@ class BagReplay:
         return resolve(OUTPUT_TOPICS[key][0], self.options.namespace)
 
     def run(self, bag: str | Path, out: str | Path) -> ReplaySummary:
-        from ..outputs import OutputBuilder, rosbags_types
-        from ..ros.health import NodeHealth
+        from ..node.outputs import OutputBuilder, rosbags_types
+        from ..node.health import NodeHealth
 
         opts, cfg = self.options, self.cfg
         summary = ReplaySummary(str(bag), str(out))
@@ -356,7 +356,7 @@ class BagReplay:
             self._emit(key, t_out, self.out.tf_message([msg]) if key == "tf" else msg)
 
     def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
-        from ..outputs import OK, DiagnosticReport
+        from ..node.outputs import OK, DiagnosticReport
 
         values = {k: (f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in timings.items()}
         report = DiagnosticReport(OK, TIMINGS_STATUS, "per-frame replay timings", "", values)
@@ -364,7 +364,7 @@ class BagReplay:
 
     def _write_diagnostics(self, t_ns: int) -> None:
         report = self.health.node_report(
-            t_ns / NS_PER_S, self.cfg, self.pipeline.config, "matchanything_ros.sync (replay)"
+            t_ns / NS_PER_S, self.cfg, self.pipeline.config, "matchanything_ros.node.sync (replay)"
         )
         self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, [report]))
 

@@ -63,7 +63,7 @@ def load_configs(config: str | None, node_name: str, overrides: list[str]):
     """(NodeConfig, PipelineConfig) from a params file plus ``NAME=VALUE`` overrides."""
     import dataclasses
 
-    from ..node_config import NodeConfig, load_params_file, split_parameters
+    from ..node.config import NodeConfig, load_params_file, split_parameters
     from ..pipeline import PipelineConfig
     from . import CommandError
 

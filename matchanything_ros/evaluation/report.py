@@ -120,7 +120,7 @@ def _find_images(ev: Evaluation, wanted: dict[int, int | None]) -> dict[int, tup
     the GT one), from the output bag (``--copy-inputs``), ``ev.images``, or the GT's bag."""
     from ..bags.replay import decode_image, resolve
     from ..bags.storage import BagReader
-    from ..node_config import TopicsConfig
+    from ..node.config import TopicsConfig
 
     topics = ev.ground_truth.get("topics") or {}
     vis_topic = topics.get("visible_image") or resolve(TopicsConfig.visible_image, ev.namespace)

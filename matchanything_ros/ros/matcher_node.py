@@ -2,9 +2,9 @@
 homography and the registered thermal image out.
 
 A thin rclpy shell over the ROS-free core: :class:`~matchanything_ros.pipeline.Pipeline` does
-the work, :mod:`matchanything_ros.sync` pairs images (or message_filters when installed),
-:mod:`matchanything_ros.outputs` builds every message and :mod:`.health` the diagnostics.
-Images are taken serialized and decoded by :func:`~matchanything_ros.pair_io.image_from_cdr`
+the work, :mod:`matchanything_ros.node.sync` pairs images (or message_filters when installed),
+:mod:`matchanything_ros.node.outputs` builds every message and :mod:`.health` the diagnostics.
+Images are taken serialized and decoded by :func:`~matchanything_ros.node.pair_io.image_from_cdr`
 (zero-copy pixels; the same message type bag replay reads), so node and replay share one input
 path. Subscription callbacks only check and
 pair messages; inference runs on one worker thread fed by a bounded queue that drops the oldest
@@ -27,16 +27,16 @@ from rcl_interfaces.msg import SetParametersResult
 
 from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
-from ..node_config import NodeConfig, split_parameters
-from ..outputs import OutputBuilder, rclpy_types
-from ..pair_io import (
+from ..node.config import NodeConfig, split_parameters
+from ..node.health import NodeHealth
+from ..node.outputs import OutputBuilder, rclpy_types
+from ..node.pair_io import (
     STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, image_from_cdr, output_messages,
 )
+from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
+from ..node.worker import LatestWorker
 from ..pipeline import Pipeline, PipelineConfig
-from ..sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
-from .health import NodeHealth
 from .params import current_values, declare_all
-from .worker import LatestWorker
 
 # A stamp this far behind the newest one is a clock reset (bag loop, simulator restart).
 TIME_RESET_NS = 3 * NS_PER_S
@@ -125,7 +125,7 @@ class MatcherNode(Node):
             self._mf_inputs, self._mf_sync, self._mf_time = inputs, mf, Time
         except Exception:  # not installed (PyPI wheels) or an incompatible version
             pass
-        self.sync_backend = "message_filters" if self._mf_inputs else "matchanything_ros.sync"
+        self.sync_backend = "message_filters" if self._mf_inputs else "matchanything_ros.node.sync"
 
     def _make_subscriptions(self) -> None:
         from sensor_msgs.msg import CameraInfo, Image
@@ -341,7 +341,7 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
 
-    from .malloc_tuning import tune_malloc
+    from ..node.malloc_tuning import tune_malloc
 
     malloc_line = tune_malloc()  # before DDS allocates its first sample buffers
     rclpy.init(args=args)

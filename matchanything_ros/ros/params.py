@@ -1,11 +1,11 @@
-"""Declare the node's parameters (from node_config.parameter_specs) with rclpy descriptors."""
+"""Declare the node's parameters (from node.config.parameter_specs) with rclpy descriptors."""
 from __future__ import annotations
 
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..node_config import ParamSpec, parameter_specs
+from ..node.config import ParamSpec, parameter_specs
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:

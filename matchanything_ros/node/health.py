@@ -1,7 +1,7 @@
 """Counters, rates and the OK/WARN/ERROR verdict behind the node's /diagnostics (ROS-free).
 
 The node calls the ``on_*`` methods from its callbacks and worker thread; :meth:`NodeHealth.report`
-turns the state into one :class:`~matchanything_ros.outputs.DiagnosticReport` per period.
+turns the state into one :class:`~matchanything_ros.node.outputs.DiagnosticReport` per period.
 Times are in seconds on one monotonic clock chosen by the caller.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..outputs import ERROR, OK, WARN, DiagnosticReport
+from .outputs import ERROR, OK, WARN, DiagnosticReport
 
 STREAMS = ("visible", "thermal")
 

@@ -110,7 +110,7 @@ def rclpy_types() -> MessageTypes:
 def rosbags_types(typestore: Any = None) -> MessageTypes:
     """Namespace of a rosbags typestore (default: ROS 2 Humble's message definitions)."""
     if typestore is None:
-        from .bags.storage import get_typestore
+        from ..bags.storage import get_typestore
 
         typestore = get_typestore("humble")
     return MessageTypes(
@@ -180,7 +180,7 @@ class OutputBuilder:
 
     def image(self, array_: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Any:
         """A sensor_msgs/Image from a numpy array (see imaging.encodings for encodings)."""
-        from .imaging.encodings import numpy_to_image
+        from ..imaging.encodings import numpy_to_image
 
         buf = numpy_to_image(array_, encoding)
         return self.types["sensor_msgs/msg/Image"](
@@ -235,7 +235,7 @@ class OutputBuilder:
         g = result.geometry
         if not result.ok or g.R is None or g.t is None:
             return None
-        from .geometry import camera1_pose_in_camera0
+        from ..geometry import camera1_pose_in_camera0
 
         R01, t01 = camera1_pose_in_camera0(np.asarray(g.R), np.asarray(g.t).reshape(3))
         cov = np.asarray(g.covariance, dtype=np.float64) if g.covariance is not None else None
@@ -319,14 +319,14 @@ class OutputBuilder:
         g = result.geometry
         if not result.ok or g.mode not in ("homography", "affine") or g.matrix is None:
             return None
-        from .geometry import warp_thermal_to_visible
+        from ..geometry import warp_thermal_to_visible
 
         warped = warp_thermal_to_visible(thermal, g.matrix, visible_shape)
         return self.image(warped, encoding, stamp_ns, frame_id)
 
     def debug_image(self, result: Any, visible: np.ndarray, thermal: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
         """bgr8 image with the matches drawn (inliers highlighted), via viz.draw_matches."""
-        from .viz import draw_matches
+        from ..viz import draw_matches
 
         inliers = np.asarray(result.geometry.inliers, dtype=bool).reshape(-1)
         canvas = draw_matches(visible, thermal, result.matches, inliers if len(inliers) == len(result.matches) else None)

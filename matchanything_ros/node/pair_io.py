@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .imaging.encodings import ImageFormatError, encoding_info, msg_to_numpy, to_bgr8, to_mono
-from .imaging.thermal import ThermalConfig, normalize_thermal
+from ..imaging.encodings import ImageFormatError, encoding_info, msg_to_numpy, to_bgr8, to_mono
+from ..imaging.thermal import ThermalConfig, normalize_thermal
 
 VISIBLE, THERMAL = 0, 1
 STREAMS = ("visible", "thermal")
@@ -48,7 +48,7 @@ def image_from_cdr(raw: bytes) -> Any:
     0.05 ms (``scripts/bench_image_path.py``). Raises ImageFormatError for bytes that are not an
     Image.
     """
-    from .bags.storage import get_typestore
+    from ..bags.storage import get_typestore
 
     try:  # sensor_msgs/Image is the same Humble to Kilted
         return get_typestore("humble").deserialize_cdr(raw, "sensor_msgs/msg/Image")
@@ -96,7 +96,7 @@ def output_messages(
 ) -> Iterator[tuple[str, Any]]:
     """The node's outputs for one processed pair, as ``(key, message)`` in publish order.
 
-    ``cfg`` is the NodeConfig, ``out`` an :class:`~matchanything_ros.outputs.OutputBuilder`.
+    ``cfg`` is the NodeConfig, ``out`` an :class:`~matchanything_ros.node.outputs.OutputBuilder`.
     Keys: correspondences, pose, transform, tf (a TransformStamped for /tf), homography,
     registered, debug_image. Outputs that do not exist for this result (no pose in homography
     mode, a failed fit) are not yielded."""

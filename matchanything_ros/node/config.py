@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .pipeline import PipelineConfig
+from ..pipeline import PipelineConfig
 
 RELIABILITIES = ("best_effort", "reliable")
 
