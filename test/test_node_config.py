@@ -2,6 +2,7 @@
 import pytest
 
 from matchanything_ros.node.config import NodeConfig, load_params_file, parameter_specs, split_parameters
+from matchanything_ros.node.config import params_sections as params_sections_of
 from matchanything_ros.pipeline import PipelineConfig
 
 
@@ -50,9 +51,43 @@ def test_node_section_overrides_wildcard_and_namespaced_name(tmp_path):
   ros__parameters: {resolution: 480, sync: {slop: 1.0}}
 """,
     )
-    node, pipe = load_params_file(path)
+    node, pipe = load_params_file(path, "matcher_node", "/rig")
     assert pipe.resolution == 320
     assert node.sync.slop == 1.0
+    # as rclpy: /rig/matcher_node is not /matcher_node, the wildcard alone applies
+    _, pipe = load_params_file(path)
+    assert pipe.resolution == 480
+    _, pipe = load_params_file(path, "/rig/matcher_node")
+    assert pipe.resolution == 320
+
+
+def test_sections_follow_rclpy_matching(tmp_path):
+    from matchanything_ros.node.config import params_files_in_args, params_sections, sections_for_node
+
+    path = _write(tmp_path, """
+matcher_node:
+  ros__parameters: {resolution: 320}
+payload:
+  cam:
+    ros__parameters: {resolution: 480}
+""")
+    assert list(params_sections(path)) == ["/matcher_node", "/payload/cam"]
+    assert sections_for_node(path, "/matcher_node") == ["/matcher_node"]
+    assert sections_for_node(path, "/payload/matcher_node") == []  # key 'matcher_node' misses it
+    assert sections_for_node(path, "/x/y") == []
+    assert load_params_file(path, "cam", "payload")[1].resolution == 480
+    with pytest.raises(ValueError, match="no section for node '/x/y'.*'/\\*\\*:'"):
+        load_params_file(path, "y", "/x")
+    argv = ["node", "--ros-args", "-r", "__ns:=/x", "--params-file", "a.yaml", "--", "--params-file", "no.yaml",
+            "--ros-args", "--params-file", "b.yaml"]
+    assert params_files_in_args(argv) == ["a.yaml", "b.yaml"]
+
+
+def test_presets_apply_in_any_namespace_under_any_name(repo_root):
+    for preset in ("uav_nadir", "driving_rig"):
+        path = repo_root / "config" / f"{preset}.yaml"
+        assert list(params_sections_of(path)) == ["/**"], preset
+        assert load_params_file(path, "y", "/x") == load_params_file(path)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +104,7 @@ def test_node_section_overrides_wildcard_and_namespaced_name(tmp_path):
         ("matcher_node:\n  ros__parameters: {min_inlier_ratio: -0.1}\n", r"min_inlier_ratio must be in \[0, 1\)"),
         # an integer for a double: the same clear type error as for sync.slop
         ("matcher_node:\n  ros__parameters: {min_inlier_ratio: 0}\n", r"'min_inlier_ratio' .* float.*write 0\.0"),
-        ("some_node:\n  ros__parameters: {model: sift}\n", "no section for node 'matcher_node'"),
+        ("some_node:\n  ros__parameters: {model: sift}\n", "no section for node '/matcher_node'"),
         ("matcher_node:\n  model: sift\n", "ros__parameters"),
         ("[1, 2\n", "not valid YAML"),
     ],

@@ -14,7 +14,9 @@ def add_arguments(parser) -> None:
         metavar="PARAMS.yaml",
         help="ROS 2 params file, as given to the node with --params-file (e.g. config/*.yaml)",
     )
-    parser.add_argument("--node-name", default="matcher_node", help="params-file section to read (default matcher_node)")
+    parser.add_argument("--node-name", default="matcher_node",
+                        help="the node's name: with --namespace it picks the params-file sections that apply, "
+                             "'/**' then '/NAMESPACE/NAME', as in rclpy (default matcher_node)")
     parser.add_argument(
         "--set",
         "-p",
@@ -59,7 +61,7 @@ def parse_overrides(items: list[str]) -> dict:
     return values
 
 
-def load_configs(config: str | None, node_name: str, overrides: list[str]):
+def load_configs(config: str | None, node_name: str, overrides: list[str], namespace: str = "/"):
     """(NodeConfig, PipelineConfig) from a params file plus ``NAME=VALUE`` overrides."""
     import dataclasses
 
@@ -68,7 +70,7 @@ def load_configs(config: str | None, node_name: str, overrides: list[str]):
     from . import CommandError
 
     try:
-        node_cfg, pipe_cfg = load_params_file(config, node_name) if config else (NodeConfig(), PipelineConfig())
+        node_cfg, pipe_cfg = load_params_file(config, node_name, namespace) if config else (NodeConfig(), PipelineConfig())
         if overrides:
             values = node_cfg.to_flat()
             pipe = dataclasses.asdict(pipe_cfg)
@@ -90,7 +92,7 @@ def run(args) -> int:
     from ..matching import MatcherError
     from . import CommandError
 
-    node_cfg, pipe_cfg = load_configs(args.config, args.node_name, args.overrides)
+    node_cfg, pipe_cfg = load_configs(args.config, args.node_name, args.overrides, args.namespace)
     if args.max_pairs is not None and args.max_pairs < 1:
         raise CommandError("--max-pairs must be >= 1")
     options = ReplayOptions(

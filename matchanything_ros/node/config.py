@@ -324,14 +324,18 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     return value
 
 
-def load_params_file(path: str | Path, node_name: str = "matcher_node") -> tuple[NodeConfig, PipelineConfig]:
-    """Read a ROS 2 params YAML (``matcher_node: {ros__parameters: {...}}``) into configs.
+WILDCARD = "/**"
 
-    Sections apply in the order ROS uses: ``/**`` (wildcard) first, then the node's own section
-    (``matcher_node``, ``/matcher_node`` or ``/<namespace>/matcher_node``). Nested mappings are
-    dotted (``sync: {slop: 0.05}`` == ``sync.slop: 0.05``). Unknown names raise ValueError.
-    """
-    path = Path(path)
+
+def node_fqn(node_name: str = "matcher_node", namespace: str = "/") -> str:
+    """The fully qualified node name params-file sections are matched against (``/ns/name``)."""
+    if node_name.startswith("/"):
+        return "/" + node_name.strip("/")
+    ns = namespace.strip("/")
+    return f"/{ns}/{node_name}" if ns else f"/{node_name}"
+
+
+def _read_document(path: Path) -> dict:
     try:
         document = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -340,23 +344,78 @@ def load_params_file(path: str | Path, node_name: str = "matcher_node") -> tuple
         raise ValueError(f"params file {path} is not valid YAML: {exc}") from None
     if not isinstance(document, dict):
         raise ValueError(f"params file {path}: expected a mapping of node names at the top level")
-    values: dict[str, Any] = {}
-    found = False
-    for key in sorted(document, key=lambda k: 0 if str(k) in ("/**", "**") else 1):
-        section_name = str(key)
-        bare = section_name.strip("/").split("/")[-1]
-        if section_name not in ("/**", "**") and bare != node_name:
-            continue
-        section = document[key] or {}
-        params = section.get("ros__parameters") if isinstance(section, dict) else None
-        if not isinstance(params, dict):
-            raise ValueError(f"params file {path}: section {section_name!r} has no 'ros__parameters' mapping")
-        values.update(_flatten(params))
-        found = True
-    if not found:
+    return document
+
+
+def params_sections(path: str | Path) -> dict[str, dict]:
+    """``{"/fully/qualified/name": ros__parameters}`` of a ROS 2 params YAML, in file order.
+
+    Names are normalized as rcl does: a leading ``/`` is added, and nested namespace keys
+    (``ns: {node: {ros__parameters: ...}}``) join into ``/ns/node``."""
+    path = Path(path)
+    sections: dict[str, dict] = {}
+
+    def walk(mapping: dict, prefix: str) -> None:
+        for key, value in mapping.items():
+            name = f"{prefix}/{str(key).strip('/')}"
+            if isinstance(value, dict) and "ros__parameters" in value:
+                params = value["ros__parameters"]
+                if not isinstance(params, dict):
+                    raise ValueError(f"params file {path}: section {key!r} has no 'ros__parameters' mapping")
+                sections.setdefault(name, {}).update(params)
+            elif isinstance(value, dict) and value:
+                walk(value, name)
+            else:
+                raise ValueError(f"params file {path}: section {key!r} has no 'ros__parameters' mapping")
+
+    walk(_read_document(path), "")
+    return sections
+
+
+def sections_for_node(path: str | Path, fqn: str) -> list[str]:
+    """The sections of ``path`` that rclpy applies to the node ``fqn``: ``/**``, then ``fqn``.
+
+    rclpy (Humble to Kilted) matches exactly these two names; other wildcards (``/*``,
+    ``/**/name``) are rclcpp-only, so a key such as ``matcher_node:`` applies only to a node
+    named ``/matcher_node`` (no namespace, not renamed)."""
+    names = params_sections(path)
+    return [name for name in (WILDCARD, fqn) if name in names]
+
+
+def load_params_file(path: str | Path, node_name: str = "matcher_node",
+                     namespace: str = "/") -> tuple[NodeConfig, PipelineConfig]:
+    """Read a ROS 2 params YAML into configs, exactly as the node ``/<namespace>/<node_name>`` gets it.
+
+    Sections apply in rclpy's order: ``/**`` (the presets' key: any namespace, any node name)
+    first, then the node's fully qualified name (``/matcher_node``; ``matcher_node`` means the
+    same). ``node_name`` may itself be fully qualified (``/x/y``). Nested mappings are dotted
+    (``sync: {slop: 0.05}`` == ``sync.slop: 0.05``). Unknown names raise ValueError, and so does
+    a file with no section for this node (the node itself only warns: see ros/matcher_node.py).
+    """
+    fqn = node_fqn(node_name, namespace)
+    sections = params_sections(path)
+    matched = sections_for_node(path, fqn)
+    if not matched:
         raise ValueError(
-            f"params file {path}: no section for node {node_name!r} (expected '{node_name}:' or '/**:' "
-            "with 'ros__parameters:')"
+            f"params file {path}: no section for node {fqn!r} (sections: {', '.join(sections) or 'none'}); "
+            f"key it '/**:' (any node) or '{fqn}:', with 'ros__parameters:'"
         )
+    values: dict[str, Any] = {}
+    for name in matched:
+        values.update(_flatten(sections[name]))
     values.pop("use_sim_time", None)  # a standard rclpy parameter, not ours
     return split_parameters(values)
+
+
+def params_files_in_args(argv: list[str]) -> list[str]:
+    """The ``--params-file`` paths among the ``--ros-args`` of a command line (rcl's syntax:
+    ``--ros-args ... [--]``, repeatable); what the node was started with."""
+    files, in_ros, it = [], False, iter(argv)
+    for arg in it:
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--" and in_ros:
+            in_ros = False
+        elif in_ros and arg == "--params-file":
+            files.append(next(it, ""))
+    return [f for f in files if f]

@@ -15,6 +15,7 @@ or ``ros2 launch matchanything_ros matcher.launch.py``.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any
@@ -27,7 +28,7 @@ from rcl_interfaces.msg import SetParametersResult
 
 from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
-from ..node.config import NodeConfig, split_parameters
+from ..node.config import NodeConfig, params_files_in_args, params_sections, sections_for_node, split_parameters
 from ..node.health import NodeHealth
 from ..node.outputs import OutputBuilder, rclpy_types
 from ..node.pair_io import (
@@ -46,8 +47,9 @@ THROTTLE_S = 5.0
 class MatcherNode(Node):
     """The node; see the module docstring and docs/NODE.md for topics and parameters."""
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, argv: list[str] | None = None, **kwargs: Any):
         super().__init__("matcher_node", **kwargs)
+        self._warn_unmatched_params_files(sys.argv if argv is None else argv)
         self._specs = declare_all(self)
         self.cfg, pipe_cfg = split_parameters(current_values(self, self._specs))
         self.pipeline = Pipeline(pipe_cfg)  # at startup a bad model/weights is fatal (clear error)
@@ -74,6 +76,21 @@ class MatcherNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # -- setup ------------------------------------------------------------------------------
+    def _warn_unmatched_params_files(self, argv: list[str]) -> None:
+        """rclpy silently ignores a params file with no section for this node (e.g. keyed
+        'matcher_node:' while the node runs as /payload/matcher_node): say so at start-up."""
+        fqn = self.get_fully_qualified_name()
+        for path in params_files_in_args(argv):
+            try:
+                if sections_for_node(path, fqn):
+                    continue
+                keys = ", ".join(params_sections(path)) or "none"
+            except ValueError as exc:
+                keys = f"unreadable: {exc}"
+            self.get_logger().warning(
+                f"params file {path} holds no entry for this node {fqn} (sections: {keys}): none of its "
+                f"values apply; key it '/**:' (any node) or '{fqn}:'")
+
     def _make_publishers(self) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
@@ -347,7 +364,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     node = None
     try:
-        node = MatcherNode()
+        node = MatcherNode(argv=sys.argv if args is None else args)
         node.get_logger().info(malloc_line)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
