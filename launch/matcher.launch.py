@@ -44,8 +44,11 @@ def _launch_node(context, *args, **kwargs):
         profile = arg["dds_profile"]
         if profile == "shm":
             profile = os.path.join(share, "config", "fastdds_shm.xml")
-        # Fast DDS 2.x reads FASTRTPS_DEFAULT_PROFILES_FILE, 3.x FASTDDS_DEFAULT_PROFILES_FILE.
-        env = {"FASTRTPS_DEFAULT_PROFILES_FILE": profile, "FASTDDS_DEFAULT_PROFILES_FILE": profile}
+        # Only the variable this distro's Fast DDS reads: FASTRTPS_* up to Jazzy (Fast DDS 2.x),
+        # FASTDDS_* from Kilted (3.x, which warns "deprecated" on the old name).
+        from matchanything_ros.node.dds import profile_env
+
+        env = profile_env(profile)
     node = Node(
         package=PACKAGE,
         executable="matcher_node",

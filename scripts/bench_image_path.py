@@ -24,6 +24,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from matchanything_ros.node.dds import profile_env  # noqa: E402
 
 CHILD = r"""
 import struct, sys, time, array, numpy as np
@@ -86,7 +87,7 @@ def bench_transport(count: int, tuned: bool) -> tuple[int, float]:
     env = dict(os.environ)
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     env.update(ROS_DOMAIN_ID=str(10 + (os.getpid() + 97) % 190), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"),
+               **profile_env(str(REPO / "config" / "fastdds_shm.xml")),
                MATCHANYTHING_MALLOC_TUNING="1" if tuned else "0")
     sub = subprocess.Popen([sys.executable, "-c", CHILD, "sub", str(count)], env=env, cwd=str(REPO),
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

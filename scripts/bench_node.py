@@ -31,6 +31,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from matchanything_ros.node.dds import FASTDDS_VAR, FASTRTPS_VAR, profile_env, profile_variable  # noqa: E402
+
 PROFILE = str(REPO / "config" / "fastdds_shm.xml")
 
 
@@ -39,10 +41,10 @@ def ros_env(profile: str | None) -> dict[str, str]:
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     env.update(ROS_DOMAIN_ID=str(10 + os.getpid() % 190), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
-    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+    for key in (FASTDDS_VAR, FASTRTPS_VAR):
         env.pop(key, None)
-        if profile:
-            env[key] = profile
+    if profile:
+        env.update(profile_env(profile))  # the one variable this Fast DDS reads
     return env
 
 
@@ -111,7 +113,7 @@ def bench_node(args) -> dict:
         "    publish: {registered: false, debug_image: false}\n    diagnostics: {period: 0.5}\n"
     )
     env = ros_env(PROFILE)
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")})
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", profile_variable()) if k in env})
     proc = subprocess.Popen([sys.executable, "-m", "matchanything_ros.ros.matcher_node", "--ros-args",
                              "--params-file", str(tmp / "params.yaml")], env=env, cwd=str(REPO),
                             stdout=open(tmp / "node.log", "w"), stderr=subprocess.STDOUT)

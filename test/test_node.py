@@ -23,6 +23,7 @@ pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("sensor_msgs.msg")
 
+from matchanything_ros.node.dds import profile_env  # noqa: E402
 from matchanything_ros.synthetic import make_planar_pair, make_stereo_pair  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +42,7 @@ def _env() -> dict[str, str]:
         "ROS_DOMAIN_ID": str(10 + os.getpid() % 190),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "ROS_LOCALHOST_ONLY": "1",  # older distros
-        "FASTDDS_DEFAULT_PROFILES_FILE": profile,
-        "FASTRTPS_DEFAULT_PROFILES_FILE": profile,
+        **profile_env(profile),
     }
 
 

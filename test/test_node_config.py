@@ -145,3 +145,12 @@ def test_parameter_specs_cover_both_configs_with_defaults():
     assert not specs["geometry"].read_only and specs["resolution"].min_value == 64
     node, pipe = split_parameters({s.name: s.default for s in specs.values()})
     assert node == NodeConfig() and pipe == PipelineConfig()
+
+
+def test_fastdds_profile_variable_follows_the_distro():
+    from matchanything_ros.node.dds import profile_env, profile_variable
+
+    assert profile_variable("humble") == profile_variable("jazzy") == "FASTRTPS_DEFAULT_PROFILES_FILE"
+    assert profile_variable("kilted") == profile_variable("rolling") == "FASTDDS_DEFAULT_PROFILES_FILE"
+    assert profile_variable("") == "FASTDDS_DEFAULT_PROFILES_FILE"  # PyPI wheels: Fast DDS 3
+    assert profile_env("/p.xml", "jazzy") == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}  # exactly one
