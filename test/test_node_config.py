@@ -100,8 +100,8 @@ def test_presets_apply_in_any_namespace_under_any_name(repo_root):
         ("matcher_node:\n  ros__parameters: {geometry: plane}\n", "must be one of"),
         ("matcher_node:\n  ros__parameters: {sync: {slop: 0.0}}\n", "sync.slop"),
         ("matcher_node:\n  ros__parameters: {resolution: 10}\n", "resolution"),
-        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: 1.0}\n", r"min_inlier_ratio must be in \[0, 1\)"),
-        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: -0.1}\n", r"min_inlier_ratio must be in \[0, 1\)"),
+        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: 1.0}\n", r"min_inlier_ratio' must be in \[0.0, 0.99\]"),
+        ("matcher_node:\n  ros__parameters: {min_inlier_ratio: -0.1}\n", r"min_inlier_ratio' must be in \[0.0, 0.99\]"),
         # an integer for a double: the same clear type error as for sync.slop
         ("matcher_node:\n  ros__parameters: {min_inlier_ratio: 0}\n", r"'min_inlier_ratio' .* float.*write 0\.0"),
         ("some_node:\n  ros__parameters: {model: sift}\n", "no section for node '/matcher_node'"),
@@ -130,7 +130,7 @@ def test_presets_load(repo_root):
 def test_min_inlier_ratio_is_a_pipeline_parameter(tmp_path):
     spec = {s.name: s for s in parameter_specs()}["min_inlier_ratio"]
     assert spec.kind is float and spec.default == 0.0 and not spec.read_only
-    assert (spec.min_value, spec.max_value) == (0.0, 1.0) and "LOW_INLIER_RATIO" in spec.description
+    assert (spec.min_value, spec.max_value) == (0.0, 0.99) and "LOW_INLIER_RATIO" in spec.description
     _, pipe = load_params_file(_write(tmp_path, "matcher_node:\n  ros__parameters: {min_inlier_ratio: 0.15}\n"))
     assert pipe.min_inlier_ratio == 0.15
     _, pipe = split_parameters({"min_inlier_ratio": 0.0})
@@ -154,3 +154,60 @@ def test_fastdds_profile_variable_follows_the_distro():
     assert profile_variable("kilted") == profile_variable("rolling") == "FASTDDS_DEFAULT_PROFILES_FILE"
     assert profile_variable("") == "FASTDDS_DEFAULT_PROFILES_FILE"  # PyPI wheels: Fast DDS 3
     assert profile_env("/p.xml", "jazzy") == {"FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml"}  # exactly one
+
+
+# bounds of one parameter that are valid only with a partner value (low < high)
+PARTNERS = {
+    "thermal.low_percentile": {"thermal.high_percentile": 100.0},
+    "thermal.high_percentile": {"thermal.low_percentile": 0.0},
+    "thermal.fixed_min": {"thermal.fixed_max": 1.0e6},
+    "thermal.fixed_max": {"thermal.fixed_min": -1.0e6},
+}
+
+
+def _accepts(name, value) -> bool:
+    try:
+        split_parameters({name: value, **PARTNERS.get(name, {})})
+        return True
+    except ValueError:
+        return False
+
+
+def test_descriptors_equal_what_the_node_accepts():
+    """Every choice a descriptor lists is accepted, other strings refused; every numeric parameter
+    has a range whose bounds are accepted and whose outside is refused; the rclpy descriptor
+    carries exactly that range and those choices."""
+    params = pytest.importorskip("matchanything_ros.ros.params")
+    for spec in parameter_specs():
+        d = params.descriptor(spec)
+        if spec.kind is str and spec.choices:
+            assert d.additional_constraints == "one of: " + ", ".join(spec.choices), spec.name
+            for choice in spec.choices:
+                assert _accepts(spec.name, choice), (spec.name, choice)
+            assert not _accepts(spec.name, "not_a_choice"), spec.name
+        if spec.kind in (int, float):
+            assert spec.min_value is not None, f"{spec.name}: numeric parameter without a range"
+            lo, hi = spec.min_value, spec.max_value
+            step = 1 if spec.kind is int else max(1e-6, 1e-6 * abs(hi - lo))
+            for value in (lo, hi, spec.default):
+                assert _accepts(spec.name, spec.kind(value)), (spec.name, value)
+            for value in (lo - step, hi + step):
+                assert not _accepts(spec.name, spec.kind(value)), (spec.name, value)
+            ranges = d.integer_range if spec.kind is int else d.floating_point_range
+            assert len(ranges) == 1 and (ranges[0].from_value, ranges[0].to_value) == (lo, hi), spec.name
+    specs = {s.name: s for s in parameter_specs()}
+    assert "none" in specs["geometry"].choices and "none" in specs["geometry"].description
+
+
+def test_docs_parameter_table_lists_every_range_and_choice(repo_root):
+    rows = {}
+    for line in (repo_root / "docs" / "NODE.md").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 6 and cells[1].startswith("`") and cells[1].strip("`") in {s.name for s in parameter_specs()}:
+            rows[cells[1].strip("`")] = cells[4]
+    for spec in parameter_specs():
+        assert spec.name in rows, f"docs/NODE.md parameter table misses {spec.name}"
+        if spec.choices:
+            assert rows[spec.name] == ", ".join(spec.choices), spec.name
+        elif spec.min_value is not None:
+            assert rows[spec.name] == f"[{spec.min_value}, {spec.max_value}]", (spec.name, rows[spec.name])

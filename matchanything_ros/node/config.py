@@ -166,8 +166,11 @@ class ParamSpec:
         return type(self.default)
 
 
-# Ranges and choices shown in the parameter descriptors (PipelineConfig.validate() remains the
-# authority for pipeline values; these make `ros2 param describe` useful).
+# Ranges and choices of the parameter descriptors. They are enforced twice with the same
+# result: by rclpy on the node (descriptor ranges) and by split_parameters() for params files and
+# replay; PipelineConfig/NodeConfig.validate() add the rules a range cannot say (low < high).
+# Bounds are inclusive (ROS ranges are), so each is a value the validators accept: e.g. slop
+# starts at 1 ms, not 0. test_node_config checks every bound and choice against the validators.
 _RANGES: dict[str, tuple[float | int, float | int]] = {
     "resolution": (64, 4096),
     "max_matches": (1, 100000),
@@ -175,11 +178,15 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "ransac_threshold": (0.1, 100.0),
     "ransac_confidence": (0.5, 1.0),
     "min_matches": (4, 100000),
-    "min_inlier_ratio": (0.0, 1.0),  # 1.0 itself is refused by PipelineConfig.validate()
-    "thermal.low_percentile": (0.0, 100.0),
-    "thermal.high_percentile": (0.0, 100.0),
+    "min_inlier_ratio": (0.0, 0.99),  # 1.0 would refuse every fit
+    "thermal.low_percentile": (0.0, 99.9),  # and below high_percentile
+    "thermal.high_percentile": (0.1, 100.0),
+    "thermal.fixed_min": (-1.0e6, 999999.0),  # raw units (counts, K, degC); and below fixed_max
+    "thermal.fixed_max": (-999999.0, 1.0e6),
+    "thermal.clahe_clip_limit": (0.01, 100.0),
+    "thermal.clahe_tile_grid": (1, 64),
     "sync.queue_size": (1, 1000),
-    "sync.slop": (0.0, 10.0),
+    "sync.slop": (0.001, 10.0),
     "qos.depth": (1, 1000),
     "worker.queue_size": (1, 100),
     "diagnostics.period": (0.05, 60.0),
@@ -321,6 +328,8 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
         )
     if spec.choices and value not in spec.choices:
         raise ValueError(f"parameter {spec.name!r} must be one of {spec.choices}, got {value!r}")
+    if spec.min_value is not None and not spec.min_value <= value <= spec.max_value:
+        raise ValueError(f"parameter {spec.name!r} must be in [{spec.min_value}, {spec.max_value}], got {value!r}")
     return value
 
 
