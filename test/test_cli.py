@@ -86,3 +86,29 @@ def test_user_errors_are_one_line_exit_2(pair_files, args, message):
     res = cli(*args, cwd=d)
     assert res.returncode == 2
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_benchmark_refuses_a_backend_that_cannot_run_before_any_work(tmp_path):
+    """One line, exit 2, nothing written: TensorRT (not installed here, or no GPU) and CUDA on a
+    machine without one are refused before the minutes-long export."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available():
+        pytest.skip("TensorRT and a GPU are present: the backend can run")
+    res = cli("benchmark", "--backends", "torch,tensorrt", "--random-weights", cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "tensorrt" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_weights_download_is_one_line(tmp_path):
+    env = dict(os.environ, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_OFFLINE="0")  # nothing listens on port 9
+    for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(key, None)
+    res = subprocess.run([EXE, "weights", "download", "--cache-dir", str(tmp_path / "hf")], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "offline" in res.stderr, res.stderr
+    assert res.stdout == ""

@@ -50,6 +50,10 @@ def run(args) -> int:
         resolutions = tuple(parse_resolution(r.strip()) for r in args.resolutions.split(",") if r.strip())
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    # Before any work (exports take minutes): every requested backend must be able to run here.
+    problems = backend_problems(backends, args.device)
+    if problems:
+        raise CommandError("cannot benchmark: " + "; ".join(problems) + " (nothing was run or written)")
     config = BenchmarkConfig(
         backends=backends,
         resolutions=resolutions,
@@ -75,6 +79,9 @@ def run(args) -> int:
         raise CommandError(f"{exc} (or use --random-weights)") from None
     print()
     print(format_table(results))
+    failed = [f"{r.backend}/{r.precision} {r.width}x{r.height}" for r in results
+              if r.backend != "reference" and r.median_ms is None
+              and not (r.backend == "onnxruntime" and r.precision != "fp32")]
     profiles = {}
     if args.profile:
         from ..engines.benchmark import benchmark_pair, format_profile, profile_onnxruntime
@@ -100,4 +107,43 @@ def run(args) -> int:
         }
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
+    if failed:
+        raise CommandError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the notes above)")
     return 0
+
+
+def backend_problems(backends: tuple[str, ...], device: str) -> list[str]:
+    """Why each requested backend cannot run on this machine (empty: all can). Cheap: imports
+    and device queries only, no export and no model."""
+    import importlib.util
+
+    import torch
+
+    problems = []
+    cuda = device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        problems.append(f"device {device}: torch sees no CUDA GPU")
+    missing_export = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    for backend in backends:
+        if backend in ("onnxruntime", "tensorrt") and missing_export:
+            problems.append(f"{backend}: the ONNX export needs {', '.join(missing_export)} (pip install -e '.[onnx]')")
+        if backend == "onnxruntime":
+            try:
+                import onnxruntime
+            except ImportError:
+                problems.append("onnxruntime: not installed (pip install -e '.[onnx]')")
+                continue
+            if cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                problems.append("onnxruntime: no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+        elif backend == "tensorrt":
+            from ..engines.base import EngineError
+            from ..engines.tensorrt_engine import import_tensorrt
+
+            try:
+                import_tensorrt()
+            except EngineError as exc:
+                problems.append(f"tensorrt: {exc}")
+                continue
+            if not torch.cuda.is_available():
+                problems.append("tensorrt: needs a CUDA GPU, torch sees none")
+    return problems

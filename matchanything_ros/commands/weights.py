@@ -33,7 +33,7 @@ def run(args) -> int:
             print(found)
             return 0
         if args.action == "download":
-            print(download_weights(args.cache_dir))
+            print(_quiet_download(download_weights, args.cache_dir))
             return 0
         found = find_local_weights(args.weights or None)
         if found is None:
@@ -51,3 +51,37 @@ def run(args) -> int:
         return 0
     except WeightsError as exc:
         raise CommandError(str(exc)) from None
+
+
+def _quiet_download(download_weights, cache_dir):
+    """download_weights() with one line on failure: huggingface_hub retries an unreachable hub
+    for ~25 s and logs every retry (twice, via its handler and ours), so first try the hub's
+    host for a few seconds, then silence its logger and warnings around the download."""
+    import logging
+    import os
+    import socket
+    import warnings
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    from matchanything_ros.models.eloftr.weights import WEIGHTS_HINT
+
+    proxied = any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+    if not constants.HF_HUB_OFFLINE and not proxied:  # behind a proxy a direct connect proves nothing
+        url = urlparse(constants.ENDPOINT)
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                     timeout=5).close()
+        except OSError as exc:
+            raise CommandError(f"cannot reach {url.hostname} ({exc.__class__.__name__}): this machine looks "
+                               f"offline; {WEIGHTS_HINT}") from None
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return download_weights(cache_dir)
+    finally:
+        hub_logger.setLevel(level)
