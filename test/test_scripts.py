@@ -1,0 +1,40 @@
+"""scripts/test.sh forwards what it is given to pytest (run on a copy with a stub interpreter:
+the real script would set up .venv and run the suite)."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def _run_test_sh(repo_root, tmp_path, *args) -> list[str]:
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(repo_root / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
+    (tmp_path / "scripts" / "setup_env.sh").write_text("exit 0\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')  # prints the pytest command line
+    python.chmod(0o755)
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "test_node.py").write_text("")
+    res = subprocess.run(["bash", "scripts/test.sh", *args], cwd=tmp_path, capture_output=True, text=True,
+                         env=dict(os.environ), timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split("\n")[:-1]
+
+
+def test_test_sh_runs_the_whole_suite_by_default(repo_root, tmp_path):
+    assert _run_test_sh(repo_root, tmp_path) == ["-m", "pytest", "test"]
+
+
+def test_test_sh_keeps_the_suite_with_options_only(repo_root, tmp_path):
+    # "-k slop": the expression is no path, so the whole suite is filtered
+    assert _run_test_sh(repo_root, tmp_path, "-k", "slop", "-x") == ["-m", "pytest", "test", "-k", "slop", "-x"]
+
+
+def test_test_sh_forwards_test_paths(repo_root, tmp_path):
+    assert _run_test_sh(repo_root, tmp_path, "test/test_node.py", "-k", "slop") == [
+        "-m", "pytest", "test/test_node.py", "-k", "slop"]
+
+
+def test_ci_runs_the_readme_test_command(repo_root):
+    assert Path(repo_root / ".ci" / "run").read_text().strip().endswith("exec bash scripts/test.sh")
