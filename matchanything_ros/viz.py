@@ -62,14 +62,16 @@ def draw_matches(
     inliers: np.ndarray | None = None,
     max_draw: int = 300,
     title: str | None = None,
+    outliers: bool = False,
 ) -> np.ndarray:
     """Visible (left) and thermal (right) side by side with match lines.
 
     ``matches`` is a :class:`~matchanything_ros.matching.Matches` or a (kpts0, kpts1) pair in
-    original pixels. Inliers are drawn green, outliers red; without an ``inliers`` mask every
-    match is yellow. At most ``max_draw`` matches are drawn (an evenly spread, deterministic
-    subset keeping the inlier/outlier mix). A title line at the top left gives the counts,
-    prefixed by ``title`` if given. Returns a (max(h0, h1), w0 + w1, 3) uint8 BGR image; 16-bit
+    original pixels. Inliers are drawn green; outliers only with ``outliers=True``, in red (on
+    cross-modal pairs they are often most of the raw matches, and their crossing lines hide the
+    result). Without an ``inliers`` mask every match is yellow. At most ``max_draw`` matches are
+    drawn (an evenly spread, deterministic subset of those shown). A title line at the top left
+    gives the counts, prefixed by ``title`` if given. Returns a (max(h0, h1), w0 + w1, 3) uint8 BGR image; 16-bit
     or float inputs are stretched with the default thermal normalisation.
     """
     import cv2
@@ -92,6 +94,8 @@ def draw_matches(
     canvas[:h1, w0:] = right
 
     valid = np.flatnonzero(np.isfinite(k0).all(axis=1) & np.isfinite(k1).all(axis=1))
+    if inliers is not None and not outliers:
+        valid = valid[inliers[valid]]
     if len(valid) > max_draw:
         # Evenly spaced indices: deterministic, and keeps the inlier/outlier mix of the input.
         valid = valid[np.linspace(0, len(valid) - 1, max_draw).round().astype(int)] if max_draw else valid[:0]
@@ -107,8 +111,11 @@ def draw_matches(
         cv2.circle(canvas, b, radius, colour, -1, cv2.LINE_AA)
 
     counts = f"{n} matches" if inliers is None else f"{int(inliers.sum())}/{n} inliers"
-    if len(order) < n:
+    shown = n if inliers is None or outliers else int(inliers.sum())
+    if len(order) < shown:
         counts += f" (drawn {len(order)})"
+    if inliers is not None and not outliers and shown < n:
+        counts += ", outliers not drawn"
     _title(canvas, f"{title}: {counts}" if title else counts)
     return canvas
 

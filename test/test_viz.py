@@ -23,9 +23,12 @@ def test_draw_matches_size_and_colours():
     k1 = np.array([[10, 20], [30, 70], [90, 50], [130, 90]], float)
     m = Matches(k0, k1, np.ones(4))
     inl = np.array([True, True, False, True])
-    out = draw_matches(visible, thermal, m, inl)
+    out = draw_matches(visible, thermal, m, inl, outliers=True)
     assert out.shape == (120, 300, 3) and out.dtype == np.uint8
     assert _count(out, (0, 255, 0)) > 50 and _count(out, (0, 0, 255)) > 10
+    # by default only the inliers: readable when outliers are most of the raw matches
+    plain = draw_matches(visible, thermal, m, inl)
+    assert _count(plain, (0, 0, 255)) == 0 and _count(plain, (0, 255, 0)) == _count(out, (0, 255, 0))
     assert _count(out, (0, 255, 255)) == 0
     # the visible image is left untouched away from the lines and the title
     np.testing.assert_array_equal(out[115:, :5], visible[115:, :5])

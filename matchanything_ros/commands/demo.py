@@ -11,6 +11,7 @@ HELP = "run the pipeline on built-in synthetic pairs and write a visualisation"
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
+    parser.add_argument("--outliers", action="store_true", help="also draw the outlier matches (red) in the pictures")
     parser.add_argument("--model", default="auto", help="auto (default), xfeat, sift, matchanything_eloftr")
     parser.add_argument("--pairs", type=int, default=3, help="planar pairs to run (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="first synthetic seed")
@@ -53,7 +54,7 @@ def run(args) -> int:
         h, w = pair.visible.shape[:2]
         err = corner_error(res.geometry.matrix, pair.H, w, h) if res.geometry.matrix is not None else float("inf")
         vis_u8, th_u8 = planar.preprocess(pair.visible, pair.thermal)
-        files = [save(f"planar_{seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers))]
+        files = [save(f"planar_{seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers, outliers=args.outliers))]
         if res.geometry.matrix is not None:
             warped = warp_thermal_to_visible(th_u8, res.geometry.matrix, vis_u8.shape[:2])
             files.append(save(f"planar_{seed}_registration.png", draw_registration(vis_u8, warped)))
@@ -63,7 +64,7 @@ def run(args) -> int:
     pair = make_stereo_pair(args.seed)
     res = stereo.process(pair.visible, pair.thermal, K0=pair.K0, K1=pair.K1)
     vis_u8, th_u8 = stereo.preprocess(pair.visible, pair.thermal)
-    files = [save(f"stereo_{args.seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers))]
+    files = [save(f"stereo_{args.seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers, outliers=args.outliers))]
     if res.geometry.R is not None:
         r_err = rotation_error_deg(res.geometry.R, pair.R)
         pose = f"rotation error {r_err:.2f} deg"

@@ -23,6 +23,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--json", metavar="OUT", help="write the result (geometry, matches) as JSON")
     parser.add_argument("--viz", metavar="OUT.png", help="write a picture of the matches")
+    parser.add_argument("--outliers", action="store_true", help="--viz: also draw the outlier matches (red)")
 
 
 def run(args) -> int:
@@ -72,7 +73,7 @@ def run(args) -> int:
         vis_u8, th_u8 = pipeline.preprocess(visible, thermal)
         if result.polarity == "inverted":
             th_u8 = 255 - th_u8
-        canvas = draw_matches(vis_u8, th_u8, result.matches, result.geometry.inliers)
+        canvas = draw_matches(vis_u8, th_u8, result.matches, result.geometry.inliers, outliers=args.outliers)
         Path(args.viz).parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(args.viz), canvas):
             raise CommandError(f"cannot write {args.viz}")

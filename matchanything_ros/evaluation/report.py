@@ -176,7 +176,8 @@ def draw_worst(ev: Evaluation, out_dir: Path, count: int, thumb_width: int) -> l
         visible, thermal = images[f.stamp_ns]
         out = ev.outputs.get(f.stamp_ns)
         if out is not None and out.kpts0 is not None:
-            canvas = draw_matches(visible, thermal, (out.kpts0, out.kpts1), out.inliers, title=f.name)
+            canvas = draw_matches(visible, thermal, (out.kpts0, out.kpts1), out.inliers, title=f.name,
+                                     outliers=True)  # worst frames: the outliers are the diagnosis
         else:
             canvas = draw_matches(visible, thermal, (np.zeros((0, 2)), np.zeros((0, 2))), title=f"{f.name}: no output")
         scale = thumb_width / canvas.shape[1]

@@ -76,6 +76,7 @@ class OutputConfig:
     inliers_only: bool = False  # correspondences: only geometric inliers (else all + flag)
     registered_normalized: bool = True  # registered image: mono8 normalized thermal, else raw
     publish_on_failure: bool = True  # publish correspondences even when the geometry failed
+    debug_outliers: bool = False  # debug/matches: also draw the outliers (red); inliers only by default
 
 
 @dataclass
@@ -249,6 +250,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "output.inliers_only": "correspondences: only geometric inliers (else all, with the inlier flag)",
     "output.registered_normalized": "registered image: mono8 normalized thermal (else the raw thermal encoding)",
     "output.publish_on_failure": "publish correspondences even when the geometry fit failed",
+    "output.debug_outliers": "debug/matches: also draw the outlier matches (red); default inliers only (readable)",
     "worker.queue_size": "pairs waiting for inference; when full the oldest is dropped",
     "diagnostics.period": "seconds between /diagnostics messages",
     "diagnostics.warn_inlier_ratio": "WARN below this inlier ratio",

@@ -324,12 +324,14 @@ class OutputBuilder:
         warped = warp_thermal_to_visible(thermal, g.matrix, visible_shape)
         return self.image(warped, encoding, stamp_ns, frame_id)
 
-    def debug_image(self, result: Any, visible: np.ndarray, thermal: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
-        """bgr8 image with the matches drawn (inliers highlighted), via viz.draw_matches."""
+    def debug_image(self, result: Any, visible: np.ndarray, thermal: np.ndarray, stamp_ns: int, frame_id: str,
+                    outliers: bool = False) -> Any:
+        """bgr8 image with the matches drawn (inliers; outliers too if asked), via viz.draw_matches."""
         from ..viz import draw_matches
 
         inliers = np.asarray(result.geometry.inliers, dtype=bool).reshape(-1)
-        canvas = draw_matches(visible, thermal, result.matches, inliers if len(inliers) == len(result.matches) else None)
+        canvas = draw_matches(visible, thermal, result.matches, inliers if len(inliers) == len(result.matches) else None,
+                              outliers=outliers)
         return self.image(canvas, "bgr8", stamp_ns, frame_id)
 
     def diagnostics(self, stamp_ns: int, reports: list[DiagnosticReport]) -> Any:

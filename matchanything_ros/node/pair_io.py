@@ -124,4 +124,4 @@ def output_messages(
         if (msg := out.registered(result, image, encoding, visible.shape[:2], stamp_ns, frame)) is not None:
             yield "registered", msg
     if p.debug_image:
-        yield "debug_image", out.debug_image(result, visible, thermal8, stamp_ns, frame)
+        yield "debug_image", out.debug_image(result, visible, thermal8, stamp_ns, frame, cfg.output.debug_outliers)
