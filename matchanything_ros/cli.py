@@ -30,6 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prepare_threads() -> None:
+    """Idle OpenMP threads sleep (PASSIVE) unless the user chose; MATCHANYTHING_THREADS sets the
+    count (docs/NODE.md, Threads). Before any command imports torch."""
+    from .node.threads import apply_threads, prepare_openmp, threads_from_env
+
+    try:
+        prepare_openmp()
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if threads_from_env():
+        apply_threads(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -38,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        _prepare_threads()
         return int(importlib.import_module(args._module).run(args) or 0)
     except CommandError as exc:
         print(f"matchanything-ros {args.command}: error: {exc}", file=sys.stderr)

@@ -84,6 +84,7 @@ class WorkerConfig:
     """Inference runs on one worker thread; callbacks only queue pairs."""
 
     queue_size: int = 1  # pending pairs kept; when full the OLDEST is dropped (and counted)
+    threads: int = 0  # torch/OpenCV threads of inference; 0: MATCHANYTHING_THREADS, else one per core
 
 
 @dataclass
@@ -190,6 +191,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "sync.slop": (0.001, 10.0),
     "qos.depth": (1, 1000),
     "worker.queue_size": (1, 100),
+    "worker.threads": (0, 256),
     "diagnostics.period": (0.05, 60.0),
     "diagnostics.warn_inlier_ratio": (0.0, 1.0),
     "diagnostics.warn_latency": (0.0, 60.0),
@@ -252,6 +254,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "output.publish_on_failure": "publish correspondences even when the geometry fit failed",
     "output.debug_outliers": "debug/matches: also draw the outlier matches (red); default inliers only (readable)",
     "worker.queue_size": "pairs waiting for inference; when full the oldest is dropped",
+    "worker.threads": "CPU threads of inference (torch, OpenCV); 0 = $MATCHANYTHING_THREADS, else one per core",
     "diagnostics.period": "seconds between /diagnostics messages",
     "diagnostics.warn_inlier_ratio": "WARN below this inlier ratio",
     "diagnostics.warn_latency": "WARN when the median stamp-to-publish latency (s) exceeds this",

@@ -15,6 +15,7 @@ or ``ros2 launch matchanything_ros matcher.launch.py``.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from ..node.pair_io import (
     STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, image_from_cdr, output_messages,
 )
 from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
+from ..node.threads import WAIT_POLICY_ENV, apply_threads, prepare_openmp
 from ..node.worker import LatestWorker
 from ..pipeline import Pipeline, PipelineConfig
 from .params import current_values, declare_all
@@ -71,6 +73,7 @@ class MatcherNode(Node):
         self._make_publishers()
         self._make_sync()
         self._make_subscriptions()
+        self._threads_applied: int | None = None  # worker.threads as set in the worker thread
         self.worker = LatestWorker(self._process, self.cfg.worker.queue_size)
         self._diag_timer = self.create_timer(self.cfg.diagnostics.period, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -233,6 +236,11 @@ class MatcherNode(Node):
             return None
 
     def _process(self, item: tuple) -> None:
+        if self.cfg.worker.threads != self._threads_applied:  # here: torch counts threads per thread
+            self._threads_applied = self.cfg.worker.threads
+            used = apply_threads(self._threads_applied)
+            self.get_logger().info(f"inference threads: {used} (worker.threads {self._threads_applied}, "
+                                   f"{WAIT_POLICY_ENV}={os.environ.get(WAIT_POLICY_ENV, 'unset')})")
         with self._pipeline_lock:
             self._process_locked(item, self.pipeline)
 
@@ -360,12 +368,13 @@ def main(args: list[str] | None = None) -> int:
 
     from ..node.malloc_tuning import tune_malloc
 
+    openmp_line = prepare_openmp()  # before torch loads libgomp (docs/NODE.md, Threads)
     malloc_line = tune_malloc()  # before DDS allocates its first sample buffers
     rclpy.init(args=args)
     node = None
     try:
         node = MatcherNode(argv=sys.argv if args is None else args)
-        node.get_logger().info(malloc_line)
+        node.get_logger().info(f"{malloc_line}; {openmp_line}")
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
