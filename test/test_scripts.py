@@ -38,3 +38,13 @@ def test_test_sh_forwards_test_paths(repo_root, tmp_path):
 
 def test_ci_runs_the_readme_test_command(repo_root):
     assert Path(repo_root / ".ci" / "run").read_text().strip().endswith("exec bash scripts/test.sh")
+
+
+def test_commands_quoted_in_the_docs_parse(repo_root):
+    """scripts/check_doc_commands.py: every matchanything-ros command in README/docs parses with
+    the CLI's parser, every script and test file named exists, params files read."""
+    import sys
+
+    res = subprocess.run([sys.executable, "scripts/check_doc_commands.py"], cwd=repo_root, capture_output=True,
+                         text=True, timeout=900)
+    assert res.returncode == 0, "\n".join(line for line in res.stdout.splitlines() if line.startswith("FAIL"))
