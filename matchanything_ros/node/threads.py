@@ -52,14 +52,20 @@ def threads_from_env() -> int:
     return value
 
 
+_default_threads: int | None = None  # torch's own choice, seen at the first call
+
+
 def apply_threads(threads: int) -> int:
     """Set torch's (and OpenCV's) thread count in the calling thread: ``threads`` if > 0, else
-    ``MATCHANYTHING_THREADS`` if set, else leave the defaults. Returns torch's count now."""
+    ``MATCHANYTHING_THREADS`` if set, else torch's default (so 0 after a count undoes it).
+    Returns torch's count now."""
+    global _default_threads
     import cv2
     import torch
 
-    threads = threads or threads_from_env()
-    if threads > 0:
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
+    if _default_threads is None:
+        _default_threads = torch.get_num_threads()
+    threads = threads or threads_from_env() or _default_threads
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
     return torch.get_num_threads()
