@@ -14,12 +14,14 @@ if [ ! -x .venv/bin/python ]; then
     say "creating .venv with $("$PYTHON" --version 2>&1)"
     "$PYTHON" -m venv .venv
 fi
-# pip's own output, cut to one line per package (progress bars do not show without a terminal)
+# pip's own output, cut to one line per package collected and a count of those installed
+# (pip's progress bars do not show without a terminal)
 pip_install() {
     .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "$@" \
         2> >(grep -v "is ignored" >&2) \
-        | { grep --line-buffered -E "^(Collecting|Installing collected|Successfully installed)" || true; } \
-        | sed -u 's/^/    /'
+        | awk '/^Collecting/ {print "    " $0; fflush()}
+               /^Installing collected packages/ {print "    unpacking " split($0, a, ",") " packages..."; fflush()}
+               /^Successfully installed/ {print "    installed " NF - 2 " packages"; fflush()}'
 }
 stamp=.venv/.matchanything_ros-installed
 if [ ! -f "$stamp" ] || [ requirements-dev.txt -nt "$stamp" ] || [ setup.py -nt "$stamp" ]; then
