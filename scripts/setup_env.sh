@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Create (or update) the project virtual environment in .venv with everything the demo, the
 # benchmarks and the tests need. Idempotent: a second run only checks what is installed.
-# A first run downloads about 1 GB (torch CPU build, OpenCV, the ROS wheels) and prints each
-# package as pip collects it, so a long run is visibly not stuck.
+# A first run takes minutes (torch CPU build, OpenCV, the ROS wheels; README gives measured
+# times) and prints each package as pip collects it, so a long run is visibly not stuck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The PyPI ROS wheels re-exec Python once at start-up; never inherit another env's marker.
