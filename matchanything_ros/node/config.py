@@ -356,6 +356,8 @@ def _read_document(path: Path) -> dict:
         raise ValueError(f"params file not found: {path}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"params file {path} is not valid YAML: {exc}") from None
+    if document is None:  # an empty file: rcl accepts it, it sets nothing
+        return {}
     if not isinstance(document, dict):
         raise ValueError(f"params file {path}: expected a mapping of node names at the top level")
     return document
