@@ -523,10 +523,10 @@ class BagReader:
             if self.salvage and storage_file is not None:
                 self._salvaged = _Salvage(storage_file)
                 if self._salvaged.topics:
-                    self.damage = f"bag {self.path} is truncated, damaged or was not closed ({reason})"
+                    self.damage = f"bag {self.path} is truncated or corrupted, or was not closed ({reason})"
                     return self
             raise BagError(
-                f"cannot open bag {self.path}: {reason} -- the bag is damaged, was not closed "
+                f"cannot open bag {self.path}: {reason} -- the bag is truncated, corrupted, was not closed "
                 f"(a killed recorder) or is not a ROS 2 bag; try `matchanything-ros bag repair {self.path}`"
             ) from None
         self._reader = reader
