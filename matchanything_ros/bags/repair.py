@@ -3,11 +3,13 @@ whole again with the libraries that wrote it.
 
 What a killed writer of ours leaves, and what reads it:
 
-* **sqlite3**: every committed message (one commit per second or 100 messages) and a
+* **sqlite3**: every committed message (one commit per second, 100 messages or 32 MiB) and a
   ``metadata.yaml`` whose counts may lag by one commit. ``rosbags`` and ``evaluate`` read it as
-  it is, unless the process died inside a commit (a ``.db3-journal`` is left over; readers
-  then refuse the bag and ask for repair). Repair: a read-write open lets SQLite roll the
-  journal back (its own recovery), then the counts are recounted.
+  it is. A ``.db3-journal`` is left over; its header stays zero until SQLite is about to change
+  the db file, so it only matters if the process died inside a commit (a few ms per second):
+  then the journal is "hot", our reader lets SQLite roll it back (SQLite's own recovery, run
+  by any SQLite reader but not by ``rosbags``, which opens the file immutable), and so does
+  repair, which then recounts.
 * **MCAP**: every closed chunk (one per second or 100 messages), no summary, no footer.
   ``mcap``'s streaming reader (``NonSeekingReader``) and our salvage reader (``evaluate``,
   ``replay``) read it as it is; ``rosbags`` and seeking readers need the summary. Repair:
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from .storage import (
     VERSIONS, BagError, BagWriter, TopicRecord, _Salvage, load_yaml,
-    storage_file_of, unclean_sqlite,
+    recover_sqlite, storage_file_of,
 )
 
 
@@ -85,12 +87,12 @@ def repair(bag: str | Path) -> RepairResult:
     if storage_file is None:
         raise BagError(f"{bag} holds no single .mcap or .db3 file to repair")
     storage = "mcap" if storage_file.suffix == ".mcap" else "sqlite3"
-    if storage == "sqlite3":
-        _recover_sqlite(storage_file)
+    recovered = storage == "sqlite3" and recover_sqlite(storage_file)
     declared = _declared(bag)
     if _is_whole(bag, declared):
         topics = declared["topics_with_message_count"]
-        return RepairResult(bag, False, int(declared["message_count"]), len(topics), int(declared["version"]), storage)
+        return RepairResult(bag, recovered, int(declared["message_count"]), len(topics), int(declared["version"]),
+                            storage, "rolled back an unfinished sqlite commit" if recovered else "")
 
     salvage = _Salvage(storage_file)
     if not salvage.records:
@@ -151,20 +153,3 @@ def _qos_default(version: int) -> str:
     from .storage import default_qos, qos_text
 
     return qos_text([default_qos()], version)
-
-
-def _recover_sqlite(path: Path) -> None:
-    """SQLite's own crash recovery: a read-write open rolls back a leftover journal (or
-    replays a WAL). A file SQLite cannot read at all is left to the salvage reader."""
-    import sqlite3
-
-    if not unclean_sqlite(path):
-        return
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
-        try:
-            db.execute("SELECT count(*) FROM messages").fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise BagError(f"cannot recover {path}: {' '.join(str(exc).split())}") from None

@@ -339,28 +339,29 @@ class BagReplay:
         # would publish (pair complete + work: processing); see ReplayOptions.log_time.
         t_out = t_pair_ns + (int((t2 - t0) * NS_PER_S) if self.options.log_time == "processing" else 0)
         self._last_out_ns = max(self._last_out_ns or 0, t_out)
-        self._publish(result, vis_msg, th_msg, visible, thermal, t_out)
-        t3 = time.perf_counter()
-        stamp = stamp_ns(vis_msg.header)
-        sync_wait_ms = (t_pair_ns - stamp) / 1e6
-        frame_ms = 1000 * (t3 - t0)
-        timings = {
-            "decode_ms": 1000 * (t1 - t0),
-            "preprocess_ms": 1000 * result.timings.get("preprocess", 0.0),
-            "match_ms": 1000 * result.timings.get("match", 0.0),
-            "geometry_ms": 1000 * result.timings.get("geometry", 0.0),
-            "pipeline_ms": 1000 * result.timings.get("total", 0.0),
-            "outputs_ms": 1000 * (t3 - t2),
-            "frame_ms": frame_ms,
-            "sync_wait_ms": sync_wait_ms,
-            "latency_ms": sync_wait_ms + frame_ms,
-            "num_matches": result.num_matches,
-            "num_inliers": result.num_inliers,
-            "status": result.geometry.status.value,
-            "polarity": result.polarity,
-            "thermal_stamp_ns": stamp_ns(th_msg.header),
-        }
-        self._write_timings(stamp, t_out, timings)
+        with self.writer.group():  # a pair's outputs and timings are committed together
+            self._publish(result, vis_msg, th_msg, visible, thermal, t_out)
+            t3 = time.perf_counter()
+            stamp = stamp_ns(vis_msg.header)
+            sync_wait_ms = (t_pair_ns - stamp) / 1e6
+            frame_ms = 1000 * (t3 - t0)
+            timings = {
+                "decode_ms": 1000 * (t1 - t0),
+                "preprocess_ms": 1000 * result.timings.get("preprocess", 0.0),
+                "match_ms": 1000 * result.timings.get("match", 0.0),
+                "geometry_ms": 1000 * result.timings.get("geometry", 0.0),
+                "pipeline_ms": 1000 * result.timings.get("total", 0.0),
+                "outputs_ms": 1000 * (t3 - t2),
+                "frame_ms": frame_ms,
+                "sync_wait_ms": sync_wait_ms,
+                "latency_ms": sync_wait_ms + frame_ms,
+                "num_matches": result.num_matches,
+                "num_inliers": result.num_inliers,
+                "status": result.geometry.status.value,
+                "polarity": result.polarity,
+                "thermal_stamp_ns": stamp_ns(th_msg.header),
+            }
+            self._write_timings(stamp, t_out, timings)
         if self.on_result is not None:
             self.on_result(stamp, result)
         # health sees when a never-behind node would have published, whatever the log time

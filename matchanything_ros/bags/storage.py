@@ -17,8 +17,8 @@ release.) Humble, Iron, Jazzy and Kilted all read version 5; version 9 needs Jaz
 Message definitions, CDR and RIHS01 hashes (REP 2011) come from ``rosbags``' typestore; MCAP
 files are written with the ``mcap`` library, db3 files with ``sqlite3``.
 
-Crash safety: a :class:`BagWriter` commits every ``flush_seconds`` (1 s) or ``flush_messages``
-(100) messages, whichever comes first: sqlite3 commits its transaction (rollback journal,
+Crash safety: a :class:`BagWriter` commits every ``flush_seconds`` (1 s), ``flush_messages``
+(100) messages or 8 MiB, whichever comes first (never inside a :meth:`BagWriter.group`): sqlite3 commits its transaction (rollback journal,
 ``synchronous=FULL``), MCAP closes its chunk (``mcap.Writer.flush``) and fsyncs, and
 ``metadata.yaml`` is rewritten atomically with the committed counts. A writer killed at any
 point (SIGKILL, power loss) loses at most the messages since the last commit; see
@@ -33,7 +33,7 @@ import functools
 import io
 import os
 import time
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,6 +49,7 @@ DISTRO_WRITES = {"humble": 5, "iron": 7, "jazzy": 9, "kilted": 9}
 SQLITE_SCHEMA_VERSION = {5: 3, 9: 4}
 FLUSH_SECONDS = 1.0
 FLUSH_MESSAGES = 100
+FLUSH_BYTES = 8 * 1024 * 1024  # and at 8 MiB: a commit's pages fit the sqlite cache (128 MiB)
 
 
 class BagError(ValueError):
@@ -321,8 +322,9 @@ class _McapStorage:
 
         self.path = path
         self.stream = path.open("xb")
-        # uncompressed, as rosbag2's MCAP plugin writes by default; chunks close at 1 MiB or flush
-        self.writer = Writer(self.stream, chunk_size=1024 * 1024, compression=CompressionType.NONE)
+        # uncompressed, as rosbag2's MCAP plugin writes by default; a chunk closes only at a
+        # commit (<= FLUSH_BYTES + one group), so a killed file never ends inside a group
+        self.writer = Writer(self.stream, chunk_size=1 << 40, compression=CompressionType.NONE)
         self.writer.start(profile="ros2", library=_library())
         self._schemas: dict[str, int] = {}
         self._channels: dict[int, int] = {}
@@ -389,7 +391,9 @@ class BagWriter:
         self._topics: dict[str, TopicRecord] = {}
         self._store: _SqliteStorage | _McapStorage | None = None
         self._pending = 0
+        self._pending_bytes = 0
         self._last_commit = 0.0
+        self._groups = 0
         self.count = 0
 
     def open(self) -> "BagWriter":
@@ -447,8 +451,25 @@ class BagWriter:
         self.info.note(record, int(t_ns))
         self.count += 1
         self._pending += 1
-        if self._pending >= self.flush_messages or time.monotonic() - self._last_commit >= self.flush_seconds:
+        self._pending_bytes += len(data)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if self._groups == 0 and (self._pending >= self.flush_messages or self._pending_bytes >= FLUSH_BYTES
+                                  or time.monotonic() - self._last_commit >= self.flush_seconds):
             self.flush()
+
+    @contextmanager
+    def group(self):
+        """Messages written inside are committed together (replay: all outputs of one pair),
+        so a killed writer keeps all of them or none."""
+        self._groups += 1
+        try:
+            yield self
+        finally:
+            self._groups -= 1
+            if self._store is not None:
+                self._maybe_flush()
 
     def flush(self) -> None:
         """Commit everything written so far: storage first, then ``metadata.yaml``."""
@@ -456,7 +477,7 @@ class BagWriter:
             return
         self._store.commit(self.info)
         self.info.write_yaml(self.path)
-        self._pending = 0
+        self._pending = self._pending_bytes = 0
         self._last_commit = time.monotonic()
 
     def set_custom_data(self, key: str, value: str) -> None:
@@ -506,13 +527,10 @@ class BagReader:
         if self.path.is_file() and self.path.suffix not in (".mcap", ".db3"):
             raise BagError(f"{self.path} is not a ROS 2 bag: expected a directory, a .mcap or a .db3 file")
         storage_file = self._storage_file()
-        if self.path.is_dir() and storage_file is None:
+        if self.path.is_dir() and storage_file is None and not (self.path / "metadata.yaml").is_file():
             raise BagError(f"{self.path} is not a ROS 2 bag: no metadata.yaml and no single .mcap/.db3 file in it")
         if storage_file is not None and unclean_sqlite(storage_file):
-            raise BagError(
-                f"bag {self.path} was not closed cleanly (its sqlite journal is left over): "
-                f"run `matchanything-ros bag repair {self.path}` first"
-            )
+            recover_sqlite(storage_file)  # what any SQLite reader does with a leftover journal
         try:
             if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
                 raise BagError("no metadata.yaml")
@@ -621,12 +639,47 @@ def storage_file_of(path: Path) -> Path | None:
     return files[0] if len(files) == 1 else None
 
 
+#: first bytes of a rollback journal that SQLite has synced, i.e. one written just before the
+#: db file itself is changed; until then the header's magic stays zero (synchronous=FULL)
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+
+
 def unclean_sqlite(path: Path) -> bool:
-    """A db3 whose writer died inside a transaction (rollback journal or WAL left over)."""
-    return path.suffix == ".db3" and any(
-        path.with_name(path.name + tail).exists() and path.with_name(path.name + tail).stat().st_size > 0
-        for tail in ("-journal", "-wal")
-    )
+    """A db3 whose writer died while changing the file: a hot rollback journal (synced header:
+    the db file may hold half a commit) or a non-empty WAL. A journal whose header is still
+    zero (a writer killed between commits) means the db file holds only whole commits."""
+    if path.suffix != ".db3":
+        return False
+    journal, wal = path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal")
+    with suppress(OSError):
+        with journal.open("rb") as stream:
+            if stream.read(8) == _JOURNAL_MAGIC:
+                return True
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def recover_sqlite(path: Path) -> bool:
+    """SQLite's own crash recovery, as any SQLite reader (but not ``rosbags``, which opens
+    files immutable) runs it: a read-write open rolls back the unfinished transaction of a
+    writer that died (its ``-journal``) or replays a WAL. True when there was one."""
+    import logging
+    import sqlite3
+
+    if not unclean_sqlite(path):
+        return False
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise BagError(
+            f"{path} was not closed (a writer died) and SQLite cannot recover it here: {_describe(exc)} "
+            "(a read-only copy? run `matchanything-ros bag repair` where it is writable)"
+        ) from None
+    logging.getLogger(__name__).warning("%s: rolled back the unfinished commit of a writer that died", path)
+    return True
 
 
 class _Salvage:

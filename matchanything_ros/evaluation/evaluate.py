@@ -16,9 +16,9 @@ ground-truth JSON written by ``make-bag`` (frames keyed by visible stamp). Per f
 * latency: the ``replay/timings`` topic (per-frame ms), when present.
 
 A partial replay (stopped by ``--max-pairs``, Ctrl-C or damaged input: its ``replay/summary``
-end record says so; killed: a start record and no end record; or an output bag cut short) is
-scored only up to the last visible stamp it paired (killed / cut short: the last stamp with
-output); the ground-truth frames after it are counted as not replayed, not as failures, and
+end record says so; killed, or its bag cut short: no end record) is scored only up to the last
+visible stamp it paired (no end record: the last stamp with output; replay commits a pair's
+outputs together, so that frame is whole); the ground-truth frames after it are counted as not replayed, not as failures, and
 the summary's ``partial`` entry says why and how many.
 
 A frame with a ground-truth pair but no output at all counts as a failure (infinite error); a
@@ -216,15 +216,13 @@ def replay_coverage(run: dict[str, Any], outputs: dict[int, FrameOutput]) -> tup
     the bag holds a whole replay or is not a replay (a live recording: everything counts)."""
     last_output = max(outputs) if outputs else None
     end = run.get("end")
-    if "damage" in run:
-        return last_output, f"the output bag is cut short ({run['damage']})"
     if end is not None:
         if end.get("state") == "complete":
             return None, ""
         last = end.get("last_pair_stamp_ns") or ""
         return (int(last) if last else None), f"replay stopped early ({end.get('state')})"
-    if "start" in run:
-        return last_output, "replay did not finish (no end record: killed?)"
+    if "start" in run or "damage" in run:
+        return last_output, "the replay's end record is missing (replay killed, or its bag cut short)"
     return None, ""
 
 
