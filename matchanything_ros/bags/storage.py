@@ -50,6 +50,7 @@ SQLITE_SCHEMA_VERSION = {5: 3, 9: 4}
 FLUSH_SECONDS = 1.0
 FLUSH_MESSAGES = 100
 FLUSH_BYTES = 8 * 1024 * 1024  # and at 8 MiB: a commit's pages fit the sqlite cache (128 MiB)
+MCAP_CHUNK_BYTES = 1024 * 1024  # an MCAP chunk also closes (no fsync) at 1 MiB, outside groups
 
 
 class BagError(ValueError):
@@ -322,9 +323,11 @@ class _McapStorage:
 
         self.path = path
         self.stream = path.open("xb")
-        # uncompressed, as rosbag2's MCAP plugin writes by default; a chunk closes only at a
-        # commit (<= FLUSH_BYTES + one group), so a killed file never ends inside a group
+        # Uncompressed, as rosbag2's MCAP plugin writes by default. Chunks are closed by us
+        # (close_chunk at ~1 MiB, commit), never by the library, so that a chunk never ends
+        # inside a group of messages (a killed file keeps a pair's outputs whole or not at all).
         self.writer = Writer(self.stream, chunk_size=1 << 40, compression=CompressionType.NONE)
+        self.chunk_bytes = 0
         self.writer.start(profile="ros2", library=_library())
         self._schemas: dict[str, int] = {}
         self._channels: dict[int, int] = {}
@@ -342,9 +345,17 @@ class _McapStorage:
 
     def write(self, topic: TopicRecord, t_ns: int, data: bytes) -> None:
         self.writer.add_message(self._channels[topic.id], log_time=t_ns, data=data, publish_time=t_ns)
+        self.chunk_bytes += len(data)
+
+    def close_chunk(self) -> None:
+        """Write the chunk in progress to the file (survives SIGKILL; power loss: next commit)."""
+        if self.chunk_bytes >= MCAP_CHUNK_BYTES:
+            self.writer.flush()
+            self.chunk_bytes = 0
 
     def commit(self, info: BagInfo) -> None:
         self.writer.flush()  # closes the chunk in progress and flushes the stream
+        self.chunk_bytes = 0
         os.fsync(self.stream.fileno())
 
     def close(self, info: BagInfo) -> None:
@@ -455,9 +466,13 @@ class BagWriter:
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
-        if self._groups == 0 and (self._pending >= self.flush_messages or self._pending_bytes >= FLUSH_BYTES
-                                  or time.monotonic() - self._last_commit >= self.flush_seconds):
+        if self._groups:
+            return
+        if (self._pending >= self.flush_messages or self._pending_bytes >= FLUSH_BYTES
+                or time.monotonic() - self._last_commit >= self.flush_seconds):
             self.flush()
+        elif isinstance(self._store, _McapStorage):
+            self._store.close_chunk()
 
     @contextmanager
     def group(self):
