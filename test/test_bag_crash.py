@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from matchanything_ros.bags.hostile import HOSTILE_KINDS, make_hostile_bag
 from matchanything_ros.bags.make_bag import write_bag
 from matchanything_ros.bags.repair import repair
 from matchanything_ros.bags.storage import FLUSH_MESSAGES, BagError, BagReader, unclean_sqlite
@@ -203,44 +204,31 @@ def test_killed_make_bag_is_readable(tmp_path, storage):
         assert len(list(reader.messages(["/visible/image_raw"]))) == reader.topics["/visible/image_raw"].count
 
 
-# -- hostile bag files: one line, exit 2, from every command that reads bags --------------------
-def _hostile(kind: str, root: Path) -> Path:
-    bag = root / kind
-    write_bag(easy_frames(1, size=(96, 64)) * 3, bag, storage="sqlite3" if "db3" in kind else "mcap")
-    (storage_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
-    if kind == "truncated_db3":
-        with storage_file.open("r+b") as f:
-            f.truncate(1000)
-    elif kind == "truncated_mcap_header":
-        with storage_file.open("r+b") as f:
-            f.truncate(5)
-    elif kind == "garbage_mcap":
-        storage_file.write_bytes(b"\x89MCAP0\r\n" + os.urandom(3000))
-    elif kind == "corrupt_metadata":
-        (bag / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  version: [5\n  storage: {\n")
-        storage_file.write_bytes(storage_file.read_bytes()[:200])  # and nothing to salvage
-    elif kind == "metadata_not_a_mapping":
-        (bag / "metadata.yaml").write_text("- just\n- a list\n")
-        storage_file.unlink()
-    return bag
-
-
-HOSTILE = ["truncated_db3", "truncated_mcap_header", "garbage_mcap", "corrupt_metadata", "metadata_not_a_mapping"]
-
-
-@pytest.mark.parametrize("kind", HOSTILE)
+# -- hostile bag files: a readable result or one line and exit 2, from every command ----------
+@pytest.mark.parametrize("kind", sorted(HOSTILE_KINDS))
 def test_hostile_bags_one_line_exit_2(tmp_path, kind):
-    bag = _hostile(kind, tmp_path)
+    bag = make_hostile_bag(kind, tmp_path)
     for args in (
-        ("bag", "repair", str(bag)),
         ("replay", str(bag), "--out", str(tmp_path / "out"), "-p", "model=sift", "--no-progress"),
-        ("evaluate", str(bag)),
+        ("evaluate", str(bag)),  # an input bag: never the node's outputs
+        ("bag", "repair", str(bag)),
     ):
         proc = run_cli(*args)
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        assert proc.returncode == 2 and len(lines) == 1 and "error:" in lines[0], (args, proc.stderr)
-        assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists()
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("matchanything-ros ")]
+        assert "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert proc.returncode in (0, 2), (args, proc.stderr)
+        if proc.returncode == 2:  # one error line (log warnings before it are fine)
+            assert len(errors) == 1 and "error: " in errors[0] and "\n" not in errors[0], (args, proc.stderr)
+            assert proc.stderr.rstrip().endswith(errors[0])
+        if args[0] == "evaluate":
+            assert proc.returncode == 2
+    # whatever repair made of it, a bag it says is repaired or whole reads back with rosbags
+    if proc.returncode == 0:
+        assert "repaired" in proc.stdout or "nothing to repair" in proc.stdout
+        from rosbags.rosbag2 import Reader
+
+        with Reader(bag) as reader:
+            assert sum(1 for _ in reader.messages()) == reader.message_count
 
 
 def test_make_bag_refuses_existing_or_bad_output(tmp_path):

@@ -495,6 +495,14 @@ class BagWriter:
         self._pending = self._pending_bytes = 0
         self._last_commit = time.monotonic()
 
+    def abandon(self) -> None:
+        """Drop the writer without finishing the file: what a killed process leaves (tests)."""
+        store, self._store = self._store, None
+        if isinstance(store, _McapStorage):
+            store.stream.close()
+        elif store is not None:
+            store.db.close()  # the open transaction is rolled back, as after a crash
+
     def set_custom_data(self, key: str, value: str) -> None:
         """Key/value stored in the metadata (metadata version >= 6 only; ignored for 5)."""
         self.info.custom_data[key] = str(value)
