@@ -207,6 +207,7 @@ class BagReplay:
 
         self.out = OutputBuilder(rosbags_types(writer.typestore))
         self.writer = writer
+        self._last_out_ns: int | None = None
         self._registered_topics: set[str] = set()
         # Topics are declared by their first message (a bag lists no empty topic); which
         # outputs were enabled goes into the start record of replay/summary, so evaluate knows
@@ -283,11 +284,17 @@ class BagReplay:
             summary.wall_s = time.perf_counter() - started
             summary.messages_read = reader.messages_read
             summary.unpaired_visible = max(0, summary.images["visible"] - summary.pairs - _bad(self.health, "visible"))
+            stopped_by_max = opts.max_pairs is not None and summary.pairs >= opts.max_pairs
+            if summary.error is None and not summary.interrupted and not stopped_by_max \
+                    and summary.images["visible"] < vis_info.count:
+                summary.error = (
+                    f"bag {bag} ended early: its metadata lists {vis_info.count} visible images, "
+                    f"only {summary.images['visible']} could be read; the output bag keeps what was replayed"
+                )
             try:
                 if last_t_ns is not None:
                     state = ("interrupted" if summary.interrupted else "input_damaged" if summary.error
-                             else "max_pairs" if opts.max_pairs is not None and summary.pairs >= opts.max_pairs
-                             else "complete")
+                             else "max_pairs" if stopped_by_max else "complete")
                     self._write_summary(max(last_t_ns, self._last_out_ns or 0), {
                         "state": state,
                         "visible_images_read": str(summary.images["visible"]),
@@ -299,13 +306,6 @@ class BagReplay:
                 writer.close()
             finally:
                 reader.close()
-        if summary.error is None and not summary.interrupted:
-            expected = vis_info.count
-            if summary.images["visible"] < expected and opts.max_pairs is None:
-                summary.error = (
-                    f"bag {bag} ended early: its metadata lists {expected} visible images, "
-                    f"only {summary.images['visible']} could be read; the output bag keeps what was replayed"
-                )
         return summary
 
     # -- per pair -------------------------------------------------------------------------
@@ -373,8 +373,6 @@ class BagReplay:
         summary.ok += int(result.ok)
         summary.frame_ms.append(frame_ms)
         summary.model = result.model
-
-    _last_out_ns: int | None = None
 
     def _write_summary(self, t_ns: int, values: dict[str, str]) -> None:
         """A replay/summary record: the start one says what runs, the end one how far it got."""
