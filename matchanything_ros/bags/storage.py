@@ -29,6 +29,7 @@ metadata version 1-9. Every failure becomes a :class:`BagError` naming the bag a
 """
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import os
@@ -400,6 +401,7 @@ class BagWriter:
         self.flush_seconds = flush_seconds
         self.flush_messages = flush_messages
         self._topics: dict[str, TopicRecord] = {}
+        self._committed = copy.deepcopy(self.info)  # what metadata.yaml may claim: committed only
         self._store: _SqliteStorage | _McapStorage | None = None
         self._pending = 0
         self._pending_bytes = 0
@@ -444,9 +446,10 @@ class BagWriter:
         self._store.add_topic(record)
         self._topics[record.name] = record
         self.info.topics.append(record)
-        # listed in metadata.yaml before any of its messages is committed (readers skip
-        # storage topics that metadata.yaml lacks)
-        self.info.write_yaml(self.path)
+        # listed in metadata.yaml (with the committed counts) before any of its messages is
+        # committed: readers skip storage topics that metadata.yaml lacks
+        self._committed.topics.append(copy.deepcopy(record))
+        self._committed.write_yaml(self.path)
 
     def write(self, topic: str, t_ns: int, msg: Any) -> None:
         """Serialize ``msg`` (a typestore message object) and write it with receive time ``t_ns``."""
@@ -491,7 +494,8 @@ class BagWriter:
         if self._store is None:
             return
         self._store.commit(self.info)
-        self.info.write_yaml(self.path)
+        self._committed = copy.deepcopy(self.info)
+        self._committed.write_yaml(self.path)
         self._pending = self._pending_bytes = 0
         self._last_commit = time.monotonic()
 
