@@ -22,6 +22,7 @@ recount, for the bag's own metadata version. A bag that is already whole is left
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,8 +104,8 @@ def repair(bag: str | Path) -> RepairResult:
 
     # Rewrite into a sibling directory, then swap the storage file and metadata.yaml in.
     tmp_dir = bag.with_name(bag.name + ".repair-tmp")
-    if tmp_dir.exists():
-        raise BagError(f"{tmp_dir} exists (an earlier repair was interrupted): remove it and run again")
+    if tmp_dir.exists():  # left by an interrupted repair: a derived copy, rebuilt below
+        shutil.rmtree(tmp_dir)
     writer = BagWriter(tmp_dir, storage=storage, version=version,
                        distro=distro if distro in ("humble", "iron", "jazzy", "kilted") else "humble",
                        flush_seconds=float("inf"), flush_messages=1 << 30)
@@ -133,9 +134,7 @@ def repair(bag: str | Path) -> RepairResult:
     for tail in ("-journal", "-wal", "-shm"):
         storage_file.with_name(storage_file.name + tail).unlink(missing_ok=True)
     os.replace(tmp_dir / "metadata.yaml", bag / "metadata.yaml")
-    for leftover in tmp_dir.iterdir():
-        leftover.unlink()
-    tmp_dir.rmdir()
+    shutil.rmtree(tmp_dir)
     return RepairResult(bag, True, count, len(salvage.records), version, storage, note)
 
 
