@@ -236,6 +236,7 @@ class BagReplay:
                 last_t_ns = t_ns if last_t_ns is None else max(last_t_ns, t_ns)
                 if next_diag_ns is None:
                     self._write_summary(t_ns, {"state": "started", "input_bag": str(bag)})
+                    writer.flush()  # committed at once: a replay killed later is known as one
                     next_diag_ns = t_ns + int(cfg.diagnostics.period * NS_PER_S)
                     self.health.start_time = t_ns / NS_PER_S
                 period_ns = int(cfg.diagnostics.period * NS_PER_S)
