@@ -221,8 +221,10 @@ def replay_coverage(run: dict[str, Any], outputs: dict[int, FrameOutput]) -> tup
             return None, ""
         last = end.get("last_pair_stamp_ns") or ""
         return (int(last) if last else None), f"replay stopped early ({end.get('state')})"
-    if "start" in run or "damage" in run:
+    if "start" in run:
         return last_output, "the replay's end record is missing (replay killed, or its bag cut short)"
+    if "damage" in run:  # a recording of the live node, cut short
+        return last_output, "the bag is cut short"
     return None, ""
 
 
