@@ -2,14 +2,12 @@
 
 Writing follows what a released rosbag2 writes for the declared metadata version, in every
 copy of the metadata (``metadata.yaml``, the db3 ``schema`` and ``metadata`` tables, the MCAP
-``rosbag2`` metadata record and channel metadata):
+``rosbag2`` metadata record and channel metadata), all built by :class:`BagInfo`:
 
-======== ================= ============== ================================================
-version  written by        db3 schema     fields
-======== ================= ============== ================================================
-5        Humble            3              QoS as a YAML string; no type hashes, no distro
-9        Jazzy (and Kilted) 4             QoS as a YAML list; RIHS01 type hashes; ros_distro
-======== ================= ============== ================================================
+* version 5, as Humble writes it: db3 schema 3; QoS as a YAML string; no type hashes, no distro
+  field (the db3 ``schema`` table and MCAP ``ROS_DISTRO`` say ``humble``);
+* version 9, as Jazzy (and Kilted) write it: db3 schema 4 with message definitions; QoS as a
+  YAML list in ``metadata.yaml``; RIHS01 type hashes; ``ros_distro``.
 
 (from ros2/rosbag2: ``bag_metadata.hpp`` has ``version = 5`` on humble, 7 on iron, 9 on jazzy;
 ``sqlite_storage.hpp`` ``kDBSchemaVersion_`` 3 on humble, 4 from iron; version 8 was never in a
@@ -18,8 +16,9 @@ Message definitions, CDR and RIHS01 hashes (REP 2011) come from ``rosbags``' typ
 files are written with the ``mcap`` library, db3 files with ``sqlite3``.
 
 Crash safety: a :class:`BagWriter` commits every ``flush_seconds`` (1 s), ``flush_messages``
-(100) messages or 8 MiB, whichever comes first (never inside a :meth:`BagWriter.group`): sqlite3 commits its transaction (rollback journal,
-``synchronous=FULL``), MCAP closes its chunk (``mcap.Writer.flush``) and fsyncs, and
+(100) messages or 8 MiB, whichever comes first, never inside a :meth:`BagWriter.group`: sqlite3
+commits its transaction (rollback journal, ``synchronous=FULL``), MCAP closes its chunk
+(``mcap.Writer.flush``) and fsyncs, and
 ``metadata.yaml`` is rewritten atomically with the committed counts. A writer killed at any
 point (SIGKILL, power loss) loses at most the messages since the last commit; see
 :mod:`matchanything_ros.bags.repair` for what reads such a bag before and after ``bag repair``.
