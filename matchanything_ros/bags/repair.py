@@ -139,8 +139,8 @@ def repair(bag: str | Path) -> RepairResult:
 
 
 def _version(declared: dict | None, salvage: _Salvage) -> int:
-    """The bag's metadata version: metadata.yaml's if readable and one we write, else what
-    the storage file's layout shows (db3 schema 3 / MCAP without type hashes: 5; else 9)."""
+    """The version to rewrite the bag in: what the storage file's layout shows (db3 schema 3 /
+    MCAP channels without type hashes: 5; else 9), else metadata.yaml's if we write it, else 5."""
     if salvage.versions:
         return max(salvage.versions)
     if declared is not None and int(declared["version"]) in VERSIONS:
