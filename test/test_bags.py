@@ -52,7 +52,7 @@ def read_metadata(bag: Path) -> dict:
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-@pytest.mark.parametrize("version", [5, 8, 9])
+@pytest.mark.parametrize("version", [5, 9])
 def test_make_bag_storages_and_versions_read_back(tmp_path, tiny_frames, storage, version):
     bag = tmp_path / "in"
     gt_path = write_bag(tiny_frames, bag, storage=storage, version=version)
@@ -84,7 +84,7 @@ def test_make_bag_storages_and_versions_read_back(tmp_path, tiny_frames, storage
 
 
 def test_bare_storage_file_reads(tmp_path, tiny_frames):
-    write_bag(tiny_frames, tmp_path / "in", storage="mcap", version=8)
+    write_bag(tiny_frames, tmp_path / "in", storage="mcap", version=9)
     (mcap_file,) = (tmp_path / "in").glob("*.mcap")
     with BagReader(mcap_file) as reader:
         assert reader.version is None and reader.topics["/visible/image_raw"].count == 2
@@ -134,16 +134,15 @@ def test_replay_writes_node_topics_readable_by_mcap(tmp_path, sift_cfg):
     assert read_metadata(tmp_path / "out")["version"] == 5
     with BagReader(tmp_path / "out") as reader:
         topics = {name: (info.msgtype, info.count) for name, info in reader.topics.items()}
-    # every enabled output exists, as the node's publishers do; homography mode: no pose
+    # a topic is declared by its first message: homography mode has no pose, a bag shorter
+    # than diagnostics.period no /diagnostics; replay/summary: one start and one end record
     assert topics == {
         "/correspondences": ("sensor_msgs/msg/PointCloud2", 2),
         "/homography": ("std_msgs/msg/Float64MultiArray", 2),
         "/registered/image": ("sensor_msgs/msg/Image", 2),
         "/debug/matches": ("sensor_msgs/msg/Image", 2),
-        "/relative_pose": ("geometry_msgs/msg/PoseWithCovarianceStamped", 0),
-        "/relative_transform": ("geometry_msgs/msg/TransformStamped", 0),
-        "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", 0),  # bag shorter than diagnostics.period
         "/replay/timings": ("diagnostic_msgs/msg/DiagnosticArray", 2),
+        "/replay/summary": ("diagnostic_msgs/msg/DiagnosticArray", 2),
     }
     (mcap_file,) = (tmp_path / "out").glob("*.mcap")
     decoded = {}
@@ -162,7 +161,7 @@ def test_replay_writes_node_topics_readable_by_mcap(tmp_path, sift_cfg):
 
 
 def test_replay_sqlite_output_version_9(tmp_path, sift_cfg):
-    write_bag(easy_frames(1), tmp_path / "in", storage="sqlite3", version=8)
+    write_bag(easy_frames(1), tmp_path / "in", storage="sqlite3", version=5)
     options = ReplayOptions(storage="sqlite3", version=9, distro="kilted", progress=False)
     summary = replay(tmp_path / "in", tmp_path / "out", pipe_cfg=sift_cfg, options=options)
     assert summary.processed == 1
@@ -210,7 +209,7 @@ def test_damaged_bags_give_clear_errors(tmp_path, tiny_frames, damage):
         expected = "cannot open bag"
     elif damage == "bad_metadata":
         (bag / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 5")
-        expected = "truncated or corrupted .*Could not load YAML"  # salvaged from the storage file
+        expected = "truncated or corrupted.*Could not load YAML"  # salvaged from the storage file
     elif damage == "no_metadata":
         (bag / "metadata.yaml").unlink()
         expected = "no metadata.yaml"
@@ -302,7 +301,7 @@ def test_ctrl_c_leaves_a_valid_output_bag(tmp_path):
 
 def test_make_bag_cli_and_bad_arguments(tmp_path):
     proc = run_cli("make-bag", str(tmp_path / "b"), "--frames", "1", "--size", "64x48", "--storage", "sqlite3",
-                   "--rosbag-version", "8", "--no-progress")
+                   "--rosbag-version", "9", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     gt = json.loads((tmp_path / "b.gt.json").read_text())
     assert len(gt["frames"]) == 1 and gt["bag"] == "b"
@@ -315,3 +314,117 @@ def test_make_bag_cli_and_bad_arguments(tmp_path):
     assert bad.returncode == 2 and "visible/ and thermal/" in bad.stderr
     bad = run_cli("replay", str(tmp_path / "b"), "--out", str(tmp_path / "o"), "-p", "sync.slop=-1")
     assert bad.returncode == 2 and "sync.slop" in bad.stderr
+
+
+# -- metadata: every copy agrees with the declared version ------------------------------------
+def _storage_metadata(bag: Path) -> dict:
+    """Every copy of the metadata the storage file holds, as plain values."""
+    import sqlite3
+
+    (storage_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    yaml = YAML(typ="safe")
+    if storage_file.suffix == ".db3":
+        with sqlite3.connect(storage_file) as db:
+            (schema, distro), = db.execute("SELECT schema_version, ros_distro FROM schema").fetchall()
+            (meta_version, meta_text), = db.execute("SELECT metadata_version, metadata FROM metadata").fetchall()
+            columns = [row[1] for row in db.execute("PRAGMA table_info(topics)")]
+            rows = db.execute(f"SELECT {', '.join(columns)} FROM topics").fetchall()
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        topics = {r[columns.index("name")]: {
+            "hash": r[columns.index("type_description_hash")] if "type_description_hash" in columns else None,
+            "qos": r[columns.index("offered_qos_profiles")]} for r in rows}
+        return {"schema": schema, "distro": distro, "record_version": meta_version, "record": yaml.load(meta_text),
+                "topics": topics, "message_definitions": "message_definitions" in tables}
+    from mcap.reader import make_reader
+
+    with storage_file.open("rb") as stream:
+        reader = make_reader(stream)
+        summary = reader.get_summary()
+        (record,) = [m for m in reader.iter_metadata() if m.name == "rosbag2"]
+        profile = reader.get_header().profile
+    topics = {c.topic: {"hash": c.metadata.get("topic_type_hash"), "qos": c.metadata["offered_qos_profiles"]}
+              for c in summary.channels.values()}
+    counts = {summary.channels[cid].topic: n for cid, n in summary.statistics.channel_message_counts.items()}
+    return {"distro": record.metadata["ROS_DISTRO"], "record": yaml.load(record.metadata["serialized_metadata"]),
+            "topics": topics, "counts": counts, "profile": profile}
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+@pytest.mark.parametrize("version,distro,expected_distro", [(5, "humble", "humble"), (9, "humble", "jazzy"),
+                                                             (9, "kilted", "kilted")])
+def test_metadata_copies_agree_with_the_declared_version(tmp_path, sift_cfg, storage, version, distro, expected_distro):
+    from rosbags.rosbag2 import Reader
+    from rosbags.rosbag2.metadata import parse_qos
+
+    from matchanything_ros.bags.storage import SQLITE_SCHEMA_VERSION, get_typestore
+
+    write_bag(easy_frames(2, size=(160, 128)), tmp_path / "in", storage=storage, version=version, distro=distro)
+    replay(tmp_path / "in", tmp_path / "out", pipe_cfg=sift_cfg,
+           options=ReplayOptions(progress=False, storage=storage, version=version, distro=distro))
+    typestore = get_typestore(distro)
+    for bag in (tmp_path / "in", tmp_path / "out"):
+        meta = read_metadata(bag)
+        stored = _storage_metadata(bag)
+        assert meta["version"] == stored["record"]["version"] == version
+        assert stored["distro"] == expected_distro  # db3 schema table / MCAP ROS_DISTRO
+        if version >= 8:
+            assert meta["ros_distro"] == stored["record"]["ros_distro"] == expected_distro
+        else:
+            assert "ros_distro" not in meta and "custom_data" not in meta
+        if storage == "sqlite3":
+            assert stored["schema"] == SQLITE_SCHEMA_VERSION[version] == (3 if version == 5 else 4)
+            assert stored["record_version"] == version and stored["message_definitions"] == (version >= 9)
+        else:
+            assert stored["profile"] == "ros2"
+        # the metadata record is the final metadata.yaml, field for field
+        assert stored["record"] == meta
+        with Reader(bag) as reader:
+            actual = {}
+            for conn, _, _ in reader.messages():
+                actual[conn.topic] = actual.get(conn.topic, 0) + 1
+        listed = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
+        assert {name: t["message_count"] for name, t in listed.items()} == actual  # no empty topic
+        assert meta["message_count"] == sum(actual.values())
+        if storage == "mcap":
+            assert stored["counts"] == actual
+        for name, t in listed.items():
+            topic_meta = t["topic_metadata"]
+            assert set(stored["topics"]) == set(listed)
+            if version >= 9:  # RIHS01 per REP 2011, computed by rosbags, the same in every copy
+                assert topic_meta["type_description_hash"] == stored["topics"][name]["hash"] \
+                    == typestore.hash_rihs01(topic_meta["type"])
+                assert isinstance(topic_meta["offered_qos_profiles"], list)
+            else:
+                assert "type_description_hash" not in topic_meta and stored["topics"][name]["hash"] is None
+                assert isinstance(topic_meta["offered_qos_profiles"], str)
+            assert parse_qos(topic_meta["offered_qos_profiles"]) == parse_qos(stored["topics"][name]["qos"])
+    if storage == "mcap":  # an independent reader decodes what was written
+        from mcap.reader import make_reader
+        from mcap_ros2.decoder import DecoderFactory
+
+        (mcap_file,) = (tmp_path / "out").glob("*.mcap")
+        with mcap_file.open("rb") as stream:
+            decoded = [m for _, c, _, m in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages()
+                       if c.topic == "/replay/timings"]
+        assert len(decoded) == 2
+
+
+@pytest.mark.parametrize("log_time", ["input", "processing"])
+def test_replay_log_time(tmp_path, sift_cfg, log_time):
+    """input: each pair's outputs at the receive time of the message that completed the pair
+    (reproducible); processing: that plus the processing time."""
+    write_bag(easy_frames(2, size=(160, 128)), tmp_path / "in")
+    with BagReader(tmp_path / "in") as reader:
+        receive = sorted(t for _, t, _ in reader.messages(["/visible/image_raw", "/thermal/image_raw"]))
+    replay(tmp_path / "in", tmp_path / "out", pipe_cfg=sift_cfg, options=ReplayOptions(progress=False, log_time=log_time))
+    with BagReader(tmp_path / "out") as reader:
+        out = {}
+        for _, t, msg in reader.messages(["/replay/timings"]):
+            values = {kv.key: kv.value for kv in msg.status[0].values}
+            out[t] = float(values["frame_ms"])
+    completed = [t for t in receive[1::2]]  # each pair completes with its second image
+    if log_time == "input":
+        assert sorted(out) == completed
+    else:
+        for (t, frame_ms), t_pair in zip(sorted(out.items()), completed):
+            assert t > t_pair and (t - t_pair) / 1e6 <= frame_ms

@@ -13,7 +13,7 @@ from matchanything_ros.bags.make_bag import load_ground_truth, synthetic_frames,
 from matchanything_ros.bags.replay import ReplayOptions, replay
 from matchanything_ros.bags.storage import BagError
 from matchanything_ros.evaluation import metrics
-from matchanything_ros.evaluation.evaluate import FrameOutput, evaluate, score_frame
+from matchanything_ros.evaluation.evaluate import FrameOutput, evaluate, format_summary, score_frame
 from matchanything_ros.evaluation.report import write_report
 from matchanything_ros.pipeline import Pipeline, PipelineConfig
 
@@ -32,8 +32,8 @@ def run_cli(*args):
 
 @pytest.fixture(scope="module")
 def easy_run(tmp_path_factory):
-    """3 easy pairs (gray visible warped by a known H) replayed with SIFT; the 3rd pair is
-    left unprocessed (max_pairs=2) so it must count as a failure."""
+    """3 easy pairs (gray visible warped by a known H) replayed with SIFT; the replay stops
+    after 2 pairs (max_pairs=2), so the 3rd is not replayed and must not be scored."""
     root = tmp_path_factory.mktemp("easy")
     gt = write_bag(easy_frames(3), root / "in")
     summary = replay(root / "in", root / "out", pipe_cfg=PipelineConfig(model="sift", polarity="normal"),
@@ -46,14 +46,16 @@ def test_easy_pairs_reproduce_known_metrics(easy_run):
     assert summary.processed == 2
     ev = evaluate(root / "out", gt)
     s = ev.summary
-    assert s["frames"] == 3 and s["frames_with_output"] == 2
+    # a partial replay: only what was replayed is scored, and the summary says so
+    assert s["frames"] == 2 and s["frames_with_output"] == 2
+    assert s["partial"] == {"reason": "replay stopped early (max_pairs)", "scored_frames": 2,
+                            "not_replayed_frames": 1, "last_stamp_ns": 1_700_000_000_100_000_000}
+    assert format_summary(s).splitlines()[0].startswith("PARTIAL REPLAY: replay stopped early (max_pairs); scored the 2")
     h = s["homography"]
-    # two pairs registered to a fraction of a pixel, the unprocessed one is a failure
-    assert h["failed"] == 1
-    assert h["success_rate"] == {"3px": pytest.approx(2 / 3), "5px": pytest.approx(2 / 3), "10px": pytest.approx(2 / 3)}
-    done = [f for f in ev.frames if f.status != "NO_OUTPUT"]
-    assert all(f.corner_error_px < 1.0 for f in done)
-    assert [f.status for f in ev.frames][2] == "NO_OUTPUT" and math.isinf(ev.frames[2].corner_error_px)
+    # two pairs registered to a fraction of a pixel
+    assert h["failed"] == 0
+    assert h["success_rate"] == {"3px": 1.0, "5px": 1.0, "10px": 1.0}
+    assert all(f.corner_error_px < 1.0 for f in ev.frames)
     assert s["match_precision_inliers_at_3px"] > 0.95
     assert s["latency_ms"]["frame"]["count"] == 2 and s["latency_ms"]["match"]["median"] > 0
 
@@ -69,11 +71,12 @@ def test_report_files_and_sizes(easy_run, tmp_path):
     for name in files:  # every picture the report links exists, and nothing else is linked
         if name.endswith(".png"):
             assert f"]({name})" in text
-    assert "| homography SR@3px (corner error) | 66.7% |" in text
+    assert "| homography SR@3px (corner error) | 100.0% |" in text
+    assert "**PARTIAL REPLAY: replay stopped early (max_pairs); scored the 2 frames replayed" in text
     assert "matchanything-ros evaluate out --gt in.gt.json" in text
     assert sum(p.stat().st_size for p in (tmp_path / "report").glob("*.png")) < 1_000_000
     metrics_json = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert metrics_json["frames"][2]["corner_error_px"] == "inf"
+    assert len(metrics_json["frames"]) == 2 and metrics_json["summary"]["partial"]["not_replayed_frames"] == 1
 
 
 def test_cli_folder_bag_metrics_equal_the_accuracy_protocol(tmp_path):

@@ -178,6 +178,13 @@ def write_bag(
             binning_x=0, binning_y=0, roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
         )
 
+    msgtypes = {topics["visible_image"]: "sensor_msgs/msg/Image", topics["thermal_image"]: "sensor_msgs/msg/Image",
+                topics["visible_info"]: "sensor_msgs/msg/CameraInfo", topics["thermal_info"]: "sensor_msgs/msg/CameraInfo"}
+
+    def write(t_ns: int, topic: str, msg: Any) -> None:
+        writer.add_topic(topic, msgtypes[topic])  # declared by its first message: no empty topic
+        writer.write(topic, t_ns, msg)
+
     def push(t_ns: int, topic: str, msg: Any) -> None:
         nonlocal seq
         latency = int(rng.uniform(*timing.latency_ms) * 1e6)
@@ -185,10 +192,6 @@ def write_bag(
         seq += 1
 
     try:
-        for name in ("visible_image", "thermal_image"):
-            writer.add_topic(topics[name], "sensor_msgs/msg/Image")
-        for name in ("visible_info", "thermal_info"):
-            writer.add_topic(topics[name], "sensor_msgs/msg/CameraInfo")
         iterator = enumerate(frames)
         if progress:
             from tqdm import tqdm
@@ -199,7 +202,7 @@ def write_bag(
             # Flush everything that cannot be overtaken by this frame's messages.
             while heap and heap[0][0] < t_vis - period_ns // 2:
                 t, _, topic, msg = heapq.heappop(heap)
-                writer.write(topic, t, msg)
+                write(t, topic, msg)
             vis_encoding = "bgr8"
             th_encoding = "mono16" if frame.thermal.dtype == np.uint16 else "mono8"
             push(t_vis, topics["visible_image"], image_msg(frame.visible, vis_encoding, t_vis, frame_ids[0]))
@@ -218,10 +221,13 @@ def write_bag(
             gt_frames[str(t_vis)] = _frame_gt(frame, t_vis, None if dropped else t_th)
         while heap:
             t, _, topic, msg = heapq.heappop(heap)
-            writer.write(topic, t, msg)
+            write(t, topic, msg)
     finally:
         writer.close()
     if not gt_frames:
+        import shutil
+
+        shutil.rmtree(out)  # an empty bag: nothing to keep
         raise BagError("no frames to write: the source produced no image pairs")
     return write_ground_truth(out, gt_frames, topics=topics, timing=timing, source=source)
 

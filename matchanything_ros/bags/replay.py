@@ -10,13 +10,17 @@ pipeline, and every output message (``matchanything_ros.node.outputs`` with rosb
 ``NodeHealth``, one report per ``diagnostics.period`` of bag time).
 
 What differs, on purpose: every pair is processed (the node drops the oldest pending pair when
-inference is slower than the cameras); outputs are written at bag time ``t_pair + processing
-time``, where ``t_pair`` is the receive time of the message that completed the pair, i.e. when
-a node that is never behind would have published; all outputs of one pair share that time.
+inference is slower than the cameras); all outputs of one pair are written at one bag time,
+``t_pair`` (``log_time="input"``, the default) or ``t_pair + processing time``
+(``log_time="processing"``), where ``t_pair`` is the receive time of the message that completed
+the pair. A topic is declared when its first message is written (no empty topics).
 
-Replay adds one topic, ``replay/timings`` (``diagnostic_msgs/DiagnosticArray``, stamp = the
-visible stamp, one status whose key/values are the per-frame timings in ms and counts; see
-:data:`TIMING_KEYS`), which ``evaluate`` reads for the latency statistics.
+Replay adds two topics (``diagnostic_msgs/DiagnosticArray``): ``replay/timings``, one message
+per processed pair (stamp = the visible stamp, key/values = :data:`TIMING_KEYS`), which
+``evaluate`` reads for the latency statistics; and ``replay/summary``, one message when replay
+starts and one when it ends (:data:`SUMMARY_STATUS`), from which ``evaluate`` knows which
+outputs were enabled and how much of the input was replayed (no end message: the replay was
+killed).
 """
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 TIMINGS_TOPIC = "replay/timings"
 TIMINGS_STATUS = "matchanything_ros replay"
+SUMMARY_TOPIC = "replay/summary"
+SUMMARY_STATUS = "matchanything_ros replay summary"
+LOG_TIMES = ("input", "processing")
 #: key/values of each ``replay/timings`` message (ms unless noted)
 TIMING_KEYS = (
     "decode_ms",  # sensor_msgs/Image -> numpy, both images
@@ -69,6 +76,7 @@ OUTPUT_TOPICS = {
     "debug_image": ("debug/matches", IMAGE_TYPE),
     "diagnostics": ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
     "timings": (TIMINGS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+    "summary": (SUMMARY_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
 }
 
 
@@ -90,6 +98,10 @@ class ReplayOptions:
     distro: str = "humble"  # message definitions written into the output bag
     copy_inputs: bool = False  # also copy the input images and CameraInfo into the output
     max_pairs: int | None = None  # stop after this many pairs
+    # output log (bag) time of a pair's outputs: "input" = receive time of the message that
+    # completed the pair (reproducible; the output plays in step with the input), or
+    # "processing" = that + this machine's processing time (when a never-behind node publishes)
+    log_time: str = "input"
     progress: bool = True  # tqdm progress bar on stderr
 
 
@@ -171,6 +183,8 @@ class BagReplay:
         from ..node.health import NodeHealth
 
         opts, cfg = self.options, self.cfg
+        if opts.log_time not in LOG_TIMES:
+            raise BagError(f"unknown log time {opts.log_time!r}; choose one of {', '.join(LOG_TIMES)}")
         summary = ReplaySummary(str(bag), str(out))
         reader = BagReader(bag, opts.distro, salvage=True).open()
         try:
@@ -193,11 +207,17 @@ class BagReplay:
 
         self.out = OutputBuilder(rosbags_types(writer.typestore))
         self.writer = writer
+        self._last_out_ns: int | None = None
         self._registered_topics: set[str] = set()
-        # Like the node's publishers, every enabled output exists from the start, even if no
-        # message is ever published on it (evaluate then knows a missing homography is a miss).
+        # Topics are declared by their first message (a bag lists no empty topic); which
+        # outputs were enabled goes into the start record of replay/summary, so evaluate knows
+        # that a missing homography is a miss.
         enabled = {key for key in ("correspondences", "pose", "transform", "tf", "homography", "registered", "debug_image")
                    if getattr(cfg.publish, key)}
+        self._enabled = sorted(self.output_topic(key) for key in enabled)
+        last_t_ns: int | None = None
+        last_visible_stamp: int | None = None
+        last_pair_stamp: int | None = None
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop)
@@ -211,11 +231,12 @@ class BagReplay:
 
             bar = tqdm(total=vis_info.count, desc="replay", unit="img", dynamic_ncols=True)
         try:
-            for key in sorted(enabled) + ["diagnostics", "timings"]:
-                self._register(self.output_topic(key), OUTPUT_TOPICS[key][1])
             for topic, t_ns, msg in reader.messages(wanted):
                 summary.messages_read += 1
+                last_t_ns = t_ns if last_t_ns is None else max(last_t_ns, t_ns)
                 if next_diag_ns is None:
+                    self._write_summary(t_ns, {"state": "started", "input_bag": str(bag)})
+                    writer.flush()  # committed at once: a replay killed later is known as one
                     next_diag_ns = t_ns + int(cfg.diagnostics.period * NS_PER_S)
                     self.health.start_time = t_ns / NS_PER_S
                 period_ns = int(cfg.diagnostics.period * NS_PER_S)
@@ -232,6 +253,8 @@ class BagReplay:
                 index = stream_of[topic]
                 stream = STREAMS[index]
                 summary.images[stream] += 1
+                if index == VISIBLE:
+                    last_visible_stamp = stamp_ns(msg.header)
                 self.health.on_input(stream, t_ns / NS_PER_S)
                 if bar is not None and index == VISIBLE:
                     bar.update(1)
@@ -242,6 +265,7 @@ class BagReplay:
                     continue
                 for vis_msg, th_msg in sync.add(index, stamp_ns(msg.header), msg):
                     summary.pairs += 1
+                    last_pair_stamp = max(last_pair_stamp or 0, stamp_ns(vis_msg.header))
                     self.health.on_pair(t_ns / NS_PER_S)
                     self._process(vis_msg, th_msg, camera_info[VISIBLE], camera_info[THERMAL], t_ns, summary)
                     if bar is not None:
@@ -261,17 +285,28 @@ class BagReplay:
             summary.wall_s = time.perf_counter() - started
             summary.messages_read = reader.messages_read
             summary.unpaired_visible = max(0, summary.images["visible"] - summary.pairs - _bad(self.health, "visible"))
+            stopped_by_max = opts.max_pairs is not None and summary.pairs >= opts.max_pairs
+            if summary.error is None and not summary.interrupted and not stopped_by_max \
+                    and summary.images["visible"] < vis_info.count:
+                summary.error = (
+                    f"bag {bag} ended early: its metadata lists {vis_info.count} visible images, "
+                    f"only {summary.images['visible']} could be read; the output bag keeps what was replayed"
+                )
             try:
+                if last_t_ns is not None:
+                    state = ("interrupted" if summary.interrupted else "input_damaged" if summary.error
+                             else "max_pairs" if stopped_by_max else "complete")
+                    self._write_summary(max(last_t_ns, self._last_out_ns or 0), {
+                        "state": state,
+                        "visible_images_read": str(summary.images["visible"]),
+                        "last_visible_stamp_ns": str(last_visible_stamp if last_visible_stamp is not None else ""),
+                        "last_pair_stamp_ns": str(last_pair_stamp if last_pair_stamp is not None else ""),
+                        "pairs": str(summary.pairs),
+                        "processed": str(summary.processed),
+                    })
                 writer.close()
             finally:
                 reader.close()
-        if summary.error is None and not summary.interrupted:
-            expected = vis_info.count
-            if summary.images["visible"] < expected and opts.max_pairs is None:
-                summary.error = (
-                    f"bag {bag} ended early: its metadata lists {expected} visible images, "
-                    f"only {summary.images['visible']} could be read; the output bag keeps what was replayed"
-                )
         return summary
 
     # -- per pair -------------------------------------------------------------------------
@@ -301,39 +336,52 @@ class BagReplay:
             log.error("matching failed: %s", exc)
             return
         t2 = time.perf_counter()
-        # Output time: when a node that is never behind would publish (pair complete + work).
-        t_out = t_pair_ns + int((t2 - t0) * NS_PER_S)
-        self._publish(result, vis_msg, th_msg, visible, thermal, t_out)
-        t3 = time.perf_counter()
-        stamp = stamp_ns(vis_msg.header)
-        sync_wait_ms = (t_pair_ns - stamp) / 1e6
-        frame_ms = 1000 * (t3 - t0)
-        timings = {
-            "decode_ms": 1000 * (t1 - t0),
-            "preprocess_ms": 1000 * result.timings.get("preprocess", 0.0),
-            "match_ms": 1000 * result.timings.get("match", 0.0),
-            "geometry_ms": 1000 * result.timings.get("geometry", 0.0),
-            "pipeline_ms": 1000 * result.timings.get("total", 0.0),
-            "outputs_ms": 1000 * (t3 - t2),
-            "frame_ms": frame_ms,
-            "sync_wait_ms": sync_wait_ms,
-            "latency_ms": sync_wait_ms + frame_ms,
-            "num_matches": result.num_matches,
-            "num_inliers": result.num_inliers,
-            "status": result.geometry.status.value,
-            "polarity": result.polarity,
-            "thermal_stamp_ns": stamp_ns(th_msg.header),
-        }
-        self._write_timings(stamp, t_out, timings)
+        # Output time: the pair's completion (input), or when a node that is never behind
+        # would publish (pair complete + work: processing); see ReplayOptions.log_time.
+        t_out = t_pair_ns + (int((t2 - t0) * NS_PER_S) if self.options.log_time == "processing" else 0)
+        self._last_out_ns = max(self._last_out_ns or 0, t_out)
+        with self.writer.group():  # a pair's outputs and timings are committed together
+            self._publish(result, vis_msg, th_msg, visible, thermal, t_out)
+            t3 = time.perf_counter()
+            stamp = stamp_ns(vis_msg.header)
+            sync_wait_ms = (t_pair_ns - stamp) / 1e6
+            frame_ms = 1000 * (t3 - t0)
+            timings = {
+                "decode_ms": 1000 * (t1 - t0),
+                "preprocess_ms": 1000 * result.timings.get("preprocess", 0.0),
+                "match_ms": 1000 * result.timings.get("match", 0.0),
+                "geometry_ms": 1000 * result.timings.get("geometry", 0.0),
+                "pipeline_ms": 1000 * result.timings.get("total", 0.0),
+                "outputs_ms": 1000 * (t3 - t2),
+                "frame_ms": frame_ms,
+                "sync_wait_ms": sync_wait_ms,
+                "latency_ms": sync_wait_ms + frame_ms,
+                "num_matches": result.num_matches,
+                "num_inliers": result.num_inliers,
+                "status": result.geometry.status.value,
+                "polarity": result.polarity,
+                "thermal_stamp_ns": stamp_ns(th_msg.header),
+            }
+            self._write_timings(stamp, t_out, timings)
         if self.on_result is not None:
             self.on_result(stamp, result)
+        # health sees when a never-behind node would have published, whatever the log time
+        t_done = t_pair_ns + int((t3 - t0) * NS_PER_S)
         self.health.on_result(
-            t_out / NS_PER_S, (t_out - stamp) / NS_PER_S, result, internal=(t3 - t0) - result.timings.get("total", 0.0)
+            t_done / NS_PER_S, (t_done - stamp) / NS_PER_S, result, internal=(t3 - t0) - result.timings.get("total", 0.0)
         )
         summary.processed += 1
         summary.ok += int(result.ok)
         summary.frame_ms.append(frame_ms)
         summary.model = result.model
+
+    def _write_summary(self, t_ns: int, values: dict[str, str]) -> None:
+        """A replay/summary record: the start one says what runs, the end one how far it got."""
+        from ..node.outputs import OK, DiagnosticReport
+
+        values = {**values, "log_time": self.options.log_time, "outputs": ",".join(self._enabled)}
+        report = DiagnosticReport(OK, SUMMARY_STATUS, f"replay {values['state']}", "", values)
+        self._emit("summary", t_ns, self.out.diagnostics(t_ns, [report]))
 
     def _register(self, topic: str, msgtype: str) -> None:
         if topic not in self._registered_topics:

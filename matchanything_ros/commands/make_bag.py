@@ -18,8 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--thermal-rate-factor", type=int, default=1, help="thermal camera runs this many times faster (default 1)")
     parser.add_argument("--thermal-drop", type=float, default=0.0, help="probability of a missing thermal frame (default 0)")
     parser.add_argument("--storage", default="mcap", choices=("mcap", "sqlite3"), help="bag storage (default mcap)")
-    parser.add_argument("--rosbag-version", type=int, default=5, choices=(5, 8, 9),
-                        help="rosbag2 metadata version: 5 Humble+ (default), 8 Jazzy+, 9 Kilted+")
+    parser.add_argument("--rosbag-version", type=int, default=5, choices=(5, 9),
+                        help="rosbag2 metadata version: 5 = what Humble writes, plays on Humble and newer (default); "
+                        "9 = what Jazzy and Kilted write, plays on Jazzy and newer")
     parser.add_argument("--distro", default="humble", choices=("humble", "iron", "jazzy", "kilted"),
                         help="message definitions written into the bag (default humble)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -32,11 +32,15 @@ def add_arguments(parser) -> None:
         "--rosbag-version",
         type=int,
         default=5,
-        choices=(5, 8, 9),
-        help="output rosbag2 metadata version: 5 plays on Humble and newer (default), 8 Jazzy+, 9 Kilted+",
+        choices=(5, 9),
+        help="output rosbag2 metadata version: 5 = what Humble writes, plays on Humble and newer (default); "
+        "9 = what Jazzy and Kilted write, plays on Jazzy and newer",
     )
     parser.add_argument("--distro", default="humble", choices=("humble", "iron", "jazzy", "kilted"),
                         help="message definitions used to read/write (default humble)")
+    parser.add_argument("--log-time", default="input", choices=("input", "processing"),
+                        help="bag time of the outputs: input = receive time of the message completing the pair "
+                        "(default: reproducible, plays in step with the input), processing = that + processing time")
     parser.add_argument("--copy-inputs", action="store_true", help="copy the input images/CameraInfo into the output bag")
     parser.add_argument("--max-pairs", type=int, help="stop after this many image pairs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -103,6 +107,7 @@ def run(args) -> int:
         copy_inputs=args.copy_inputs,
         max_pairs=args.max_pairs,
         progress=not args.no_progress,
+        log_time=args.log_time,
     )
     try:
         summary = replay(args.bag, args.out, node_cfg, pipe_cfg, options)

@@ -15,6 +15,12 @@ ground-truth JSON written by ``make-bag`` (frames keyed by visible stamp). Per f
   distance with the true F, a necessary condition only), for all matches and for inliers.
 * latency: the ``replay/timings`` topic (per-frame ms), when present.
 
+A partial replay (stopped by ``--max-pairs``, Ctrl-C or damaged input: its ``replay/summary``
+end record says so; killed, or its bag cut short: no end record) is scored only up to the last
+visible stamp it paired (no end record: the last stamp with output; replay commits a pair's
+outputs together, so that frame is whole); the ground-truth frames after it are counted as not replayed, not as failures, and
+the summary's ``partial`` entry says why and how many.
+
 A frame with a ground-truth pair but no output at all counts as a failure (infinite error); a
 frame whose thermal image was dropped on purpose (GT ``thermal_stamp_ns`` null) is not scored.
 """
@@ -28,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..bags.make_bag import load_ground_truth
-from ..bags.replay import OUTPUT_TOPICS, TIMINGS_STATUS, resolve
+from ..bags.replay import OUTPUT_TOPICS, SUMMARY_STATUS, TIMINGS_STATUS, resolve
 from ..bags.storage import BagError, BagReader, stamp_ns
 
 HOMOGRAPHY_THRESHOLDS_PX = (3.0, 5.0, 10.0)
@@ -130,9 +136,11 @@ def _quaternion_to_rotation(q: Any) -> np.ndarray:
 
 def read_outputs(
     bag: str | Path, namespace: str = "/", distro: str = "humble"
-) -> tuple[dict[int, FrameOutput], set[str], dict[str, str]]:
+) -> tuple[dict[int, FrameOutput], set[str], dict[str, str], dict[str, Any]]:
     """Group the node's outputs in ``bag`` by visible stamp. Also returns the output topics
-    found and what the node's last /diagnostics said about itself (model, geometry mode...)."""
+    found, what the node's last /diagnostics said about itself (model, geometry mode...) and
+    what replay said about its run (``replay/summary``: ``start`` and ``end`` records; plus
+    ``damage`` when the bag is cut short, in which case it is read up to the damage)."""
     topic = {key: resolve(name, namespace) for key, (name, _) in OUTPUT_TOPICS.items()}
     frames: dict[int, FrameOutput] = {}
     homographies: list[tuple[int, np.ndarray]] = []
@@ -146,16 +154,30 @@ def read_outputs(
 
     wanted = [topic[k] for k in ("correspondences", "homography", "pose", "timings")]
     node_info: dict[str, str] = {}
-    with BagReader(bag, distro) as reader:
+    run: dict[str, Any] = {}
+    with BagReader(bag, distro, salvage=True) as reader:
         present = set(reader.topics) & set(wanted)
-        diagnostics = [topic["diagnostics"]] if present and topic["diagnostics"] in reader.topics else []
+        extra = [topic[k] for k in ("diagnostics", "summary") if topic[k] in reader.topics]
         if not present:
             raise BagError(
                 f"{bag} has none of the node's output topics {', '.join(wanted)}; it has: "
                 f"{reader.describe_topics()} (replayed with another --namespace?)"
             )
-        for name, t_ns, msg in reader.messages(sorted(present) + diagnostics):
-            if name == topic["diagnostics"]:
+        messages = reader.messages(sorted(present) + extra)
+        while True:
+            try:
+                name, t_ns, msg = next(messages)
+            except StopIteration:
+                break
+            except BagError as exc:  # a bag cut short: score what was read before the damage
+                run["damage"] = str(exc)
+                break
+            if name == topic["summary"]:
+                for status in msg.status:
+                    if status.name == SUMMARY_STATUS:
+                        values = {kv.key: kv.value for kv in status.values}
+                        run["start" if values.get("state") == "started" else "end"] = values
+            elif name == topic["diagnostics"]:
                 for status in msg.status:
                     values = {kv.key: kv.value for kv in status.values}
                     if "model" in values and "geometry_mode" in values:  # the matcher node's status
@@ -186,7 +208,24 @@ def read_outputs(
             best = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: abs(int(times[j]) - t_ns))
             if abs(int(times[best]) - t_ns) <= ASSOCIATION_TOLERANCE_NS:
                 frames[stamps[order[best]]].H = H
-    return frames, present, node_info
+    return frames, present, node_info, run
+
+
+def replay_coverage(run: dict[str, Any], outputs: dict[int, FrameOutput]) -> tuple[int | None, str]:
+    """(last visible stamp the replay covered, why the replay is partial); (None, "") when
+    the bag holds a whole replay or is not a replay (a live recording: everything counts)."""
+    last_output = max(outputs) if outputs else None
+    end = run.get("end")
+    if end is not None:
+        if end.get("state") == "complete":
+            return None, ""
+        last = end.get("last_pair_stamp_ns") or ""
+        return (int(last) if last else None), f"replay stopped early ({end.get('state')})"
+    if "start" in run:
+        return last_output, "the replay's end record is missing (replay killed, or its bag cut short)"
+    if "damage" in run:  # a recording of the live node, cut short
+        return last_output, "the bag is cut short"
+    return None, ""
 
 
 # -- scoring ---------------------------------------------------------------------------------
@@ -333,9 +372,12 @@ def evaluate(
     matches, inliers, status and timings, and no accuracy metric is computed. ``images``: a
     bag holding the input images (for the worst-frame pictures) when neither the output bag
     nor the ground truth's bag has them."""
-    outputs, present, node_info = read_outputs(bag, namespace, distro)
-    has_h = resolve(OUTPUT_TOPICS["homography"][0], namespace) in present
-    has_pose = resolve(OUTPUT_TOPICS["pose"][0], namespace) in present
+    outputs, present, node_info, run = read_outputs(bag, namespace, distro)
+    # an output counts as expected when the bag has its topic, or replay says it was enabled
+    enabled = set(filter(None, run.get("start", run.get("end", {})).get("outputs", "").split(",")))
+    has_h = bool({resolve(OUTPUT_TOPICS["homography"][0], namespace)} & (present | enabled))
+    has_pose = bool({resolve(OUTPUT_TOPICS["pose"][0], namespace)} & (present | enabled))
+    partial: dict[str, Any] | None = None
     if gt_path is None:
         gt_doc: dict[str, Any] = {"frames": {}, "topics": {}}
         expected = [{"visible_stamp_ns": s, "name": "", "kind": ""} for s in sorted(outputs)]
@@ -344,6 +386,14 @@ def evaluate(
         gt_doc = load_ground_truth(gt_path)
         gt_frames = sorted(gt_doc["frames"].values(), key=lambda g: int(g["visible_stamp_ns"]))
         expected = [g for g in gt_frames if g.get("thermal_stamp_ns") is not None]
+        covered_until, partial_reason = replay_coverage(run, outputs)
+        if partial_reason:
+            replayed = [g for g in expected if covered_until is not None and int(g["visible_stamp_ns"]) <= covered_until]
+            partial = {"reason": partial_reason, "scored_frames": len(replayed),
+                       "not_replayed_frames": len(expected) - len(replayed), "last_stamp_ns": covered_until}
+            expected = replayed
+        if not expected and partial_reason:
+            raise BagError(f"{bag}: {partial_reason}, and no frame with ground truth was replayed before it")
         if not expected:
             raise BagError(f"ground truth {gt_path} has no frame with a visible/thermal pair")
         matched = sum(int(g["visible_stamp_ns"]) in outputs for g in expected)
@@ -358,6 +408,11 @@ def evaluate(
     summary["frames_without_pair_by_design"] = len(gt_frames) - len(expected)
     summary["output_topics"] = sorted(present)
     summary["node"] = node_info
+    if gt_path is None:
+        reason = replay_coverage(run, outputs)[1]
+        partial = {"reason": reason, "scored_frames": len(frames)} if reason else None
+    if partial:
+        summary["partial"] = partial
     return Evaluation(
         frames, summary, outputs, gt_doc, Path(gt_path) if gt_path else None, Path(bag),
         Path(images) if images else None, namespace,
@@ -375,8 +430,20 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def partial_line(summary: dict[str, Any]) -> str | None:
+    """The one line that says a replay was partial and what was scored."""
+    p = summary.get("partial")
+    if not p:
+        return None
+    if "not_replayed_frames" in p:
+        return (f"PARTIAL REPLAY: {p['reason']}; scored the {p['scored_frames']} frames replayed, "
+                f"{p['not_replayed_frames']} ground-truth frames after them not replayed and not scored")
+    return f"PARTIAL REPLAY: {p['reason']}; listed the {p['scored_frames']} frames with output"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """A few human-readable lines for the terminal."""
+    first = partial_line(summary)
     if summary.get("ground_truth", True):
         lines = [
             f"frames: {summary['frames']} scored, {summary['frames_with_output']} with output, "
@@ -405,4 +472,4 @@ def format_summary(summary: dict[str, Any]) -> str:
         if lat.get(key):
             s = lat[key]
             lines.append(f"{key} ms: mean {s['mean']:.1f}, median {s['median']:.1f}, p90 {s['p90']:.1f}, max {s['max']:.1f}")
-    return "\n".join(lines)
+    return "\n".join(([first] if first else []) + lines)

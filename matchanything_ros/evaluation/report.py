@@ -214,6 +214,10 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
     md = ["# Matching evaluation report", ""]
     if not s.get("ground_truth", True):
         md += ["No ground truth: matches, inliers, geometry status and timings only.", ""]
+    from .evaluate import partial_line
+
+    if partial_line(s):
+        md += [f"**{partial_line(s)}.**", ""]
     if command:
         md += ["Produced by:", "", "```", command, "```", ""]
     source = ev.ground_truth.get("source", "")
