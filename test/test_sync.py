@@ -66,21 +66,28 @@ def test_same_stamp_replaces_queued_message():
 
 def test_backwards_stamps_are_dropped_and_counted():
     sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01)
+    sync.add(0, 450 * MS, "v450")
     sync.add(0, 500 * MS, "v500")
-    assert sync.add(0, 400 * MS, "v400") == []  # went back 100 ms: dropped
+    assert sync.add(0, 400 * MS, "v400") == []  # went back behind the two newest: dropped
     assert sync.stats.backwards == 1
-    assert sync.queued(0) == [500 * MS]
+    assert sync.queued(0) == [450 * MS, 500 * MS]
     # the other stream is independent: an older thermal stamp is fine there
     assert sync.add(1, 401 * MS, "t401") == []
     assert sync.add(1, 499 * MS, "t499") == [("v500", "t499")]
+    # one outlier ahead does not move the bar: older than it but newer than the one before is fine
+    sync.add(0, 900 * MS, "v900")
+    assert sync.add(0, 600 * MS, "v600") == [] and sync.stats.backwards == 1
+    assert sync.queued(0) == [450 * MS, 600 * MS, 900 * MS]
 
 
 def test_large_backward_jump_is_a_time_reset_once_confirmed():
     sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01, reset_threshold_ns=1 * NS_PER_S)
+    sync.add(0, 99 * NS_PER_S, "v-before0")
     sync.add(0, 100 * NS_PER_S, "v-before")
+    sync.add(1, 49 * NS_PER_S, "t-unpaired0")
     sync.add(1, 50 * NS_PER_S, "t-unpaired")
     assert sync.add(0, 2 * NS_PER_S, "v-after") == []  # bag looped? held until confirmed
-    assert sync.stats.resets == 0 and sync.queued(0) == [100 * NS_PER_S]
+    assert sync.stats.resets == 0 and sync.queued(0) == [99 * NS_PER_S, 100 * NS_PER_S]
     assert sync.add(0, 2 * NS_PER_S + 100 * MS, "v-after2") == []  # confirmed: reset this stream
     assert sync.stats.resets == 1 and sync.stats.backwards == 0
     assert sync.queued(0) == [2 * NS_PER_S, 2 * NS_PER_S + 100 * MS]

@@ -202,8 +202,7 @@ class BagReplay:
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop,
-                                           reset_threshold_ns=int(cfg.stamps.reset_threshold * NS_PER_S),
-                                           max_jump_ns=int(cfg.stamps.max_jump * NS_PER_S))
+                                           reset_threshold_ns=int(cfg.stamps.reset_threshold * NS_PER_S))
         self.health = NodeHealth(name="matcher_node: visible/thermal matching", hardware_id="/matcher_node (replay)")
         camera_info: list[Any] = [None, None]
         next_diag_ns: int | None = None

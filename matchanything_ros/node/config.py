@@ -101,7 +101,6 @@ class StampsConfig:
     """Stamp rules in front of the pairing (node.sync.StampGate, docs/NODE.md "Stamps")."""
 
     max_future: float = 1.0  # s ahead of the node's clock a stamp may be (0 = no check)
-    max_jump: float = 1.0  # s, a bigger forward jump moves the stream's time only once confirmed
     reset_threshold: float = 3.0  # s, a bigger jump back is a time reset once confirmed
 
 
@@ -150,9 +149,9 @@ class NodeConfig:
         if self.diagnostics.period <= 0:
             raise ValueError(f"diagnostics.period must be > 0, got {self.diagnostics.period}")
         st, lim = self.stamps, self.limits
-        if not (0.0 <= st.max_future <= 3600.0 and 0.0 < st.max_jump <= 3600.0 and 0.0 < st.reset_threshold <= 3600.0):
-            raise ValueError(f"stamps.max_future must be in [0, 3600] s, stamps.max_jump and stamps.reset_threshold "
-                             f"in (0, 3600] s; got {st.max_future}, {st.max_jump}, {st.reset_threshold}")
+        if not (0.0 <= st.max_future <= 3600.0 and 0.0 < st.reset_threshold <= 3600.0):
+            raise ValueError(f"stamps.max_future must be in [0, 3600] s and stamps.reset_threshold in (0, 3600] s; "
+                             f"got {st.max_future}, {st.reset_threshold}")
         if not 1 <= lim.min_side <= 4096 or not 1 <= lim.max_pixels <= 1_000_000_000:
             raise ValueError(f"limits.min_side must be in [1, 4096] and limits.max_pixels in [1, 1e9]; "
                              f"got {lim.min_side}, {lim.max_pixels}")
@@ -214,7 +213,6 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "diagnostics.warn_latency": (0.0, 60.0),
     "diagnostics.stale_timeout": (0.1, 3600.0),
     "stamps.max_future": (0.0, 3600.0),
-    "stamps.max_jump": (0.0, 3600.0),
     "stamps.reset_threshold": (0.0, 3600.0),
     "limits.max_pixels": (1, 1_000_000_000),
     "limits.min_side": (1, 4096),
@@ -280,7 +278,6 @@ _DESCRIPTIONS: dict[str, str] = {
     "diagnostics.warn_latency": "WARN when the median stamp-to-publish latency (s) exceeds this",
     "diagnostics.stale_timeout": "seconds without a processed pair before WARN (ERROR if none ever)",
     "stamps.max_future": "reject stamps more than this (s) ahead of the node's clock (0 = off; only while the clock runs)",
-    "stamps.max_jump": "a forward stamp jump above this (s) moves the stream's time only when a second message confirms it",
     "stamps.reset_threshold": "a jump back above this (s) is a time reset once a second message confirms it; smaller: dropped",
     "limits.max_pixels": "largest image accepted (width*height), checked before decoding",
     "limits.min_side": "smallest image side (px) accepted, checked before decoding",

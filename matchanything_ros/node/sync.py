@@ -14,19 +14,18 @@ In front of the pairing sits a :class:`StampGate` (the node also puts it in fron
 message_filters), so that one hostile or broken message cannot blind a stream. Its rules, per
 stream (docs/NODE.md, "Stamps"):
 
-* invalid stamps are rejected (:func:`stamp_problem`: ``nanosec`` outside [0, 1e9), a negative
-  ``sec``, the zero stamp);
+* invalid stamps are rejected before (:func:`stamp_problem`: ``nanosec`` outside [0, 1e9), a
+  negative ``sec``, the zero stamp);
 * with a meaningful clock (``now_ns`` given and > 0), a stamp more than ``max_future_ns`` ahead
   of it is rejected (``stamp_future``);
-* a stamp older than the newest trusted one on its stream by at most ``reset_threshold_ns`` is
-  dropped (``stamp_backwards``) -- message_filters would queue it and pair it out of order;
-* a forward jump larger than ``max_jump_ns`` is queued (it can pair) but moves the stream's
-  trusted newest stamp only once a second message confirms the new time (within ``max_jump_ns``
-  after it): a single far-future stamp cannot make every later message "backwards";
-* a jump back larger than ``reset_threshold_ns`` (a bag restarted with ``--loop``, a simulator
-  reset) is held; a second message confirming it (within ``max_jump_ns`` after it) makes it a
-  time reset of that stream (its queue is cleared, both messages are queued, ``resets``
-  counted). A held message that the next message contradicts is dropped as ``stamp_outlier``.
+* a message is compared with the stream's SECOND newest stamp, so that one outlier (a single
+  far-future stamp) cannot make every later message "backwards". Older by at most
+  ``reset_threshold_ns``: dropped (``stamp_backwards``) -- message_filters would queue it and
+  pair it out of order;
+* older by more (a bag restarted with ``--loop``, a simulator reset): held; if the next message
+  on the stream confirms it (within ``reset_threshold_ns`` after it) the stream's time is reset
+  (its queue cleared, both messages queued, ``resets`` counted), else the held message is
+  dropped as ``stamp_outlier``.
 
 Stamps are integer nanoseconds (``sec * 10**9 + nanosec``) so the classes need no ROS types.
 """
@@ -73,29 +72,23 @@ class StampGate:
 
     Not thread safe on its own: the synchronizer (or the node's callback) serialises calls."""
 
-    def __init__(
-        self,
-        num_streams: int,
-        reset_threshold_ns: int = 3 * NS_PER_S,
-        max_jump_ns: int = 1 * NS_PER_S,
-        max_future_ns: int | None = None,
-    ):
+    def __init__(self, num_streams: int, reset_threshold_ns: int = 3 * NS_PER_S, max_future_ns: int | None = None):
         self.reset_threshold_ns = int(reset_threshold_ns)
-        self.max_jump_ns = int(max_jump_ns)
         self.max_future_ns = max_future_ns
         self.rejected: collections.Counter = collections.Counter()  # reason -> count
         self.resets = 0
-        self.jumps = 0  # confirmed forward jumps
-        self._newest: list[int | None] = [None] * num_streams
-        self._held: list[tuple[str, int, Any] | None] = [None] * num_streams  # ("jump"|"reset", stamp, msg)
+        self._top: list[list[int]] = [[] for _ in range(num_streams)]  # two newest distinct stamps
+        self._held: list[tuple[int, Any] | None] = [None] * num_streams  # reset candidate
 
     def clear(self) -> None:
-        """Forget the newest stamps and held messages (counters stay)."""
-        self._newest = [None] * len(self._newest)
+        """Forget the stamps seen and the held messages (counters stay)."""
+        self._top = [[] for _ in self._top]
         self._held = [None] * len(self._held)
 
-    def newest(self, stream: int) -> int | None:
-        return self._newest[stream]
+    def reference(self, stream: int) -> int | None:
+        """The stamp a new message is compared with: the second newest one (None before two)."""
+        top = self._top[stream]
+        return top[1] if len(top) == 2 else None
 
     def admit(self, stream: int, stamp_ns: int, msg: Any, now_ns: int | None = None) -> Admission:
         out = Admission()
@@ -103,42 +96,35 @@ class StampGate:
         if self.max_future_ns is not None and now_ns is not None and now_ns > 0 \
                 and stamp_ns - now_ns > self.max_future_ns:
             return self._reject(out, "stamp_future")
-        newest, held = self._newest[stream], self._held[stream]
-        if newest is None:
-            self._newest[stream] = stamp_ns
-            out.accepted.append((stamp_ns, msg))
-            return out
-        delta = stamp_ns - newest
-        if 0 <= delta <= self.max_jump_ns:  # the normal case
-            self._newest[stream] = stamp_ns
-            if held is not None and (held[0] == "reset" or held[1] <= stamp_ns):
-                if held[0] == "reset":  # time went on as before: the held message was an outlier
-                    self._reject(out, "stamp_outlier")
+        ref, held = self.reference(stream), self._held[stream]
+        if ref is None or stamp_ns >= ref:
+            if held is not None:  # time went on as before: the held message was an outlier
                 self._held[stream] = None
+                self._reject(out, "stamp_outlier")
+            self._remember(stream, stamp_ns)
             out.accepted.append((stamp_ns, msg))
-        elif delta > self.max_jump_ns:  # forward jump: queue it, trust it once confirmed
-            if held is not None and held[0] == "jump" and 0 <= stamp_ns - held[1] <= self.max_jump_ns:
-                self._newest[stream] = stamp_ns
-                self._held[stream] = None
-                self.jumps += 1
-            else:
-                if held is not None and held[0] == "reset":
-                    self._reject(out, "stamp_outlier")
-                self._held[stream] = ("jump", stamp_ns, None)
-            out.accepted.append((stamp_ns, msg))
-        elif -delta <= self.reset_threshold_ns:
+        elif ref - stamp_ns <= self.reset_threshold_ns:
             self._reject(out, "stamp_backwards")
-        elif held is not None and held[0] == "reset" and 0 <= stamp_ns - held[1] <= self.max_jump_ns:
-            self._newest[stream] = stamp_ns  # confirmed time reset
-            self._held[stream] = None
+        elif held is not None and 0 <= stamp_ns - held[0] <= self.reset_threshold_ns:
+            self._held[stream] = None  # a second message confirms the jump back: time reset
+            self._top[stream] = []
+            self._remember(stream, held[0])
+            self._remember(stream, stamp_ns)
             self.resets += 1
             out.reset = True
-            out.accepted += [(held[1], held[2]), (stamp_ns, msg)]
-        else:  # far back: hold it until a second message confirms or contradicts it
-            if held is not None and held[0] == "reset":
+            out.accepted += [held, (stamp_ns, msg)]
+        else:  # far back: hold it until the next message confirms or contradicts it
+            if held is not None:
                 self._reject(out, "stamp_outlier")
-            self._held[stream] = ("reset", stamp_ns, msg)
+            self._held[stream] = (stamp_ns, msg)
         return out
+
+    def _remember(self, stream: int, stamp_ns: int) -> None:
+        top = self._top[stream]
+        if stamp_ns not in top:
+            top.append(stamp_ns)
+            top.sort(reverse=True)
+            del top[2:]
 
     def _reject(self, out: Admission, reason: str) -> Admission:
         self.rejected[reason] += 1
@@ -171,7 +157,6 @@ class ApproximateTimeSynchronizer:
         queue_size: int,
         slop: float,
         reset_threshold_ns: int = 3 * NS_PER_S,
-        max_jump_ns: int = 1 * NS_PER_S,
         max_future_ns: int | None = None,
     ):
         if num_streams < 2:
@@ -182,7 +167,7 @@ class ApproximateTimeSynchronizer:
             raise ValueError(f"slop must be >= 0 seconds, got {slop}")
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop * NS_PER_S))
-        self.gate = StampGate(num_streams, reset_threshold_ns, max_jump_ns, max_future_ns)
+        self.gate = StampGate(num_streams, reset_threshold_ns, max_future_ns)
         self.stats = SyncStats()
         self._queues: list[dict[int, Any]] = [{} for _ in range(num_streams)]
         self._lock = threading.Lock()

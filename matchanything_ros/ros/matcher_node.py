@@ -115,7 +115,6 @@ class MatcherNode(Node):
         c, st = self.cfg.sync, self.cfg.stamps
         self._sync = ApproximateTimeSynchronizer(
             2, c.queue_size, c.slop, reset_threshold_ns=int(st.reset_threshold * NS_PER_S),
-            max_jump_ns=int(st.max_jump * NS_PER_S),
             max_future_ns=int(st.max_future * NS_PER_S) if st.max_future > 0 else None)
         self._mf_inputs = None
         try:
