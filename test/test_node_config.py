@@ -110,3 +110,18 @@ def test_parameter_specs_cover_both_configs_with_defaults():
     assert not specs["geometry"].read_only and specs["resolution"].min_value == 64
     node, pipe = split_parameters({s.name: s.default for s in specs.values()})
     assert node == NodeConfig() and pipe == PipelineConfig()
+
+
+def test_stamp_and_limit_parameters_are_validated(tmp_path):
+    from matchanything_ros.node.config import runtime_problem
+
+    specs = {s.name: s for s in parameter_specs()}
+    assert specs["limits.max_pixels"].default == NodeConfig().limits.max_pixels and specs["stamps.max_future"].description
+    for bad in ("{stamps: {max_future: -1.0}}", "{limits: {min_side: 0}}", "{match_threshold: 1.0}"):
+        path = tmp_path / "p.yaml"
+        path.write_text(f"matcher_node:\n  ros__parameters: {bad}\n")
+        with pytest.raises(ValueError):
+            load_params_file(path)
+    # a runtime change must name a matcher that can be built now
+    assert runtime_problem(PipelineConfig(model="xfeat")) is None
+    assert "not found" in runtime_problem(PipelineConfig(model="auto", weights=str(tmp_path / "none.safetensors")))
