@@ -20,6 +20,28 @@ STREAMS = ("visible", "thermal")
 LATENCY_TRUST_S = 60.0
 
 
+class SequenceGaps:
+    """Messages lost between a publisher and our callback, from the publication sequence
+    numbers rclpy's MessageInfo carries: a jump from n to n+k means k-1 messages never reached
+    the callback (DDS queue overflow, network loss, reader history overwritten). Messages sent
+    before the first one received from a publisher are not counted (a late-joining subscriber
+    never had them). Keyed by (topic, publisher gid); at most ``max_publishers`` remembered."""
+
+    def __init__(self, max_publishers: int = 64):
+        self.max_publishers = max_publishers
+        self._last: collections.OrderedDict = collections.OrderedDict()
+
+    def observe(self, key, sequence: int | None) -> int:
+        """Record one received message; returns how many were lost just before it."""
+        if sequence is None:  # the RMW does not report sequence numbers
+            return 0
+        last = self._last.pop(key, None)
+        self._last[key] = sequence
+        while len(self._last) > self.max_publishers:
+            self._last.popitem(last=False)
+        return max(0, sequence - last - 1) if last is not None and sequence > last else 0
+
+
 class RateMeter:
     """Events per second over a sliding window."""
 
@@ -188,7 +210,7 @@ class NodeHealth:
                 ("stamp_backwards", "message(s) with stamps going backwards"),
                 ("missing_camera_info", "pair(s) without the CameraInfo the pose needs"),
                 ("matcher_errors", "matcher error(s)"),
-                ("messages_lost", "message(s) lost by the middleware"),
+                ("messages_lost", "message(s) lost before the callback (publication sequence gaps)"),
                 ("qos_incompatible", "publisher(s) with incompatible QoS"),
             ):
                 if delta.get(key, 0) > 0:
@@ -226,6 +248,7 @@ class NodeHealth:
                 "publish_errors": totals["publish_errors"],
                 "callback_errors": totals["callback_errors"],
                 "messages_lost": totals["messages_lost"],
+                "middleware_lost": totals["middleware_lost"],
                 "qos_incompatible": totals["qos_incompatible"],
                 "latency_untrusted": totals["latency_untrusted"],
                 "last_bad_input": self.last_bad_input,

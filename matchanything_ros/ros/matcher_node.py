@@ -29,7 +29,7 @@ from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
 from ..imaging.limits import SizeLimits
 from ..node.config import NodeConfig, runtime_problem, split_parameters
-from ..node.health import NodeHealth
+from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
 from ..node.pair_io import (
     STREAMS, THERMAL, VISIBLE, camera_info_from_cdr, camera_info_problem, camera_matrix, check_image, decode_image,
@@ -61,6 +61,7 @@ class MatcherNode(Node):
         )
         self._camera_info: list[Any] = [None, None]
         self._gate_lock = threading.Lock()  # stamp gate + message_filters input, per message
+        self._loss, self._loss_lock = SequenceGaps(), threading.Lock()
         # The worker holds _pipeline_lock while matching; reconfiguration swaps under it.
         self._pipeline_lock = threading.Lock()
         self._generation = 0  # newest parameter change; older pending rebuilds are dropped
@@ -143,18 +144,31 @@ class MatcherNode(Node):
             subs += [(CameraInfo, t.visible_info, self._on_info, VISIBLE),
                      (CameraInfo, t.thermal_info, self._on_info, THERMAL)]
         for kind, topic, handler, index in subs:
-            self.create_subscription(kind, topic, lambda m, h=handler, i=index: h(i, m), qos, raw=True,
-                                     event_callbacks=self._event_callbacks(topic))
+            # two arguments: rclpy passes the MessageInfo too (publication sequence numbers)
+            self.create_subscription(kind, topic, lambda m, info, h=handler, i=index, t=topic: self._received(t, info)
+                                     or h(i, m), qos, raw=True, event_callbacks=self._event_callbacks(topic))
+
+    def _received(self, topic: str, info: Any) -> None:
+        """Count the messages a publisher sent that never reached this callback."""
+        try:
+            gid = info["publisher_gid"]
+            key = (topic, bytes(gid["data"]) if isinstance(gid, dict) else gid)
+            with self._loss_lock:
+                lost = self._loss.observe(key, info["publication_sequence_number"])
+        except Exception:  # an RMW without the info: nothing to count
+            return
+        if lost:
+            self.health.count("messages_lost", lost)
+            self.get_logger().warning(f"{lost} message(s) lost on {topic} before reaching the node",
+                                      throttle_duration_sec=THROTTLE_S)
 
     def _event_callbacks(self, topic: str) -> Any:
         """QoS events of one subscription: messages the middleware lost (never delivered to a
         callback) and publishers with incompatible QoS, counted in diagnostics."""
         from rclpy.event_handler import SubscriptionEventCallbacks
 
-        def lost(info: Any) -> None:
-            self.health.count("messages_lost", int(info.total_count_change))
-            self.get_logger().warning(f"{info.total_count_change} message(s) lost on {topic}",
-                                      throttle_duration_sec=THROTTLE_S)
+        def lost(info: Any) -> None:  # the middleware's own report (also in messages_lost)
+            self.health.count("middleware_lost", int(info.total_count_change))
 
         def incompatible(info: Any) -> None:
             self.health.count("qos_incompatible", int(info.total_count_change))
