@@ -115,3 +115,37 @@ def _xfeat():
     if not _XFEAT:
         _XFEAT.append(create_matcher("xfeat", resolution=640, device="cpu"))
     return _XFEAT[0]
+
+
+def test_replay_applies_the_same_stamp_rules(tmp_path):
+    """Bag replay runs the node's stamp gate: an invalid stamp is counted, one image stamped
+    2.5 s ahead costs no pair (issue 9: it made every later image 'backwards')."""
+    import copy
+
+    from matchanything_ros.bags.make_bag import synthetic_frames, write_bag
+    from matchanything_ros.bags.replay import ReplayOptions, replay
+    from matchanything_ros.bags.storage import BagReader, BagWriter
+    from matchanything_ros.pipeline import PipelineConfig
+
+    frames = list(synthetic_frames(2, kind="planar", size=(96, 64), seed=3)) * 4
+    write_bag(frames, tmp_path / "in")
+    with BagReader(tmp_path / "in") as reader, BagWriter(tmp_path / "hostile") as writer:
+        for info in reader.topics.values():
+            writer.add_topic(info.name, info.msgtype)
+        visible = 0
+        for topic, t_ns, msg in reader.messages():
+            writer.write(topic, t_ns, msg)
+            if topic == "/visible/image_raw":
+                visible += 1
+                if visible in (2, 5):  # a copy stamped 2.5 s ahead, then one with nanosec 2**32 - 1
+                    bad = copy.deepcopy(msg)
+                    if visible == 2:
+                        bad.header.stamp.sec += 2
+                        bad.header.stamp.nanosec = (bad.header.stamp.nanosec + 500_000_000) % NS_PER_S
+                    else:
+                        bad.header.stamp.nanosec = 4294967295
+                    writer.write(topic, t_ns + 1, bad)
+    replayer_summary = replay(tmp_path / "hostile", tmp_path / "out", pipe_cfg=PipelineConfig(model="sift", resolution=96),
+                              options=ReplayOptions(progress=False))
+    assert replayer_summary.pairs == len(frames), replayer_summary
+    assert replayer_summary.bad_input == 1  # the invalid stamp; the future one is queued and never pairs
