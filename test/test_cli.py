@@ -89,6 +89,9 @@ def test_match_essential_with_intrinsics_string(pair_files):
         (["evaluate", "some_bag", "--json", "no_such_dir/r.json"], "does not exist"),
         (["match", "vis.png", "th.png", "--intrinsics", "broken.yaml"], "not valid YAML"),
         (["replay", "corrupt_bag", "--out", "out_bag"], "cannot open bag"),
+        (["replay", "corrupt_bag", "--out", "no_such_dir/out_bag"], "no_such_dir does not exist"),
+        (["make-bag", "no_such_dir/bag"], "no_such_dir does not exist"),
+        (["demo", "--out", "no_such_dir/demo"], "no_such_dir does not exist"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(pair_files, args, message):

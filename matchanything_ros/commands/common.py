@@ -96,3 +96,15 @@ def check_output_file(path: str | Path | None) -> None:
         raise CommandError(f"output {path} is a directory, expected a file name")
     if not path.parent.is_dir():
         raise CommandError(f"output directory {path.parent} does not exist (create it first)")
+
+
+def check_output_folder(path: str | Path | None) -> None:
+    """An output folder the command will create: its parent must exist (the CLI creates the
+    folder the user named, never the folders above it)."""
+    if not path:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"output folder {path} exists and is not a folder")
+    if not path.parent.is_dir():
+        raise CommandError(f"cannot create output folder {path}: {path.parent} does not exist (create it first)")

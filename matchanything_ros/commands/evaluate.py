@@ -29,9 +29,10 @@ def run(args) -> int:
     from ..evaluation.evaluate import evaluate, format_summary
     from . import CommandError
 
-    from .common import check_output_file
+    from .common import check_output_file, check_output_folder
 
     check_output_file(args.json)
+    check_output_folder(args.report)
     if args.worst < 0 or args.thumb_width < 64:
         raise CommandError("--worst must be >= 0 and --thumb-width >= 64")
     try:
