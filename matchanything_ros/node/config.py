@@ -149,8 +149,8 @@ class NodeConfig:
         if self.diagnostics.period <= 0:
             raise ValueError(f"diagnostics.period must be > 0, got {self.diagnostics.period}")
         st, lim = self.stamps, self.limits
-        if not (0.0 <= st.max_future <= 3600.0 and 0.0 < st.reset_threshold <= 3600.0):
-            raise ValueError(f"stamps.max_future must be in [0, 3600] s and stamps.reset_threshold in (0, 3600] s; "
+        if not (0.0 <= st.max_future <= 3600.0 and 0.001 <= st.reset_threshold <= 3600.0):
+            raise ValueError(f"stamps.max_future must be in [0, 3600] s and stamps.reset_threshold in [0.001, 3600] s; "
                              f"got {st.max_future}, {st.reset_threshold}")
         if not 1 <= lim.min_side <= 4096 or not 1 <= lim.max_pixels <= 1_000_000_000:
             raise ValueError(f"limits.min_side must be in [1, 4096] and limits.max_pixels in [1, 1e9]; "
@@ -197,7 +197,7 @@ class ParamSpec:
 _RANGES: dict[str, tuple[float | int, float | int]] = {
     "resolution": (64, 4096),
     "max_matches": (1, 100000),
-    "match_threshold": (0.0, 1.0),
+    "match_threshold": (0.0, 1.0),  # 1.0 itself is refused by PipelineConfig.validate()
     "ransac_threshold": (0.1, 100.0),
     "ransac_confidence": (0.5, 1.0),
     "min_matches": (4, 100000),
@@ -213,7 +213,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "diagnostics.warn_latency": (0.0, 60.0),
     "diagnostics.stale_timeout": (0.1, 3600.0),
     "stamps.max_future": (0.0, 3600.0),
-    "stamps.reset_threshold": (0.0, 3600.0),
+    "stamps.reset_threshold": (0.001, 3600.0),
     "limits.max_pixels": (1, 1_000_000_000),
     "limits.min_side": (1, 4096),
 }
