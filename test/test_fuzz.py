@@ -149,3 +149,11 @@ def test_replay_applies_the_same_stamp_rules(tmp_path):
                               options=ReplayOptions(progress=False))
     assert replayer_summary.pairs == len(frames), replayer_summary
     assert replayer_summary.bad_input == 1  # the invalid stamp; the future one is queued and never pairs
+
+
+def test_fit_long_side_stretches_slivers_to_the_minimum_side():
+    from matchanything_ros.matching.resize import fit_long_side
+
+    assert fit_long_side(4000, 1, 640, 32, 64) == (640, 64)
+    assert fit_long_side(20000, 8, 640, 32, 64) == (640, 64)
+    assert fit_long_side(1000, 500, 640, 32, 64) == (640, 320)  # ordinary images unchanged
