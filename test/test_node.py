@@ -55,7 +55,7 @@ matcher_node:
     polarity: normal
     min_matches: 12
     sync: {{queue_size: 10, slop: {SLOP}}}
-    qos: {{reliability: reliable, depth: 10}}
+    qos: {{reliability: reliable, depth: 100}}
     worker: {{queue_size: 4}}
     publish: {{registered: true, debug_image: true, pose: true, transform: true, homography: true}}
     diagnostics: {{period: 0.25, stale_timeout: 30.0}}
@@ -97,7 +97,7 @@ class Harness:
         self.ctx = rclpy.context.Context()
         rclpy.init(context=self.ctx)
         self.node = rclpy.create_node("matcher_test_driver", context=self.ctx)
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # deep: the loaded CI machine
         self.pub_vis = self.node.create_publisher(Image, "visible/image_raw", qos)
         self.pub_th = self.node.create_publisher(Image, "thermal/image_raw", qos)
         self.pub_vis_info = self.node.create_publisher(CameraInfo, "visible/camera_info", qos)
@@ -189,7 +189,12 @@ class Harness:
                             return values, status
             return None
 
-        return _wait(find, timeout, "matching diagnostics")
+        try:
+            return _wait(find, timeout, "matching diagnostics")
+        except BaseException:
+            last = self.messages("/diagnostics")[-1:]
+            print("last diagnostics:", [{kv.key: kv.value for kv in st.values} for arr in last for st in arr.status])
+            raise
 
     def set_parameters(self, **values) -> list:
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
@@ -352,11 +357,12 @@ def test_malformed_stream_is_counted_and_node_keeps_serving(harness):
         # one round (11 messages) fits the reliable history; wait until the node has counted it
         # before the next, so a slow (loaded) node cannot lose messages to the history depth
         harness.diagnostics(lambda v, s: int(v.get("bad_input", 0)) >= before + 11 * round_)
-    # a stamp going backwards on one stream
+    # a stamp going backwards on one stream: older than the two newest (docs/NODE.md, Stamps)
     pair = make_planar_pair(4, size=SIZE, rotation_deg=5.0)
     now = next_stamp()
+    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 60 * MS, VIS_FRAME))
     harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now, VIS_FRAME))
-    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 50 * MS, VIS_FRAME))
+    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 80 * MS, VIS_FRAME))
     harness.pub_th.publish(harness.image(pair.thermal, "mono16", now, "thermal_cam"))
     harness.output_for(now)
 

@@ -211,3 +211,16 @@ def test_docs_parameter_table_lists_every_range_and_choice(repo_root):
             assert rows[spec.name] == ", ".join(spec.choices), spec.name
         elif spec.min_value is not None:
             assert rows[spec.name] == f"[{spec.min_value}, {spec.max_value}]", (spec.name, rows[spec.name])
+def test_stamp_and_limit_parameters_are_validated(tmp_path):
+    from matchanything_ros.node.config import runtime_problem
+
+    specs = {s.name: s for s in parameter_specs()}
+    assert specs["limits.max_pixels"].default == NodeConfig().limits.max_pixels and specs["stamps.max_future"].description
+    for bad in ("{stamps: {max_future: -1.0}}", "{limits: {min_side: 0}}", "{match_threshold: 1.0}"):
+        path = tmp_path / "p.yaml"
+        path.write_text(f"matcher_node:\n  ros__parameters: {bad}\n")
+        with pytest.raises(ValueError):
+            load_params_file(path)
+    # a runtime change must name a matcher that can be built now
+    assert runtime_problem(PipelineConfig(model="xfeat")) is None
+    assert "not found" in runtime_problem(PipelineConfig(model="auto", weights=str(tmp_path / "none.safetensors")))

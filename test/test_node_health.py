@@ -138,3 +138,20 @@ def test_low_inlier_ratio_fit_is_a_warning_that_says_why():
     assert r.level == WARN and r.values["geometry_status"] == "LOW_INLIER_RATIO"
     assert f"geometry LOW_INLIER_RATIO: {g.message}" in r.message and "< min_inlier_ratio 50 %" in r.message
     assert "inlier ratio 0." not in r.message  # ~0.3 is above warn_inlier_ratio
+
+
+def test_hostile_stamps_do_not_reach_latency_and_losses_warn():
+    """issue 9: far-past stamps pushed latency_max_ms to 1.8e12; lost messages were counted nowhere."""
+    health = NodeHealth("matcher_node: test", start_time=0.0)
+    health.on_result(1.0, 0.050, _result())
+    health.on_result(1.1, 1.8e9, _result())  # a stamp from 1970
+    health.on_result(1.2, -2.0, _result())  # a stamp ahead of our clock
+    health.on_result(1.3, None, _result())  # no trusted clock
+    health.count("messages_lost", 3)
+    health.on_bad_input("thermal_camera_info_invalid", "thermal camera_info: K is not 9 finite numbers")
+    report = health.report(1.4, Thresholds(stale_timeout=30.0))
+    assert report.values["latency_max_ms"] == pytest.approx(50.0)
+    assert report.values["latency_untrusted"] == 3 and report.values["processed"] == 4
+    assert report.values["messages_lost"] == 3 and "3 message(s) lost" in report.message
+    assert report.values["bad_input.thermal_camera_info_invalid"] == 1
+    assert "K is not 9 finite" in report.values["last_bad_input"]

@@ -84,3 +84,33 @@ def test_image_from_cdr_round_trip_and_malformed_bytes():
     for bad in (bytes(raw)[:20], b"", b"\x00\x01\x00\x00" + b"\xff" * 8):
         with pytest.raises(ImageFormatError, match="malformed sensor_msgs/Image"):
             image_from_cdr(bad)
+
+
+@pytest.mark.parametrize("k, d, ok", [
+    ([100.0, 0, 32, 0, 100.0, 24, 0, 0, 1], [0.0] * 5, True),
+    ([float("nan"), 0, 32, 0, 100.0, 24, 0, 0, 1], [0.0] * 5, False),
+    ([100.0, 0, float("inf"), 0, 100.0, 24, 0, 0, 1], [0.0] * 5, False),
+    ([0.0] * 9, [0.0] * 5, False),
+    ([100.0, 0, 32, 0, 100.0, 24, 0, 0, 1], [0.0, float("nan"), 0, 0, 0], False),
+])
+def test_camera_info_with_non_finite_or_zero_k_is_invalid(k, d, ok):
+    from types import SimpleNamespace
+
+    from matchanything_ros.node.pair_io import camera_info_problem
+
+    info = SimpleNamespace(k=k, d=d, width=64, height=48)
+    assert (camera_info_problem(info) is None) == ok
+    assert (camera_matrix(info, SimpleNamespace(width=64, height=48)) is not None) == ok
+
+
+def test_check_image_applies_stamp_rules_and_size_limits():
+    from matchanything_ros.imaging.limits import SizeLimits
+
+    msg = image_msg(np.zeros((48, 64), np.uint8), "mono8")
+    assert check_image(msg) is None
+    assert check_image(msg, SizeLimits(max_pixels=1000))[0] == "too_large"
+    assert check_image(msg, SizeLimits(min_side=50))[0] == "too_small"
+    msg.header.stamp = Time(sec=1, nanosec=4294967295)
+    assert check_image(msg)[0] == "stamp_invalid"
+    msg.header.stamp = Time(sec=0, nanosec=0)
+    assert check_image(msg)[0] == "stamp_zero"

@@ -66,23 +66,86 @@ def test_same_stamp_replaces_queued_message():
 
 def test_backwards_stamps_are_dropped_and_counted():
     sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01)
+    sync.add(0, 450 * MS, "v450")
     sync.add(0, 500 * MS, "v500")
-    assert sync.add(0, 400 * MS, "v400") == []  # went back 100 ms: dropped
+    assert sync.add(0, 400 * MS, "v400") == []  # went back behind the two newest: dropped
     assert sync.stats.backwards == 1
-    assert sync.queued(0) == [500 * MS]
+    assert sync.queued(0) == [450 * MS, 500 * MS]
     # the other stream is independent: an older thermal stamp is fine there
     assert sync.add(1, 401 * MS, "t401") == []
     assert sync.add(1, 499 * MS, "t499") == [("v500", "t499")]
+    # one outlier ahead does not move the bar: older than it but newer than the one before is fine
+    sync.add(0, 900 * MS, "v900")
+    assert sync.add(0, 600 * MS, "v600") == [] and sync.stats.backwards == 1
+    assert sync.queued(0) == [450 * MS, 600 * MS, 900 * MS]
 
 
-def test_large_backward_jump_is_a_time_reset():
+def test_large_backward_jump_is_a_time_reset_once_confirmed():
     sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01, reset_threshold_ns=1 * NS_PER_S)
+    sync.add(0, 99 * NS_PER_S, "v-before0")
     sync.add(0, 100 * NS_PER_S, "v-before")
+    sync.add(1, 49 * NS_PER_S, "t-unpaired0")
     sync.add(1, 50 * NS_PER_S, "t-unpaired")
-    assert sync.add(0, 2 * NS_PER_S, "v-after") == []  # bag looped: clear and accept
+    assert sync.add(0, 2 * NS_PER_S, "v-after") == []  # bag looped? held until confirmed
+    assert sync.stats.resets == 0 and sync.queued(0) == [99 * NS_PER_S, 100 * NS_PER_S]
+    assert sync.add(0, 2 * NS_PER_S + 100 * MS, "v-after2") == []  # confirmed: reset this stream
     assert sync.stats.resets == 1 and sync.stats.backwards == 0
-    assert sync.queued(0) == [2 * NS_PER_S] and sync.queued(1) == []
-    assert sync.add(1, 2 * NS_PER_S + 3 * MS, "t") == [("v-after", "t")]
+    assert sync.queued(0) == [2 * NS_PER_S, 2 * NS_PER_S + 100 * MS]
+    assert sync.add(1, 2 * NS_PER_S + 3 * MS, "t") == []  # thermal: held too, it jumped back as well
+    assert sync.add(1, 2 * NS_PER_S + 102 * MS, "t2") == [("v-after", "t"), ("v-after2", "t2")]
+    assert sync.stats.resets == 2
+
+
+def test_one_far_future_stamp_does_not_blind_the_stream():
+    """issue 9: a single image stamped 2.5 s ahead made every later image 'backwards'."""
+    sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01)
+    pairs = []
+    for k in range(30):
+        t = 10 * NS_PER_S + k * 100 * MS
+        if k == 5:
+            pairs += sync.add(0, t + 2500 * MS, "outlier")
+        pairs += sync.add(0, t, f"v{k}")
+        pairs += sync.add(1, t + MS, f"t{k}")
+    assert [p[0] for p in pairs] == [f"v{k}" for k in range(30)]
+    assert sync.stats.backwards == 0
+
+
+def test_one_far_past_stamp_is_an_outlier_not_a_reset():
+    sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01)
+    pairs, rejected = [], []
+    for k in range(20):
+        t = 1000 * NS_PER_S + k * 100 * MS
+        if k == 5:
+            got, why = sync.offer(0, 1 * NS_PER_S, "ancient")
+            pairs += got
+            rejected += why
+        got, why = sync.offer(0, t, f"v{k}")
+        pairs += got
+        rejected += why
+        pairs += sync.add(1, t, f"t{k}")
+    assert len(pairs) == 20 and sync.stats.resets == 0
+    assert rejected == ["stamp_outlier"]
+
+
+def test_future_stamps_rejected_against_a_meaningful_clock_only():
+    sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01, max_future_ns=NS_PER_S)
+    now = 500 * NS_PER_S
+    assert sync.offer(0, now + 2 * NS_PER_S, "v", now_ns=now) == ([], ["stamp_future"])
+    assert sync.offer(0, now + 500 * MS, "v", now_ns=now) == ([], [])  # within tolerance
+    assert sync.offer(0, now + 5 * NS_PER_S, "v", now_ns=0) == ([], [])  # clock not running (sim time)
+    assert sync.gate.rejected == {"stamp_future": 1}
+
+
+@pytest.mark.parametrize("sec, nanosec, reason", [
+    (5, 4294967295, "stamp_invalid"), (5, 10**9, "stamp_invalid"), (-1, 0, "stamp_invalid"), (0, 0, "stamp_zero"),
+])
+def test_stamp_problem(sec, nanosec, reason):
+    from types import SimpleNamespace
+
+    from matchanything_ros.node.sync import stamp_problem
+
+    assert stamp_problem(SimpleNamespace(sec=sec, nanosec=nanosec))[0] == reason
+    assert stamp_problem(SimpleNamespace(sec=sec, nanosec=0) if sec > 0 else SimpleNamespace(sec=1, nanosec=1)) is None
 
 
 def test_matches_message_filters_reference_on_random_stream():

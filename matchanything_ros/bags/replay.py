@@ -35,6 +35,7 @@ import numpy as np
 from ..node.config import NodeConfig
 from ..node.pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
 from ..pipeline import Pipeline, PipelineConfig
+from ..imaging.limits import SizeLimits
 from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer
 from .storage import BagError, BagReader, BagWriter, stamp_ns
 
@@ -220,7 +221,8 @@ class BagReplay:
         last_pair_stamp: int | None = None
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
-        sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop)
+        sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop,
+                                           reset_threshold_ns=int(cfg.stamps.reset_threshold * NS_PER_S))
         self.health = NodeHealth(name="matcher_node: visible/thermal matching", hardware_id="/matcher_node (replay)")
         camera_info: list[Any] = [None, None]
         next_diag_ns: int | None = None
@@ -258,12 +260,17 @@ class BagReplay:
                 self.health.on_input(stream, t_ns / NS_PER_S)
                 if bar is not None and index == VISIBLE:
                     bar.update(1)
-                problem = check_image(msg)
+                problem = check_image(msg, SizeLimits(cfg.limits.max_pixels, cfg.limits.min_side))
                 if problem is not None:
                     summary.bad_input += 1
-                    self.health.on_bad_input(f"{stream}_{problem[0]}")
+                    self.health.on_bad_input(f"{stream}_{problem[0]}", f"{stream} {msg.width}x{msg.height}: {problem[1]}")
                     continue
-                for vis_msg, th_msg in sync.add(index, stamp_ns(msg.header), msg):
+                pairs, rejected = sync.offer(index, stamp_ns(msg.header), msg)
+                for reason in rejected:  # the node's stamp rules; bag time has no "now" to check against
+                    if reason != "stamp_backwards":
+                        summary.bad_input += 1
+                        self.health.on_bad_input(f"{stream}_{reason}")
+                for vis_msg, th_msg in pairs:
                     summary.pairs += 1
                     last_pair_stamp = max(last_pair_stamp or 0, stamp_ns(vis_msg.header))
                     self.health.on_pair(t_ns / NS_PER_S)

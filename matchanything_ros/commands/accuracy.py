@@ -144,6 +144,10 @@ def run(args) -> int:
     from ..pipeline import POLARITIES, Pipeline, PipelineConfig
     from . import CommandError
 
+    from .common import check_output_file
+
+    for out_file in (args.json, args.markdown):
+        check_output_file(out_file)
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -223,11 +227,9 @@ def run(args) -> int:
     note = machine_note()
     if args.json:
         out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"command": command, "machine": note, "data": str(Path(data).resolve()), "results": rows}
         out.write_text(json.dumps(payload, indent=1, default=float))
     if args.markdown:
         out = Path(args.markdown)
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(f"Command: `{command}`\n\nMachine: {note}\n\n{table}")
     return 0

@@ -39,6 +39,9 @@ def run(args) -> int:
     from ..matching import MatcherError
     from . import CommandError
 
+    from .common import check_output_file
+
+    check_output_file(args.json)
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     bad = [b for b in backends if b not in BACKENDS] + [p for p in precisions if p not in PRECISIONS]
@@ -98,7 +101,6 @@ def run(args) -> int:
             print(f"\n### ONNX Runtime profile, {width}x{height}\n")
             print(format_profile(profile))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "environment": env,
             "config": dataclasses.asdict(config),

@@ -8,16 +8,48 @@ import numpy as np
 from . import CommandError
 
 
-def read_image(path: str | Path, what: str) -> np.ndarray:
-    """Read an image file as stored (8-bit colour/gray, or 16-bit thermal PNG/TIFF)."""
+def add_limit_arguments(parser) -> None:
+    """``--max-pixels`` / ``--min-side``: the image size limits (node parameters ``limits.*``)."""
+    from ..imaging.limits import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse images with more pixels, checked before decoding (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--min-side", type=int, default=DEFAULT_MIN_SIDE,
+                        help=f"refuse images with a shorter side (px) (default {DEFAULT_MIN_SIDE})")
+
+
+def limits_from(args):
+    from ..imaging.limits import SizeLimits
+
+    if args.max_pixels < 1 or args.min_side < 1:
+        raise CommandError(f"--max-pixels and --min-side must be >= 1, got {args.max_pixels}, {args.min_side}")
+    return SizeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
+
+
+def read_image(path: str | Path, what: str, limits=None) -> np.ndarray:
+    """Read an image file as stored (8-bit colour/gray, or 16-bit thermal PNG/TIFF), refusing
+    sizes outside ``limits`` (default :class:`~matchanything_ros.imaging.limits.SizeLimits`)
+    from the file header before decoding."""
     import cv2
 
+    from ..imaging.limits import SizeLimits, file_image_size, size_problem
+
+    limits = limits or SizeLimits()
     path = Path(path)
     if not path.is_file():
         raise CommandError(f"{what} image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    size = file_image_size(path)
+    if size is not None and (problem := size_problem(*size, limits)) is not None:
+        raise CommandError(f"{what} image {path}: {problem[1]} (see --max-pixels/--min-side)")
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header OpenCV's own pixel limit refuses
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"cannot read {what} image {path}: {reason}") from None
     if image is None or image.size == 0:
         raise CommandError(f"cannot read {what} image {path} (not an image OpenCV can decode)")
+    if (problem := size_problem(image.shape[1], image.shape[0], limits)) is not None:
+        raise CommandError(f"{what} image {path}: {problem[1]} (see --max-pixels/--min-side)")
     if image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -52,3 +84,27 @@ def read_intrinsics(path: str | Path) -> np.ndarray:
     if values is None or len(values) != 9:
         raise CommandError(f"intrinsics file {p}: expected camera_matrix.data or K with 9 numbers")
     return np.asarray(values, dtype=np.float64).reshape(3, 3)
+
+
+def check_output_file(path: str | Path | None) -> None:
+    """Refuse an output file whose folder does not exist (the CLI creates no folder the user
+    did not name as an output folder) or that is a folder itself; checked before any work."""
+    if not path:
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"output {path} is a directory, expected a file name")
+    if not path.parent.is_dir():
+        raise CommandError(f"output directory {path.parent} does not exist (create it first)")
+
+
+def check_output_folder(path: str | Path | None) -> None:
+    """An output folder the command will create: its parent must exist (the CLI creates the
+    folder the user named, never the folders above it)."""
+    if not path:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"output folder {path} exists and is not a folder")
+    if not path.parent.is_dir():
+        raise CommandError(f"cannot create output folder {path}: {path.parent} does not exist (create it first)")

@@ -32,8 +32,11 @@ def run(args) -> int:
     from ..viz import draw_matches, draw_registration
     from . import CommandError
 
+    from .common import check_output_folder
+
+    check_output_folder(args.out)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(exist_ok=True)
     try:
         planar = Pipeline(PipelineConfig(model=args.model, geometry="homography"))
         stereo = Pipeline(PipelineConfig(model=args.model, geometry="essential"), matcher=planar.matcher)

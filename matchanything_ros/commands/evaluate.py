@@ -29,6 +29,10 @@ def run(args) -> int:
     from ..evaluation.evaluate import evaluate, format_summary
     from . import CommandError
 
+    from .common import check_output_file, check_output_folder
+
+    check_output_file(args.json)
+    check_output_folder(args.report)
     if args.worst < 0 or args.thumb_width < 64:
         raise CommandError("--worst must be >= 0 and --thumb-width >= 64")
     try:
@@ -40,7 +44,6 @@ def run(args) -> int:
         from ..evaluation.evaluate import jsonable
         from ..evaluation.report import frame_rows
 
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(jsonable({"summary": ev.summary, "frames": frame_rows(ev.frames)}), indent=1))
         print(f"wrote {args.json}")
     if args.report:

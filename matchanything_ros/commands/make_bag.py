@@ -42,7 +42,9 @@ def run(args) -> int:
     from ..bags.make_bag import CameraTiming, folder_frames, synthetic_frames, write_bag
     from ..bags.storage import BagError
     from . import CommandError
+    from .common import check_output_folder
 
+    check_output_folder(args.out)  # the bag writer would create missing parents
     try:
         timing = CameraTiming(
             rate_hz=args.rate,

@@ -24,6 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", metavar="OUT", help="write the result (geometry, matches) as JSON")
     parser.add_argument("--viz", metavar="OUT.png", help="write a picture of the matches")
     parser.add_argument("--outliers", action="store_true", help="--viz: also draw the outlier matches (red)")
+    from .common import add_limit_arguments
+
+    add_limit_arguments(parser)
 
 
 def run(args) -> int:
@@ -35,10 +38,13 @@ def run(args) -> int:
     from ..matching import MatcherError
     from ..pipeline import Pipeline, PipelineConfig
     from . import CommandError
-    from .common import read_image, read_intrinsics
+    from .common import check_output_file, limits_from, read_image, read_intrinsics
 
-    visible = read_image(args.visible, "visible")
-    thermal = read_image(args.thermal, "thermal")
+    for out in (args.json, args.viz):
+        check_output_file(out)
+    limits = limits_from(args)
+    visible = read_image(args.visible, "visible", limits)
+    thermal = read_image(args.thermal, "thermal", limits)
     if thermal.ndim == 3:  # a thermal frame saved as 3-channel gray
         thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
     K0 = K1 = None
@@ -64,7 +70,6 @@ def run(args) -> int:
     if result.geometry.matrix is not None:
         print(f"{result.geometry.mode} matrix:\n{result.geometry.matrix}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
         print(f"wrote {args.json}")
     if args.viz:
@@ -74,7 +79,6 @@ def run(args) -> int:
         if result.polarity == "inverted":
             th_u8 = 255 - th_u8
         canvas = draw_matches(vis_u8, th_u8, result.matches, result.geometry.inliers, outliers=args.outliers)
-        Path(args.viz).parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(args.viz), canvas):
             raise CommandError(f"cannot write {args.viz}")
         print(f"wrote {args.viz}")

@@ -96,6 +96,9 @@ def run(args) -> int:
     from ..matching import MatcherError
     from . import CommandError
 
+    from .common import check_output_folder
+
+    check_output_folder(args.out)  # the bag writer would create missing parents
     node_cfg, pipe_cfg = load_configs(args.config, args.node_name, args.overrides, args.namespace)
     if args.max_pairs is not None and args.max_pairs < 1:
         raise CommandError("--max-pairs must be >= 1")

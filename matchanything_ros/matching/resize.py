@@ -4,21 +4,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def fit_long_side(width: int, height: int, long_side: int, multiple: int = 1) -> tuple[int, int]:
+def fit_long_side(width: int, height: int, long_side: int, multiple: int = 1, min_side: int = 0) -> tuple[int, int]:
     """(width, height) scaled so the longer side is ``long_side``, aspect kept, each side
-    rounded to a multiple of ``multiple`` (at least one multiple)."""
+    rounded to a multiple of ``multiple`` (at least one multiple, and at least ``min_side``
+    rounded up: a sliver is stretched, which the separate x/y scales undo)."""
     scale = long_side / max(width, height)
-    w = max(multiple, int(round(width * scale / multiple)) * multiple)
-    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    floor = max(multiple, -(-min_side // multiple) * multiple)
+    w = max(floor, int(round(width * scale / multiple)) * multiple)
+    h = max(floor, int(round(height * scale / multiple)) * multiple)
     return w, h
 
 
-def resize_for_matcher(image: np.ndarray, long_side: int, multiple: int = 1) -> tuple[np.ndarray, tuple[float, float]]:
+def resize_for_matcher(
+    image: np.ndarray, long_side: int, multiple: int = 1, min_side: int = 0
+) -> tuple[np.ndarray, tuple[float, float]]:
     """Resize to :func:`fit_long_side`; returns the image and (sx, sy) = original / resized."""
     import cv2
 
     h, w = image.shape[:2]
-    nw, nh = fit_long_side(w, h, long_side, multiple)
+    nw, nh = fit_long_side(w, h, long_side, multiple, min_side)
     if (nw, nh) == (w, h):
         return image, (1.0, 1.0)
     interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR

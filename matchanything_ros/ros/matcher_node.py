@@ -29,11 +29,15 @@ from rcl_interfaces.msg import SetParametersResult
 
 from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
-from ..node.config import NodeConfig, params_files_in_args, params_sections, sections_for_node, split_parameters
-from ..node.health import NodeHealth
+from ..imaging.limits import SizeLimits
+from ..node.config import (
+    NodeConfig, params_files_in_args, params_sections, runtime_problem, sections_for_node, split_parameters,
+)
+from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
 from ..node.pair_io import (
-    STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, image_from_cdr, output_messages,
+    STREAMS, THERMAL, VISIBLE, camera_info_from_cdr, camera_info_problem, camera_matrix, check_image, decode_image,
+    image_from_cdr, output_messages,
 )
 from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
 from ..node.threads import WAIT_POLICY_ENV, apply_threads, prepare_openmp
@@ -41,8 +45,6 @@ from ..node.worker import LatestWorker
 from ..pipeline import Pipeline, PipelineConfig
 from .params import current_values, declare_all
 
-# A stamp this far behind the newest one is a clock reset (bag loop, simulator restart).
-TIME_RESET_NS = 3 * NS_PER_S
 THROTTLE_S = 5.0
 
 
@@ -64,7 +66,8 @@ class MatcherNode(Node):
             start_time=time.monotonic(),
         )
         self._camera_info: list[Any] = [None, None]
-        self._newest_stamp: list[int | None] = [None, None]
+        self._gate_lock = threading.Lock()  # stamp gate + message_filters input, per message
+        self._loss, self._loss_lock = SequenceGaps(), threading.Lock()
         # The worker holds _pipeline_lock while matching; reconfiguration swaps under it.
         self._pipeline_lock = threading.Lock()
         self._generation = 0  # newest parameter change; older pending rebuilds are dropped
@@ -130,9 +133,12 @@ class MatcherNode(Node):
 
     def _make_sync(self) -> None:
         """message_filters' ApproximateTimeSynchronizer when installed, else the in-package
-        one (same pairing rule). Both are fed by our own callbacks after input checks."""
-        c = self.cfg.sync
-        self._sync = ApproximateTimeSynchronizer(2, c.queue_size, c.slop, reset_threshold_ns=None)
+        one (same pairing rule). Both are fed by our own callbacks after input checks and the
+        stamp gate (node.sync.StampGate: the in-package synchronizer's own)."""
+        c, st = self.cfg.sync, self.cfg.stamps
+        self._sync = ApproximateTimeSynchronizer(
+            2, c.queue_size, c.slop, reset_threshold_ns=int(st.reset_threshold * NS_PER_S),
+            max_future_ns=int(st.max_future * NS_PER_S) if st.max_future > 0 else None)
         self._mf_inputs = None
         try:
             import message_filters
@@ -154,14 +160,58 @@ class MatcherNode(Node):
         reliability = ReliabilityPolicy.RELIABLE if q.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(depth=q.depth, reliability=reliability, history=HistoryPolicy.KEEP_LAST)
         # raw=True: the callback gets the serialized message (see image_from_cdr for why)
-        self.create_subscription(Image, t.visible_image, lambda m: self._on_image(VISIBLE, m), qos, raw=True)
-        self.create_subscription(Image, t.thermal_image, lambda m: self._on_image(THERMAL, m), qos, raw=True)
+        # raw CameraInfo too: an undecodable one is counted here instead of vanishing in rclpy
+        subs = [(Image, t.visible_image, self._on_image, VISIBLE), (Image, t.thermal_image, self._on_image, THERMAL)]
         if t.use_camera_info:
-            self.create_subscription(CameraInfo, t.visible_info, lambda m: self._on_info(VISIBLE, m), qos)
-            self.create_subscription(CameraInfo, t.thermal_info, lambda m: self._on_info(THERMAL, m), qos)
+            subs += [(CameraInfo, t.visible_info, self._on_info, VISIBLE),
+                     (CameraInfo, t.thermal_info, self._on_info, THERMAL)]
+        for kind, topic, handler, index in subs:
+            # two arguments: rclpy passes the MessageInfo too (publication sequence numbers)
+            self.create_subscription(kind, topic, lambda m, info, h=handler, i=index, t=topic: self._received(t, info)
+                                     or h(i, m), qos, raw=True, event_callbacks=self._event_callbacks(topic))
+
+    def _received(self, topic: str, info: Any) -> None:
+        """Count the messages a publisher sent that never reached this callback."""
+        try:
+            gid = info["publisher_gid"]
+            key = (topic, bytes(gid["data"]) if isinstance(gid, dict) else gid)
+            with self._loss_lock:
+                lost = self._loss.observe(key, info["publication_sequence_number"])
+        except Exception:  # an RMW without the info: nothing to count
+            return
+        if lost:
+            self.health.count("messages_lost", lost)
+            self.get_logger().warning(f"{lost} message(s) lost on {topic} before reaching the node",
+                                      throttle_duration_sec=THROTTLE_S)
+
+    def _event_callbacks(self, topic: str) -> Any:
+        """QoS events of one subscription: messages the middleware lost (never delivered to a
+        callback) and publishers with incompatible QoS, counted in diagnostics."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        def lost(info: Any) -> None:  # the middleware's own report (also in messages_lost)
+            self.health.count("middleware_lost", int(info.total_count_change))
+
+        def incompatible(info: Any) -> None:
+            self.health.count("qos_incompatible", int(info.total_count_change))
+            self.get_logger().warning(f"a publisher on {topic} has incompatible QoS", throttle_duration_sec=THROTTLE_S)
+
+        return SubscriptionEventCallbacks(message_lost=lost, incompatible_qos=incompatible)
 
     # -- callbacks (executor thread; never block) -----------------------------------------
-    def _on_info(self, index: int, msg: Any) -> None:
+    def _on_info(self, index: int, raw: bytes) -> None:
+        stream = STREAMS[index]
+        try:
+            msg = camera_info_from_cdr(raw)
+            problem = camera_info_problem(msg)
+        except ImageFormatError as exc:
+            problem = ("camera_info_malformed", str(exc))
+        except Exception as exc:  # never end rclpy.spin
+            problem = ("camera_info_malformed", f"{type(exc).__name__}: {exc}")
+        if problem is not None:
+            self.health.on_bad_input(f"{stream}_{problem[0]}", f"{stream} camera_info: {problem[1]}")
+            self.get_logger().warning(f"ignoring {stream} camera_info: {problem[1]}", throttle_duration_sec=THROTTLE_S)
+            return
         self._camera_info[index] = msg
 
     def _on_image(self, index: int, raw: bytes) -> None:
@@ -169,7 +219,7 @@ class MatcherNode(Node):
             try:
                 msg = image_from_cdr(raw)
             except ImageFormatError as exc:
-                self.health.on_bad_input(f"{STREAMS[index]}_malformed")
+                self.health.on_bad_input(f"{STREAMS[index]}_malformed", f"{STREAMS[index]}: {exc}")
                 self.get_logger().warning(f"dropping {STREAMS[index]} image: {exc}", throttle_duration_sec=THROTTLE_S)
                 return
             self._handle_image(index, msg)
@@ -180,42 +230,46 @@ class MatcherNode(Node):
     def _handle_image(self, index: int, msg: Any) -> None:
         stream = STREAMS[index]
         self.health.on_input(stream, time.monotonic())
-        problem = check_image(msg)
+        lim = self.cfg.limits
+        problem = check_image(msg, SizeLimits(lim.max_pixels, lim.min_side))
         if problem is not None:
             reason, text = problem
-            self.health.on_bad_input(f"{stream}_{reason}")
+            self.health.on_bad_input(f"{stream}_{reason}", f"{stream} {msg.width}x{msg.height}: {text}")
             self.get_logger().warning(f"dropping {stream} image: {text}", throttle_duration_sec=THROTTLE_S)
             return
         stamp = stamp_to_ns(msg.header.stamp)
-        newest = self._newest_stamp[index]
-        if newest is not None and stamp < newest:
-            if newest - stamp <= TIME_RESET_NS:
-                self.health.count("stamp_backwards")
-                self.get_logger().warning(
-                    f"dropping {stream} image: stamp went back {(newest - stamp) / 1e6:.1f} ms",
-                    throttle_duration_sec=THROTTLE_S)
-                return
-            self.get_logger().warning(f"{stream} stamp jumped back {(newest - stamp) / 1e9:.1f} s: time reset, "
-                                      "clearing the pairing queues")
-            self.health.count("time_resets")
-            self._reset_sync()
-        self._newest_stamp[index] = stamp
-        if self._mf_inputs is not None:
+        now_ns = self.get_clock().now().nanoseconds  # 0 while a simulated clock has not started
+        with self._gate_lock:
+            if self._mf_inputs is None:
+                pairs, rejected = self._sync.offer(index, stamp, msg, now_ns)
+                admission = None
+            else:
+                admission = self._sync.gate.admit(index, stamp, msg, now_ns)
+                pairs, rejected = [], admission.rejected
+            for reason in rejected:
+                if reason == "stamp_backwards":
+                    self.health.count("stamp_backwards")
+                else:
+                    self.health.on_bad_input(f"{stream}_{reason}", f"{stream} stamp {stamp / NS_PER_S:.9f}: {reason}")
+                self.get_logger().warning(f"dropping {stream} image stamped {stamp / NS_PER_S:.3f} s: {reason}",
+                                          throttle_duration_sec=THROTTLE_S)
+            self.health.set_count("time_resets", self._sync.gate.resets)
+            if admission is not None:
+                self._signal_message_filters(index, admission)
+        for visible, thermal in pairs:
+            self._on_pair(visible, thermal)
+        self.health.set_count("sync_unpaired", self._sync.stats.evicted)
+
+    def _signal_message_filters(self, index: int, admission: Any) -> None:
+        if admission.reset:
+            queues = getattr(self._mf_sync, "queues", [])
+            if index < len(queues):
+                queues[index].clear()
+        for _, msg in admission.accepted:
             # message_filters reads stamps with rclpy's Time.from_msg, which accepts only
             # builtin_interfaces/Time: give the (rosbags) message one
             msg.header.stamp = self._mf_time(sec=int(msg.header.stamp.sec), nanosec=int(msg.header.stamp.nanosec))
             self._mf_inputs[index].signalMessage(msg)
-        else:
-            for visible, thermal in self._sync.add(index, stamp, msg):
-                self._on_pair(visible, thermal)
-        self.health.set_count("sync_unpaired", self._sync.stats.evicted)
-
-    def _reset_sync(self) -> None:
-        self._sync.reset()
-        self._newest_stamp = [None, None]
-        if self._mf_inputs is not None:
-            for queue in getattr(self._mf_sync, "queues", []):
-                queue.clear()
 
     def _on_pair(self, visible: Any, thermal: Any) -> None:
         now = time.monotonic()
@@ -231,7 +285,7 @@ class MatcherNode(Node):
         try:
             return decode_image(msg, stream)
         except ImageFormatError as exc:
-            self.health.on_bad_input(f"{stream}_unsupported")
+            self.health.on_bad_input(f"{stream}_unsupported", f"{stream}: {exc}")
             self.get_logger().warning(f"dropping {stream} image: {exc}", throttle_duration_sec=THROTTLE_S)
             return None
 
@@ -288,6 +342,7 @@ class MatcherNode(Node):
         for key, msg in output_messages(result, cfg, self.out, vis_msg, th_msg, visible, thermal,
                                         pipeline.config.thermal, stamp):
             publishers[key](msg)
+        # NodeHealth keeps only latencies it can trust (0..60 s): hostile stamps cannot skew them
         latency = (self.get_clock().now().nanoseconds - stamp) / NS_PER_S
         now = time.monotonic()
         self.health.on_result(now, latency, result, internal=now - paired_at - result.timings.get("total", 0.0))
@@ -298,7 +353,24 @@ class MatcherNode(Node):
         report = self.health.node_report(time.monotonic(), self.cfg, self.pipeline.config, self.sync_backend)
         self.pub_diag.publish(self.out.diagnostics(self.get_clock().now().nanoseconds, [report]))
 
+    def set_parameters_atomically(self, parameter_list: list) -> SetParametersResult:
+        """rclpy's, with a clear reason for names this node does not declare (rclpy's own
+        reason lists no name). The parameter services call this for every request."""
+        known = {spec.name for spec in self._specs}
+        unknown = [p.name for p in parameter_list if p.name not in known and not self.has_parameter(p.name)]
+        if unknown:
+            import difflib
+
+            hints = [f"{n!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, known, 1)) else repr(n)
+                     for n in unknown]
+            return SetParametersResult(successful=False, reason=(
+                f"undeclared parameter(s) {', '.join(hints)}: matcher_node declares the {len(known)} "
+                "parameters listed in docs/NODE.md"))
+        return super().set_parameters_atomically(parameter_list)
+
     def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Validate a change with the start-up rules (types, ranges, a buildable matcher)
+        before accepting it; the reason of a refusal is in the result."""
         values = current_values(self, self._specs)
         for param in params:
             if param.name in values:
@@ -307,11 +379,14 @@ class MatcherNode(Node):
             node_cfg, pipe_cfg = split_parameters(values)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if (pipe_cfg.model, pipe_cfg.weights) != (self.pipeline.config.model, self.pipeline.config.weights) \
+                and (problem := runtime_problem(pipe_cfg)) is not None:
+            return SetParametersResult(successful=False, reason=problem)
         old = self.cfg
         self.cfg = node_cfg
-        if node_cfg.sync != old.sync:
-            self._make_sync()
-            self._newest_stamp = [None, None]
+        if node_cfg.sync != old.sync or node_cfg.stamps != old.stamps:
+            with self._gate_lock:
+                self._make_sync()
         if node_cfg.worker != old.worker:
             self.worker.set_queue_size(node_cfg.worker.queue_size)
         if node_cfg.diagnostics.period != old.diagnostics.period:
@@ -362,7 +437,9 @@ class MatcherNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``matcher_node``."""
+    """Console script ``matcher_node``. SIGINT and SIGTERM end it cleanly (exit 0) at any
+    moment, start-up included: rclpy's signal handler shuts the context down, and whatever
+    rclpy call the start-up was in then fails; that failure is the shutdown, not an error."""
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException
 
@@ -379,15 +456,30 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ValueError, MatcherError, ParameterException) as exc:  # configuration errors at startup
+        if not rclpy.ok():
+            return 0
         hint = " (a double parameter needs a decimal point, e.g. 1.0)" if "DOUBLE" in str(exc) else ""
         rclpy.logging.get_logger("matcher_node").fatal(f"cannot start: {exc}{hint}")
         return 1
+    except Exception:
+        if rclpy.ok():
+            raise
+        # shut down by a signal while starting (RCLError "context is invalid" and the like)
     finally:
+        _shutdown(node)
+    return 0
+
+
+def _shutdown(node: MatcherNode | None) -> None:
+    """Destroy the node and shut rclpy down, whatever state a signal left them in."""
+    try:
         if node is not None:
             node.destroy_node()
+    except Exception:  # the context is already gone: nothing left to release
         if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+            raise
+    finally:
+        rclpy.try_shutdown()
 
 
 if __name__ == "__main__":

