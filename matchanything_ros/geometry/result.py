@@ -13,6 +13,7 @@ class GeometryStatus(str, Enum):
     OK = "OK"
     TOO_FEW_MATCHES = "TOO_FEW_MATCHES"  # fewer matches (or inliers) than min_matches
     LOW_INLIER_RATIO = "LOW_INLIER_RATIO"  # inliers / matches below min_inlier_ratio (likely a wrong fit)
+    LOW_QUALITY = "LOW_QUALITY"  # a model was fitted but its verdict score is below min_quality
     DEGENERATE = "DEGENERATE"  # points identical / collinear, or OpenCV found no model
     NO_INTRINSICS = "NO_INTRINSICS"  # essential mode without valid K0 and K1
     FAILED = "FAILED"  # OpenCV raised an error

