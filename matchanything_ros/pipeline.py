@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .geometry import GeometryResult, GeometryStatus, estimate_geometry
+from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX
 from .geometry.quality import Quality, assess
 from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher, resolve_model
@@ -300,21 +301,20 @@ class Pipeline:
                 confidence=cfg.ransac_confidence,
                 min_matches=cfg.min_matches,
                 min_inlier_ratio=cfg.min_inlier_ratio,
+                covariance_inflation=POSE_COVARIANCE_INFLATION,
+                rotation_floor_px=POSE_ROTATION_FLOOR_PX,
             )
 
         if cfg.polarity == "both":
-            # one fit to the pooled matches; each polarity's own fit is evidence for the verdict
             matches, polarity = _pool(found), "both"
             geom = fit_one(matches)
-            others = [fit_one(m) for m in found] if geom.ok and len(found) > 1 else None
         else:
             fits = [(m, fit_one(m), p) for m, p in zip(found, polarities)]
             matches, geom, polarity = fits[0]
             for m, g, p in fits[1:]:
                 if _better(g, geom, len(m), len(matches)):
                     matches, geom, polarity = m, g, p
-            others = [g for _, g, _ in fits if g is not geom] or None
-        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh, others) if geom.ok else Quality(None)
+        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh) if geom.ok else Quality(None)
         if geom.ok and quality.score is not None and quality.score < cfg.min_quality:
             geom = _low_quality(geom, quality.score, cfg.min_quality)
         return matches, geom, polarity, quality

@@ -182,6 +182,119 @@ def features(args) -> list[dict]:
     return records
 
 
+# -- score fit and report ----------------------------------------------------------------------
+
+TRAIN_BASES = (0, 100, 200, 300)  # roadscene bases used to fit; the others are held out
+TRAIN_SYNTHETIC = 50  # synthetic seeds below this are used to fit
+
+
+def is_train(rec) -> bool:
+    if rec["set"] == "road":
+        return rec["base"] in TRAIN_BASES
+    return rec["seed"] < TRAIN_SYNTHETIC
+
+
+def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
+    """Weights (bias first) of an L2-regularised logistic regression, by Newton's method."""
+    A = np.column_stack([np.ones(len(X)), X])
+    w = np.zeros(A.shape[1])
+    reg = l2 * np.eye(A.shape[1])
+    reg[0, 0] = 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-A @ w))
+        g = A.T @ (p - y) + reg @ w
+        Hm = (A * (p * (1 - p))[:, None]).T @ A + reg
+        step = np.linalg.solve(Hm, g)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def curve(recs, scores, thresholds) -> list[tuple]:
+    """(threshold, OK frames, coverage, OK precision) per threshold: OK = status OK and score >= t."""
+    out = []
+    n = len(recs)
+    for t in thresholds:
+        ok = [r for r, s in zip(recs, scores) if r["status"] == "OK" and s is not None and s >= t]
+        right = sum(r["right"] for r in ok)
+        out.append((t, len(ok), len(ok) / max(n, 1), right / len(ok) if ok else float("nan"), right / max(n, 1)))
+    return out
+
+
+def report(args, recs) -> None:
+    from matchanything_ros.geometry import quality
+
+    families = {"homography": ["homography"], "essential": ["essential"]}
+    if args.fit:
+        for fam in families:
+            names = [k for k in quality.COEFFICIENTS[fam] if k != "bias"]
+            train = [r for r in recs if r["kind"] == fam and r["status"] == "OK" and is_train(r)]
+            X = np.array([[r["features"][k] for k in names] for r in train])
+            y = np.array([float(r["right"]) for r in train])
+            w = fit_logistic(X, y)
+            print(f"{fam}: fitted on {len(train)} OK fits ({int(y.sum())} right)")
+            print("    " + repr({"bias": round(float(w[0]), 3), **{k: round(float(v), 3) for k, v in zip(names, w[1:])}}))
+    thresholds = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99]
+    groups = [
+        ("roadscene_dev, held-out bases", lambda r: r["set"] == "road" and not is_train(r)),
+        ("roadscene_dev, training bases", lambda r: r["set"] == "road" and is_train(r)),
+        ("synthetic planar, held-out seeds", lambda r: r["set"] == "planar" and not is_train(r)),
+        ("synthetic stereo (essential), held-out seeds", lambda r: r["set"] == "stereo" and not is_train(r)),
+        ("synthetic stereo (essential), all seeds", lambda r: r["set"] == "stereo"),
+    ]
+    for name, sel in groups:
+        rs = [r for r in recs if sel(r)]
+        if not rs:
+            continue
+        scores = [quality.quality_score(r["kind"], r["features"]) for r in rs]
+        print(f"\n### {name}: {len(rs)} frames\n")
+        print("| min_quality | OK frames | coverage (OK / frames) | OK precision | right and OK / frames |")
+        print("|---|---|---|---|---|")
+        for t, n_ok, cov, prec, rec_ in curve(rs, scores, thresholds):
+            print(f"| {t:.2f} | {n_ok} | {cov:.2f} | {prec:.3f} | {rec_:.2f} |")
+    nees_report(recs)
+
+
+def nees_report(recs) -> None:
+    stereo = [r for r in recs if r["set"] == "stereo"]
+    if not stereo:
+        return
+    from matchanything_ros.geometry import quality
+    from matchanything_ros.pipeline import PipelineConfig
+
+    t = PipelineConfig().min_quality
+    ok = [r for r in stereo if r["status"] == "OK" and (quality.quality_score("essential", r["features"]) or 0) >= t]
+    print(f"\n### Pose covariance consistency, synthetic stereo: {len(stereo)} frames, {len(ok)} OK at min_quality {t:g}\n")
+
+    def share(vals, dof):
+        lo, hi = CHI2_95[dof]
+        return sum(lo <= v <= hi for v in vals) / len(vals) if vals else float("nan")
+
+    rot = [r["nees_rot"] for r in ok if "nees_rot" in r]
+    full = [r["nees"] if "nees" in r else None for r in ok]
+    consistent = [
+        (CHI2_95[5][0] <= r["nees"] <= CHI2_95[5][1]) if "nees" in r else (CHI2_95[3][0] <= r["nees_rot"] <= CHI2_95[3][1])
+        for r in ok if "nees_rot" in r
+    ]
+    obs = [r for r in ok if r.get("observable")]
+    print(f"* NEES within the chi-square 95 % bounds (5 dof with an observable translation direction, else rotation only, 3 dof): "
+          f"{np.mean(consistent):.2f} of {len(consistent)} OK frames")
+    print(f"* rotation NEES (3 dof) within bounds: {share(rot, 3):.2f}; translation direction observable in {len(obs)} "
+          f"of {len(ok)}, its NEES (2 dof) within bounds: {share([r['nees_tdir'] for r in obs if 'nees_tdir' in r], 2):.2f}")
+    re = [r["rot_err_deg"] for r in ok]
+    te = [r["tdir_err_deg"] for r in obs]
+    if re:
+        print(f"* rotation error (deg) median / p90 / max: {np.median(re):.2f} / {np.quantile(re, .9):.2f} / {max(re):.2f}")
+    if te:
+        print(f"* translation direction error where observable (deg) median / p90 / max: "
+              f"{np.median(te):.1f} / {np.quantile(te, .9):.1f} / {max(te):.1f}")
+    sig = [r["rot_sigma_deg"] for r in ok if "rot_sigma_deg" in r]
+    if sig:
+        print(f"* published rotation sigma (deg) median / max: {np.median(sig):.2f} / {max(sig):.2f}")
+    del full
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("action", choices=("collect", "features", "report"))
@@ -191,6 +304,8 @@ def main() -> int:
     p.add_argument("--bases", default="0,100,200,300")
     p.add_argument("--synthetic", type=int, default=40)
     p.add_argument("--model", default="xfeat")
+    p.add_argument("--fit", action="store_true", help="fit and print the logistic coefficients (training split)")
+    p.add_argument("--refresh", action="store_true", help="recompute the features from the match cache")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     if args.threads:
@@ -203,6 +318,12 @@ def main() -> int:
         recs = features(args)
         Path(args.features).write_text(json.dumps(recs, default=float))
         print(f"{len(recs)} records -> {args.features}")
+    else:
+        if args.refresh or not Path(args.features).exists():
+            recs = features(args)
+            Path(args.features).write_text(json.dumps(recs, default=float))
+        recs = json.loads(Path(args.features).read_text())
+        report(args, recs)
     return 0
 
 
