@@ -46,7 +46,7 @@ class PipelineConfig:
     # OK needs the verdict's quality score (calibrated p(right), geometry/quality.py) >= this,
     # else LOW_QUALITY; chosen for OK precision >= 0.97 on held-out data (docs/ACCURACY.md,
     # "Per-frame verdict"). 0 = off. Modes without a calibrated score (fundamental) are not gated.
-    min_quality: float = 0.0
+    min_quality: float = 0.9
     # thermal polarity: "normal", "inverted", "auto" (fit each, keep the better fit) or "both"
     # (pool the matches of both into one fit: thermal contrast flips per object, not per image;
     # roadscene_dev SR@10 0.73 vs 0.66 for auto, docs/ACCURACY.md)

@@ -235,7 +235,7 @@ def report(args, recs) -> None:
             w = fit_logistic(X, y)
             print(f"{fam}: fitted on {len(train)} OK fits ({int(y.sum())} right)")
             print("    " + repr({"bias": round(float(w[0]), 3), **{k: round(float(v), 3) for k, v in zip(names, w[1:])}}))
-    thresholds = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99]
+    thresholds = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98]
     groups = [
         ("roadscene_dev, held-out bases", lambda r: r["set"] == "road" and not is_train(r)),
         ("roadscene_dev, training bases", lambda r: r["set"] == "road" and is_train(r)),

@@ -160,6 +160,11 @@ def pose_covariance(
     if translation_observable:
         u = p01 / np.linalg.norm(p01)
         cov[:3, :3] += UNKNOWN_SCALE_VARIANCE * np.outer(u, u)
+        if rotation_floor > 0:
+            # the same few-pixel systematic error tilts the translation direction by about
+            # floor / parallax (radians): the parallax is all that determines it
+            parallax = max(float(np.median(rotation_parallax(R, x0, x1))), 1e-12)
+            cov[:3, :3] += min(rotation_floor / parallax, 1.0) ** 2 * (np.eye(3) - np.outer(u, u))
     else:
         floor = 0.0 if rotation_floor > 0 else float(np.median(rotation_parallax(R, x0, x1))) ** 2
         cov[:3, :] = 0.0
