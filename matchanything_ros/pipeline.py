@@ -339,6 +339,7 @@ def _low_quality(geom: GeometryResult, score: float, min_quality: float) -> Geom
         inliers=geom.inliers,
         rms_residual_px=geom.rms_residual_px,
         translation_observable=geom.translation_observable,
+        rejected_matrix=geom.matrix,
     )
 
 

@@ -253,11 +253,50 @@ def report(args, recs) -> None:
         print("|---|---|---|---|---|")
         for t, n_ok, cov, prec, rec_ in curve(rs, scores, thresholds):
             print(f"| {t:.2f} | {n_ok} | {cov:.2f} | {prec:.3f} | {rec_:.2f} |")
-    nees_report(recs)
+    nees_report(recs, "all seeds", lambda r: True)
+    nees_report(recs, "held-out seeds", lambda r: not is_train(r))
+    if args.plot:
+        plot(recs, groups, args.plot)
 
 
-def nees_report(recs) -> None:
-    stereo = [r for r in recs if r["set"] == "stereo"]
+def plot(recs, groups, path) -> None:
+    """Precision-coverage curves (one point per min_quality 0.00-0.99) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matchanything_ros.geometry import quality
+    from matchanything_ros.pipeline import PipelineConfig
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    ts = [i / 100 for i in range(100)]
+    default = PipelineConfig().min_quality
+    for name, sel in groups:
+        if "training" in name or "stereo (essential), held-out" in name:
+            continue
+        rs = [r for r in recs if sel(r)]
+        scores = [quality.quality_score(r["kind"], r["features"]) for r in rs]
+        pts = [(c, p) for _, _, c, p, _ in curve(rs, scores, ts) if p == p]
+        line, = ax.plot([c for c, _ in pts], [p for _, p in pts], marker=".", ms=3, label=f"{name} ({len(rs)})")
+        (_, _, c, p, _), = curve(rs, scores, [default])
+        if p == p:
+            ax.plot([c], [p], "o", ms=8, mfc="none", color=line.get_color())
+    ax.axhline(0.97, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("coverage (share of frames OK)")
+    ax.set_ylabel("OK precision (share of OK frames right)")
+    ax.set_title(f"Per-frame verdict, min_quality 0-0.99 (circle: default {default:g})", fontsize=9)
+    ax.set_ylim(0.6, 1.01)
+    ax.set_xlim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"\nplot -> {path}")
+
+
+def nees_report(recs, label, sel) -> None:
+    stereo = [r for r in recs if r["set"] == "stereo" and sel(r)]
     if not stereo:
         return
     from matchanything_ros.geometry import quality
@@ -265,7 +304,8 @@ def nees_report(recs) -> None:
 
     t = PipelineConfig().min_quality
     ok = [r for r in stereo if r["status"] == "OK" and (quality.quality_score("essential", r["features"]) or 0) >= t]
-    print(f"\n### Pose covariance consistency, synthetic stereo: {len(stereo)} frames, {len(ok)} OK at min_quality {t:g}\n")
+    print(f"\n### Pose covariance consistency, synthetic stereo ({label}): {len(stereo)} frames, "
+          f"{len(ok)} OK at min_quality {t:g}\n")
 
     def share(vals, dof):
         lo, hi = CHI2_95[dof]
@@ -306,6 +346,7 @@ def main() -> int:
     p.add_argument("--model", default="xfeat")
     p.add_argument("--fit", action="store_true", help="fit and print the logistic coefficients (training split)")
     p.add_argument("--refresh", action="store_true", help="recompute the features from the match cache")
+    p.add_argument("--plot", help="write the precision-coverage curves as a PNG")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     if args.threads:
@@ -323,6 +364,9 @@ def main() -> int:
             recs = features(args)
             Path(args.features).write_text(json.dumps(recs, default=float))
         recs = json.loads(Path(args.features).read_text())
+        from matchanything_ros.commands.accuracy import machine_note
+
+        print(f"machine: {machine_note()}; cached matches: {(Path(args.cache) / 'model.txt').read_text()}")
         report(args, recs)
     return 0
 

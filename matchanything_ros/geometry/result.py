@@ -48,6 +48,9 @@ class GeometryResult:
     covariance: np.ndarray | None = None
     rms_residual_px: float | None = None
     translation_observable: bool | None = None
+    #: LOW_QUALITY only: the model the verdict withheld, for evaluation (its accuracy is still
+    #: measured); never publish it
+    rejected_matrix: np.ndarray | None = None
 
     @property
     def num_inliers(self) -> int:
