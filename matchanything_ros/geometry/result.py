@@ -24,6 +24,8 @@ class GeometryResult:
     """A robust fit between visible (0) and thermal (1) keypoints.
 
     mode: "homography", "affine", "fundamental", "essential" or "none".
+    status: LOW_QUALITY is set by the pipeline (not here) when the verdict's score of an
+        otherwise OK fit is below ``min_quality`` (matchanything_ros.geometry.quality).
     matrix: 3x3 float64 (H with x1 ~ H x0 in pixels; affine as 3x3 with last row 0 0 1; F with
         x1^T F x0 = 0 in pixels; E with x1^T E x0 = 0 in normalised coordinates), None unless OK.
     inliers: bool (N,), aligned with the input keypoints (all False when no fit was attempted).
