@@ -14,7 +14,7 @@ import numpy as np
 
 from .geometry import GeometryResult, GeometryStatus, estimate_geometry
 from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX
-from .geometry.quality import Quality, assess
+from .geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG, Quality, assess, polarity_disagreement_deg
 from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher, resolve_model
 
@@ -315,8 +315,18 @@ class Pipeline:
                 if _better(g, geom, len(m), len(matches)):
                     matches, geom, polarity = m, g, p
         quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh) if geom.ok else Quality(None)
+        unstable = None
+        if geom.ok and cfg.geometry == "essential" and cfg.polarity == "both":
+            # an unstable pose: each polarity's matches alone give another rotation
+            angle = polarity_disagreement_deg(geom, [fit_one(m) for m in found])
+            quality.features["polarity_disagreement_deg"] = angle
+            unstable = angle if angle > MAX_POLARITY_DISAGREEMENT_DEG else None
         if geom.ok and quality.score is not None and quality.score < cfg.min_quality:
-            geom = _low_quality(geom, quality.score, cfg.min_quality)
+            geom = _low_quality(geom, f"quality {quality.score:.2f} < min_quality {cfg.min_quality:g}")
+        elif geom.ok and cfg.min_quality > 0 and unstable is not None:
+            geom = _low_quality(
+                geom, f"rotation differs by {unstable:.1f} deg from each single-polarity fit (> {MAX_POLARITY_DISAGREEMENT_DEG:g})"
+            )
         return matches, geom, polarity, quality
 
 
@@ -329,12 +339,12 @@ def _pool(found: list[Matches]) -> Matches:
     )
 
 
-def _low_quality(geom: GeometryResult, score: float, min_quality: float) -> GeometryResult:
+def _low_quality(geom: GeometryResult, reason: str) -> GeometryResult:
     """An OK fit the verdict does not trust: no model (as every non-OK status), inliers kept."""
     return GeometryResult(
         mode=geom.mode,
         status=GeometryStatus.LOW_QUALITY,
-        message=f"quality {score:.2f} < min_quality {min_quality:g} ({geom.message})",
+        message=f"{reason} ({geom.message})",
         matrix=None,
         inliers=geom.inliers,
         rms_residual_px=geom.rms_residual_px,

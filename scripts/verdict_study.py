@@ -212,12 +212,22 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
     return w
 
 
+def is_ok(rec, score, t) -> bool:
+    """The pipeline's decision at min_quality t (Pipeline.fit): status OK, score >= t and, for
+    an essential fit when the verdict is on, a rotation stable across polarities."""
+    from matchanything_ros.geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG
+
+    if rec["status"] != "OK" or score is None or score < t:
+        return False
+    return t <= 0 or rec["features"].get("polarity_disagreement_deg", 0.0) <= MAX_POLARITY_DISAGREEMENT_DEG
+
+
 def curve(recs, scores, thresholds) -> list[tuple]:
-    """(threshold, OK frames, coverage, OK precision) per threshold: OK = status OK and score >= t."""
+    """(threshold, OK frames, coverage, OK precision, right and OK share) per threshold."""
     out = []
     n = len(recs)
     for t in thresholds:
-        ok = [r for r, s in zip(recs, scores) if r["status"] == "OK" and s is not None and s >= t]
+        ok = [r for r, s in zip(recs, scores) if is_ok(r, s, t)]
         right = sum(r["right"] for r in ok)
         out.append((t, len(ok), len(ok) / max(n, 1), right / len(ok) if ok else float("nan"), right / max(n, 1)))
     return out
@@ -304,7 +314,7 @@ def nees_report(recs, label, sel) -> None:
     from matchanything_ros.pipeline import PipelineConfig
 
     t = PipelineConfig().min_quality
-    ok = [r for r in stereo if r["status"] == "OK" and (quality.quality_score("essential", r["features"]) or 0) >= t]
+    ok = [r for r in stereo if is_ok(r, quality.quality_score("essential", r["features"]), t)]
     print(f"\n### Pose covariance consistency, synthetic stereo ({label}): {len(stereo)} frames, "
           f"{len(ok)} OK at min_quality {t:g}\n")
 

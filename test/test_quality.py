@@ -6,7 +6,14 @@ import pytest
 
 from matchanything_ros.geometry import GeometryStatus, camera1_pose_in_camera0, estimate_geometry
 from matchanything_ros.geometry.pose import _log_so3
-from matchanything_ros.geometry.quality import assess, corner_sigma, grid_coverage
+from matchanything_ros.geometry import GeometryResult
+from matchanything_ros.geometry.quality import (
+    MAX_POLARITY_DISAGREEMENT_DEG,
+    assess,
+    corner_sigma,
+    grid_coverage,
+    polarity_disagreement_deg,
+)
 from matchanything_ros.matching import Matches
 from matchanything_ros.pipeline import Pipeline, PipelineConfig
 
@@ -151,6 +158,8 @@ def test_pose_covariance_consistent_or_not_ok_on_synthetic_stereo():
             assert res.geometry.status == GeometryStatus.LOW_QUALITY, res.geometry.message
             continue
         ok += 1
+        # OK also needs a rotation that one polarity's matches alone reproduce
+        assert res.quality.features["polarity_disagreement_deg"] <= MAX_POLARITY_DISAGREEMENT_DEG
         g = res.geometry
         R01, _ = camera1_pose_in_camera0(g.R, g.t)
         R01_gt, _ = camera1_pose_in_camera0(pair.R, pair.t)
@@ -173,3 +182,15 @@ def test_diagnostics_publish_the_quality():
     report = h.node_report(1.0, NodeConfig(), pipe.config, "test")
     assert float(report.values["quality_score"]) == pytest.approx(res.quality.score)
     assert float(report.values["min_quality"]) == 0.9
+
+
+def test_polarity_disagreement_is_the_closest_single_polarity_rotation():
+    def fit(angle_deg, ok=True):
+        R = cv2.Rodrigues(np.array([0.0, np.radians(angle_deg), 0.0]))[0]
+        status = GeometryStatus.OK if ok else GeometryStatus.TOO_FEW_MATCHES
+        return GeometryResult("essential", status, "", np.eye(3), np.ones(3, bool), R=R, t=np.array([1.0, 0, 0]))
+
+    pooled = fit(0.0)
+    assert polarity_disagreement_deg(pooled, [fit(4.0), fit(0.5)]) == pytest.approx(0.5)
+    assert polarity_disagreement_deg(pooled, [fit(4.0), fit(0.5, ok=False)]) == pytest.approx(4.0)
+    assert polarity_disagreement_deg(pooled, []) == float("inf")

@@ -36,6 +36,11 @@ import numpy as np
 from .result import GeometryResult
 
 GRID = 8
+#: essential mode, polarity "both": the pooled fit's rotation must agree with the rotation fitted
+#: to one polarity's matches alone within this (deg), else the fit is unstable (a slightly
+#: different match set gives another pose: seen in replay at 3-5 deg error) and not OK.
+#: On the study's stereo pairs it removed no OK frame at min_quality 0.9 (docs/ACCURACY.md).
+MAX_POLARITY_DISAGREEMENT_DEG = 1.5
 #: noise floor for the corner / pose uncertainty (px): matchers quantise to ~1 px
 MIN_SIGMA_PX = 0.5
 
@@ -140,6 +145,17 @@ def quality_features(
         rot = math.inf if cov is None else math.degrees(math.sqrt(max(np.trace(np.asarray(cov)[3:, 3:]) / 3.0, 0.0)))
         feats["log_rotation_sigma_deg"] = math.log(min(max(rot, 1e-4), 1e3))
     return feats
+
+
+def polarity_disagreement_deg(geometry: GeometryResult, polarity_fits: list[GeometryResult]) -> float:
+    """Smallest rotation angle (deg) between an essential fit and the fits of single polarities
+    (inf when none of them has a pose)."""
+    best = math.inf
+    for f in polarity_fits:
+        if f.ok and f.R is not None and geometry.R is not None:
+            c = (np.trace(np.asarray(geometry.R) @ np.asarray(f.R).T) - 1.0) / 2.0
+            best = min(best, math.degrees(math.acos(min(1.0, max(-1.0, c)))))
+    return best
 
 
 def quality_score(mode: str, features: dict[str, float]) -> float | None:
