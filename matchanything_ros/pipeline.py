@@ -287,7 +287,8 @@ class Pipeline:
         """Geometry and verdict for the matches of each polarity (``found[i]`` for
         ``polarities[i]``): the step after matching, also run by scripts/verdict_study.py on
         cached matches. Returns (matches, geometry, polarity used, quality); an OK fit whose
-        quality score is below ``min_quality`` comes back as LOW_QUALITY."""
+        quality score is below ``min_quality`` comes back as LOW_QUALITY, and so does (verdict
+        on, polarity "both") an essential fit whose rotation neither polarity alone reproduces."""
         cfg = self.config
 
         def fit_one(m: Matches) -> GeometryResult:
@@ -305,6 +306,7 @@ class Pipeline:
                 rotation_floor_px=POSE_ROTATION_FLOOR_PX,
             )
 
+        # "both" pools the matches of both polarities into one fit; otherwise each is fitted
         if cfg.polarity == "both":
             matches, polarity = _pool(found), "both"
             geom = fit_one(matches)
