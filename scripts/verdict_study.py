@@ -284,7 +284,7 @@ def plot(recs, groups, path) -> None:
     ts = [i / 100 for i in range(100)]
     default = PipelineConfig().min_quality
     for name, sel in groups:
-        if "training" in name or "stereo (essential), held-out" in name:
+        if "training" in name:
             continue
         rs = [r for r in recs if sel(r)]
         scores = [quality.quality_score(r["kind"], r["features"]) for r in rs]
