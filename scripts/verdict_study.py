@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibrate and check the per-frame verdict (quality score, OK threshold, pose covariance).
 
-  .venv/bin/python scripts/verdict_study.py collect [--bases 0,100,...,700] [--synthetic 100]
+  .venv/bin/python scripts/verdict_study.py collect [--bases 0,100,...,700] [--synthetic 200]
   .venv/bin/python scripts/verdict_study.py report  [--fit] [--refresh] [--plot docs/verdict_curve.png]
   (``features`` recomputes the per-case features from the match cache; ``report`` does it once)
 
@@ -353,7 +353,7 @@ def main() -> int:
     p.add_argument("--cache", default="/tmp/verdict_cache")
     p.add_argument("--data", default="../shared/data/roadscene_dev")
     p.add_argument("--bases", default="0,100,200,300,400,500,600,700", help="roadscene warp seed bases")
-    p.add_argument("--synthetic", type=int, default=100, help="synthetic seeds per kind")
+    p.add_argument("--synthetic", type=int, default=200, help="synthetic seeds per kind")
     p.add_argument("--model", default="xfeat")
     p.add_argument("--fit", action="store_true", help="fit and print the logistic coefficients (training split)")
     p.add_argument("--refresh", action="store_true", help="recompute the features from the match cache")
