@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from .geometry import GeometryResult, GeometryStatus, estimate_geometry
+from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX
+from .geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG, Quality, assess, polarity_disagreement_deg
 from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher, resolve_model
 
@@ -41,6 +43,10 @@ class PipelineConfig:
     # inliers / matches below this: LOW_INLIER_RATIO. 0 = off: on the data measured no value
     # rejected the wrong fits without losing correct ones (docs/ACCURACY.md, "Inlier ratio").
     min_inlier_ratio: float = 0.0
+    # OK needs the verdict's quality score (calibrated p(right), geometry/quality.py) >= this,
+    # else LOW_QUALITY; chosen for OK precision >= 0.97 on held-out data (docs/ACCURACY.md,
+    # "Per-frame verdict"). 0 = off. Modes without a calibrated score (fundamental) are not gated.
+    min_quality: float = 0.9
     # thermal polarity: "normal", "inverted", "auto" (fit each, keep the better fit) or "both"
     # (pool the matches of both into one fit: thermal contrast flips per object, not per image;
     # roadscene_dev SR@10 0.73 vs 0.66 for auto, docs/ACCURACY.md)
@@ -68,6 +74,8 @@ class PipelineConfig:
             raise ValueError(f"ransac_threshold must be > 0, got {self.ransac_threshold}")
         if not 0.0 <= self.min_inlier_ratio < 1.0:
             raise ValueError(f"min_inlier_ratio must be in [0, 1), got {self.min_inlier_ratio}")
+        if not 0.0 <= self.min_quality <= 1.0:
+            raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
 
@@ -134,6 +142,9 @@ class PipelineResult:
     timings: dict[str, float]  # seconds per stage: preprocess, match, geometry, total
     visible_shape: tuple[int, int]
     thermal_shape: tuple[int, int]
+    # the verdict: calibrated score + its features (geometry/quality.py); score None when the
+    # mode has no calibrated model or no fit was made
+    quality: Quality = field(default_factory=lambda: Quality(None))
 
     @property
     def ok(self) -> bool:
@@ -156,7 +167,8 @@ class PipelineResult:
         g = self.geometry
         return (
             f"{g.mode}: {g.status.value}, {self.num_inliers}/{self.num_matches} inliers, "
-            f"polarity {self.polarity}, {1000 * self.timings['total']:.0f} ms ({self.model})"
+            + (f"quality {self.quality.score:.2f}, " if self.quality.score is not None else "")
+            + f"polarity {self.polarity}, {1000 * self.timings['total']:.0f} ms ({self.model})"
         )
 
     def to_dict(self, include_matches: bool = True) -> dict[str, Any]:
@@ -175,6 +187,7 @@ class PipelineResult:
             "num_inliers": self.num_inliers,
             "inlier_ratio": self.inlier_ratio,
             "timings_s": dict(self.timings),
+            "quality": self.quality.to_dict(),
             "geometry": {
                 "mode": g.mode,
                 "status": g.status.value,
@@ -238,34 +251,18 @@ class Pipeline:
         vis, th = self.preprocess(visible, thermal)
         t1 = time.perf_counter()
         polarities = ("normal", "inverted") if cfg.polarity in ("auto", "both") else (cfg.polarity,)
-        best: tuple[Matches, GeometryResult, str] | None = None
-        t_match = t_geom = 0.0
+        t_match = 0.0
         found: list[Matches] = []
         for polarity in polarities:
             img1 = 255 - th if polarity == "inverted" else th
             ta = time.perf_counter()
             found.append(self.matcher.match(vis, img1))
             t_match += time.perf_counter() - ta
-        # "both" pools the matches of both polarities into one fit; otherwise each is fitted
-        candidates = [(_pool(found), "both")] if cfg.polarity == "both" else list(zip(found, polarities))
-        for matches, polarity in candidates:
-            tb = time.perf_counter()
-            geom = estimate_geometry(
-                matches.kpts0,
-                matches.kpts1,
-                cfg.geometry,
-                K0=K0,
-                K1=K1,
-                threshold_px=cfg.ransac_threshold,
-                confidence=cfg.ransac_confidence,
-                min_matches=cfg.min_matches,
-                min_inlier_ratio=cfg.min_inlier_ratio,
-            )
-            t_geom += time.perf_counter() - tb
-            if best is None or _better(geom, best[1], len(matches), len(best[0])):
-                best = (matches, geom, polarity)
-        assert best is not None
-        matches, geom, polarity = best
+        tb = time.perf_counter()
+        vis_wh = (np.asarray(visible).shape[1], np.asarray(visible).shape[0])
+        th_wh = (np.asarray(thermal).shape[1], np.asarray(thermal).shape[0])
+        matches, geom, polarity, quality = self.fit(found, polarities, vis_wh, th_wh, K0, K1)
+        t_geom = time.perf_counter() - tb
         total = time.perf_counter() - t0
         return PipelineResult(
             matches=matches,
@@ -275,7 +272,64 @@ class Pipeline:
             timings={"preprocess": t1 - t0, "match": t_match, "geometry": t_geom, "total": total},
             visible_shape=tuple(np.asarray(visible).shape[:2]),
             thermal_shape=tuple(np.asarray(thermal).shape[:2]),
+            quality=quality,
         )
+
+    def fit(
+        self,
+        found: list[Matches],
+        polarities: tuple[str, ...],
+        visible_wh: tuple[int, int],
+        thermal_wh: tuple[int, int],
+        K0: np.ndarray | None = None,
+        K1: np.ndarray | None = None,
+    ) -> tuple[Matches, GeometryResult, str, Quality]:
+        """Geometry and verdict for the matches of each polarity (``found[i]`` for
+        ``polarities[i]``): the step after matching, also run by scripts/verdict_study.py on
+        cached matches. Returns (matches, geometry, polarity used, quality); an OK fit whose
+        quality score is below ``min_quality`` comes back as LOW_QUALITY, and so does (verdict
+        on, polarity "both") an essential fit whose rotation neither polarity alone reproduces."""
+        cfg = self.config
+
+        def fit_one(m: Matches) -> GeometryResult:
+            return estimate_geometry(
+                m.kpts0,
+                m.kpts1,
+                cfg.geometry,
+                K0=K0,
+                K1=K1,
+                threshold_px=cfg.ransac_threshold,
+                confidence=cfg.ransac_confidence,
+                min_matches=cfg.min_matches,
+                min_inlier_ratio=cfg.min_inlier_ratio,
+                covariance_inflation=POSE_COVARIANCE_INFLATION,
+                rotation_floor_px=POSE_ROTATION_FLOOR_PX,
+            )
+
+        # "both" pools the matches of both polarities into one fit; otherwise each is fitted
+        if cfg.polarity == "both":
+            matches, polarity = _pool(found), "both"
+            geom = fit_one(matches)
+        else:
+            fits = [(m, fit_one(m), p) for m, p in zip(found, polarities)]
+            matches, geom, polarity = fits[0]
+            for m, g, p in fits[1:]:
+                if _better(g, geom, len(m), len(matches)):
+                    matches, geom, polarity = m, g, p
+        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh) if geom.ok else Quality(None)
+        unstable = None
+        if geom.ok and cfg.geometry == "essential" and cfg.polarity == "both":
+            # an unstable pose: each polarity's matches alone give another rotation
+            angle = polarity_disagreement_deg(geom, [fit_one(m) for m in found])
+            quality.features["polarity_disagreement_deg"] = angle
+            unstable = angle if angle > MAX_POLARITY_DISAGREEMENT_DEG else None
+        if geom.ok and quality.score is not None and quality.score < cfg.min_quality:
+            geom = _low_quality(geom, f"quality {quality.score:.2f} < min_quality {cfg.min_quality:g}")
+        elif geom.ok and cfg.min_quality > 0 and unstable is not None:
+            geom = _low_quality(
+                geom, f"rotation differs by {unstable:.1f} deg from each single-polarity fit (> {MAX_POLARITY_DISAGREEMENT_DEG:g})"
+            )
+        return matches, geom, polarity, quality
 
 
 def _pool(found: list[Matches]) -> Matches:
@@ -284,6 +338,20 @@ def _pool(found: list[Matches]) -> Matches:
         np.concatenate([m.kpts0 for m in found]),
         np.concatenate([m.kpts1 for m in found]),
         np.concatenate([m.scores for m in found]),
+    )
+
+
+def _low_quality(geom: GeometryResult, reason: str) -> GeometryResult:
+    """An OK fit the verdict does not trust: no model (as every non-OK status), inliers kept."""
+    return GeometryResult(
+        mode=geom.mode,
+        status=GeometryStatus.LOW_QUALITY,
+        message=f"{reason} ({geom.message})",
+        matrix=None,
+        inliers=geom.inliers,
+        rms_residual_px=geom.rms_residual_px,
+        translation_observable=geom.translation_observable,
+        rejected_matrix=geom.matrix,
     )
 
 

@@ -53,6 +53,7 @@ def test_demo_writes_pictures_and_a_summary(tmp_path):
     assert cv2.imread(str(tmp_path / "demo" / "planar_0_matches.png")).shape[1] == 2 * 640
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary[0]["corner_error_px"] < 10 and summary[0]["geometry"]["status"] == "OK"
+    assert summary[0]["quality"]["score"] >= 0.9  # the verdict, published with every result
 
 
 def test_match_writes_json_and_visualisation(pair_files, tmp_path):
@@ -61,6 +62,7 @@ def test_match_writes_json_and_visualisation(pair_files, tmp_path):
     assert res.returncode == 0, res.stderr
     out = json.loads((tmp_path / "r.json").read_text())
     assert out["geometry"]["status"] == "OK"
+    assert out["quality"]["score"] >= 0.9 and "log_corner_sigma" in out["quality"]["features"]
     H = np.array(out["geometry"]["matrix"])
     corners = np.array([[0, 0, 1], [639, 0, 1], [639, 511, 1], [0, 511, 1]], float).T
     est, gt = H @ corners, pair.H @ corners

@@ -390,7 +390,11 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
 
     # switch to the essential matrix at run time (the new resolution rebuilds the matcher on a
     # side thread): pose from a stereo pair with CameraInfo
-    res = harness.set_parameters(geometry="essential", ransac_threshold=1.0, min_matches=15, max_matches=1500)
+    # (min_quality 0: this pair's fit scores below the default verdict threshold; the verdict
+    # is test_quality.py's, this is the node's plumbing)
+    res = harness.set_parameters(
+        geometry="essential", ransac_threshold=1.0, min_matches=15, max_matches=1500, min_quality=0.0
+    )
     assert all(r.successful for r in res), [r.reason for r in res]
     harness.diagnostics(lambda v, s: v.get("geometry_mode") == "essential" and v.get("max_matches") == "1500",
                         timeout=2 * WAIT)
@@ -442,7 +446,9 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
     # the node publishes exactly the pipeline's pose, converted to "thermal camera in the
     # visible frame": same pair and parameters in-process (deterministic on CPU)
     _, cfg = load_params_file(harness.params_file)
-    cfg = dataclasses.replace(cfg, geometry="essential", ransac_threshold=1.0, min_matches=15, max_matches=1500)
+    cfg = dataclasses.replace(
+        cfg, geometry="essential", ransac_threshold=1.0, min_matches=15, max_matches=1500, min_quality=0.0
+    )
     ref = Pipeline(cfg).process(pair.visible, pair.thermal, pair.K0, pair.K1)
     R01, t01 = camera1_pose_in_camera0(ref.geometry.R, ref.geometry.t)
     np.testing.assert_allclose(position, t01, atol=1e-3)
@@ -453,7 +459,7 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
     assert rot_err < 3.0, f"rotation error {rot_err:.2f} deg"
     cov = np.asarray(pose.pose.covariance).reshape(6, 6)
     assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
-    harness.set_parameters(geometry="homography", ransac_threshold=3.0, min_matches=12, max_matches=2048)
+    harness.set_parameters(geometry="homography", ransac_threshold=3.0, min_matches=12, max_matches=2048, min_quality=0.9)
 
 
 def test_preset_applies_namespaced_and_renamed_and_unmatched_file_warns(tmp_path, monkeypatch):

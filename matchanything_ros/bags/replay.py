@@ -61,7 +61,8 @@ TIMING_KEYS = (
     "latency_ms",  # sync_wait_ms + frame_ms: stamp -> publish for a node that is never behind
     "num_matches",
     "num_inliers",
-    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, ...)
+    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, LOW_QUALITY, ...)
+    "quality",  # the verdict's calibrated score (empty when none), geometry/quality.py
     "polarity",
     "thermal_stamp_ns",
 )
@@ -366,6 +367,7 @@ class BagReplay:
                 "num_matches": result.num_matches,
                 "num_inliers": result.num_inliers,
                 "status": result.geometry.status.value,
+                "quality": "" if result.quality.score is None else round(result.quality.score, 4),
                 "polarity": result.polarity,
                 "thermal_stamp_ns": stamp_ns(th_msg.header),
             }

@@ -99,8 +99,9 @@ def machine_note() -> str:
 def markdown_table(rows: list[dict]) -> str:
     """Results table, one row per (model, polarity)."""
     head = (
-        "| model | polarity | pairs | SR@3 | SR@5 | SR@10 | AUC@3 | AUC@5 | AUC@10 | median matches "
-        "| GT inlier ratio | wall s / pair | CPU s / pair |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| model | polarity | pairs | SR@3 | SR@5 | SR@10 | AUC@3 | AUC@5 | AUC@10 | coverage | OK precision "
+        "| median matches | GT inlier ratio | wall s / pair | CPU s / pair |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for r in rows:
@@ -108,7 +109,7 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['model']} | {r['polarity']} | {s['pairs']} | {s['SR@3']:.2f} | {s['SR@5']:.2f} | "
             f"{s['SR@10']:.2f} | {s['AUC@3']:.3f} | {s['AUC@5']:.3f} | {s['AUC@10']:.3f} | "
-            f"{s['median_matches']:.0f} | {s['gt_inlier_ratio']:.2f} | {s['mean_time_s']:.3f} | "
+            f"{s['coverage']:.2f} | {s['ok_precision']:.3f} | {s['median_matches']:.0f} | {s['gt_inlier_ratio']:.2f} | {s['mean_time_s']:.3f} | "
             f"{s['mean_cpu_time_s']:.3f} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -215,7 +216,8 @@ def run(args) -> int:
             print(
                 f"{row['model']} [{polarity}]: SR@3/5/10 {summary['SR@3']:.2f}/{summary['SR@5']:.2f}/"
                 f"{summary['SR@10']:.2f}, AUC@3/5/10 {summary['AUC@3']:.3f}/{summary['AUC@5']:.3f}/"
-                f"{summary['AUC@10']:.3f}, median matches {summary['median_matches']:.0f}, GT inlier ratio "
+                f"{summary['AUC@10']:.3f}, OK {summary['coverage']:.2f} of pairs with precision "
+                f"{summary['ok_precision']:.3f}, median matches {summary['median_matches']:.0f}, GT inlier ratio "
                 f"{summary['gt_inlier_ratio']:.2f}, {summary['mean_time_s']:.3f} s/pair "
                 f"({summary['mean_cpu_time_s']:.3f} CPU s)",
                 flush=True,

@@ -136,7 +136,7 @@ class PairResult:
 
     name: str
     seed: int
-    corner_error_px: float  # inf when no homography was found
+    corner_error_px: float  # of the fitted homography, verdict ignored; inf when none was fitted
     num_matches: int
     num_inliers: int  # geometric (MAGSAC++) inliers
     gt_inlier_ratio: float  # fraction of matches within 3 px of the ground truth
@@ -144,6 +144,7 @@ class PairResult:
     time_s: float  # wall time of Pipeline.process
     cpu_time_s: float  # CPU time of this process during Pipeline.process (all threads)
     status: str
+    quality: float | None = None  # the verdict's score (geometry/quality.py)
 
 
 def evaluate_pair(pipeline, pair: AlignedPair, seed: int, gt_px: float = 3.0) -> PairResult:
@@ -158,7 +159,9 @@ def evaluate_pair(pipeline, pair: AlignedPair, seed: int, gt_px: float = 3.0) ->
     return PairResult(
         name=pair.name,
         seed=seed,
-        corner_error_px=corner_error(g.matrix if result.ok else None, H, w, h),
+        # the fit's own accuracy, also when the verdict withheld it (LOW_QUALITY): SR@t measures
+        # the matcher + fit, OK precision / coverage (summarize) the verdict
+        corner_error_px=corner_error(g.matrix if result.ok else g.rejected_matrix, H, w, h),
         num_matches=result.num_matches,
         num_inliers=result.num_inliers,
         gt_inlier_ratio=match_precision(result.matches.kpts0, result.matches.kpts1, H, gt_px),
@@ -166,6 +169,7 @@ def evaluate_pair(pipeline, pair: AlignedPair, seed: int, gt_px: float = 3.0) ->
         time_s=elapsed,
         cpu_time_s=cpu,
         status=g.status.value,
+        quality=result.quality.score,
     )
 
 
@@ -182,14 +186,19 @@ def run_protocol(
 
 
 def summarize(results: Sequence[PairResult], thresholds: Sequence[float] = THRESHOLDS_PX) -> dict:
-    """Aggregate scores: SR@t (success rate of the mean corner error), AUC@t, median matches,
-    mean ground-truth inlier ratio, mean/median wall time and mean CPU time per pair."""
+    """Aggregate scores: SR@t (success rate of the mean corner error of every fit, the verdict
+    ignored), AUC@t, the verdict's coverage (share of pairs OK) and OK precision (share of OK
+    pairs within 10 px), median matches, mean ground-truth inlier ratio, mean/median wall time
+    and mean CPU time per pair."""
     errors = [r.corner_error_px for r in results]
     sr = success_rates(errors, thresholds)
     auc = pose_auc(errors, thresholds)
     times = np.array([r.time_s for r in results]) if results else np.zeros(1)
+    ok = [r for r in results if r.status == "OK"]
     return {
         "pairs": len(results),
+        "coverage": len(ok) / len(results) if results else 0.0,
+        "ok_precision": sum(r.corner_error_px <= 10.0 for r in ok) / len(ok) if ok else float("nan"),
         **{f"SR@{t:g}": sr[float(t)] for t in thresholds},
         **{f"AUC@{t:g}": auc[float(t)] for t in thresholds},
         "median_corner_error_px": float(np.median(errors)) if results else float("inf"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pose import pose_covariance, sampson_distances
+from .pose import pose_covariance, rotation_parallax, sampson_distances
 from .result import GeometryResult, GeometryStatus
 
 GEOMETRY_MODES = ("homography", "affine", "fundamental", "essential", "none")
@@ -20,6 +20,11 @@ MINIMAL_SAMPLE = {"homography": 4, "affine": 3, "fundamental": 8, "essential": 5
 #: translation direction is reported as not observable. With enough parallax ~all inliers pass;
 #: without, about half do (test_geometry.py::test_distant_scene_translation_not_observable).
 MIN_IN_FRONT_FRACTION = 0.9
+#: essential mode: below this median parallax (px at the mean focal length) left after the
+#: rotation the translation direction is reported as not observable either. On the synthetic
+#: stereo pairs of scripts/verdict_study.py (0.1-0.3 m baselines), fits that pass the cheirality
+#: test with less parallax are off by 11-40 deg in translation direction (docs/ACCURACY.md).
+MIN_PARALLAX_PX = 20.0
 
 
 def _fail(mode, status, message, n, inliers=None) -> GeometryResult:
@@ -70,6 +75,8 @@ def estimate_geometry(
     min_matches: int = 12,
     max_iters: int = 10000,
     min_inlier_ratio: float = 0.0,
+    covariance_inflation: float = 1.0,
+    rotation_floor_px: float = 0.0,
 ) -> GeometryResult:
     """Fit ``mode`` to the correspondences kpts0 (visible px) <-> kpts1 (thermal px).
 
@@ -84,6 +91,11 @@ def estimate_geometry(
     have no matrix; their inlier mask is kept when a fit was made. Non-finite keypoints are
     skipped (never inliers). Raises ValueError only for programming errors (unknown mode,
     mismatched arrays, bad threshold / confidence / ratio); everything data-dependent is a status.
+    ``covariance_inflation`` multiplies the first-order pose covariance (see
+    :func:`~matchanything_ros.geometry.pose.pose_covariance`; the pipeline passes the factor
+    calibrated for real matches, :data:`~matchanything_ros.geometry.pose.POSE_COVARIANCE_INFLATION`)
+    and ``rotation_floor_px`` (px at the mean focal length) is added to its rotation standard
+    deviation (:data:`~matchanything_ros.geometry.pose.POSE_ROTATION_FLOOR_PX`).
     """
     if mode not in GEOMETRY_MODES:
         raise ValueError(f"geometry mode must be one of {GEOMETRY_MODES}, got {mode!r}")
@@ -121,7 +133,7 @@ def estimate_geometry(
     import cv2
 
     try:
-        fit = _FITTERS[mode](q0, q1, K0, K1, threshold_px, confidence, int(max_iters))
+        fit = _FITTERS[mode](q0, q1, K0, K1, threshold_px, confidence, int(max_iters), (float(covariance_inflation), float(rotation_floor_px)))
     except cv2.error as exc:
         return _fail(mode, GeometryStatus.FAILED, f"OpenCV error: {str(exc).strip().splitlines()[-1]}", n)
     if fit is None:
@@ -166,7 +178,7 @@ def _rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(values)))) if len(values) else 0.0
 
 
-def _fit_homography(q0, q1, K0, K1, thr, conf, iters):
+def _fit_homography(q0, q1, K0, K1, thr, conf, iters, calibration=(1.0, 0.0)):
     import cv2
 
     H, mask = cv2.findHomography(q0, q1, cv2.USAC_MAGSAC, thr, maxIters=iters, confidence=conf)
@@ -178,7 +190,7 @@ def _fit_homography(q0, q1, K0, K1, thr, conf, iters):
     return H, m, {"rms_residual_px": _rms(np.linalg.norm(proj - q1[m], axis=1))}
 
 
-def _fit_affine(q0, q1, K0, K1, thr, conf, iters):
+def _fit_affine(q0, q1, K0, K1, thr, conf, iters, calibration=(1.0, 0.0)):
     import cv2
 
     A, mask = cv2.estimateAffine2D(
@@ -192,7 +204,7 @@ def _fit_affine(q0, q1, K0, K1, thr, conf, iters):
     return M, m, {"rms_residual_px": _rms(np.linalg.norm(proj - q1[m], axis=1))}
 
 
-def _fit_fundamental(q0, q1, K0, K1, thr, conf, iters):
+def _fit_fundamental(q0, q1, K0, K1, thr, conf, iters, calibration=(1.0, 0.0)):
     import cv2
 
     F, mask = cv2.findFundamentalMat(q0, q1, cv2.USAC_MAGSAC, thr, conf, iters)
@@ -210,7 +222,7 @@ def _normalise(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     return cv2.undistortPoints(points.reshape(-1, 1, 2), K, None).reshape(-1, 2)
 
 
-def _fit_essential(q0, q1, K0, K1, thr, conf, iters):
+def _fit_essential(q0, q1, K0, K1, thr, conf, iters, calibration=(1.0, 0.0)):
     import cv2
 
     n0, n1 = _normalise(q0, K0), _normalise(q1, K1)
@@ -239,10 +251,14 @@ def _fit_essential(q0, q1, K0, K1, thr, conf, iters):
     # almost any translation direction and about half the inliers end up behind a camera; the
     # rotation is still usable, the translation direction is not.
     in_front = int(good) / max(1, int(m.sum()))
-    observable = in_front >= MIN_IN_FRONT_FRACTION
-    cov = pose_covariance(R, t, n0[m], n1[m], translation_observable=observable)
+    parallax_px = float(np.median(rotation_parallax(R, n0[m], n1[m]))) * focal
+    observable = in_front >= MIN_IN_FRONT_FRACTION and parallax_px >= MIN_PARALLAX_PX
+    inflation, floor_px = calibration
+    cov = pose_covariance(
+        R, t, n0[m], n1[m], translation_observable=observable, inflation=inflation, rotation_floor=floor_px / focal
+    )
     rms = _rms(sampson_distances(E, n0[m], n1[m])) * focal
-    note = f"{int(good)} in front of both cameras"
+    note = f"{int(good)} in front of both cameras, parallax {parallax_px:.1f} px"
     if not observable:
         note += "; translation direction not observable (too little parallax), rotation only"
     return E, m, {

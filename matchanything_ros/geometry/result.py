@@ -13,6 +13,7 @@ class GeometryStatus(str, Enum):
     OK = "OK"
     TOO_FEW_MATCHES = "TOO_FEW_MATCHES"  # fewer matches (or inliers) than min_matches
     LOW_INLIER_RATIO = "LOW_INLIER_RATIO"  # inliers / matches below min_inlier_ratio (likely a wrong fit)
+    LOW_QUALITY = "LOW_QUALITY"  # a model was fitted but its verdict score is below min_quality
     DEGENERATE = "DEGENERATE"  # points identical / collinear, or OpenCV found no model
     NO_INTRINSICS = "NO_INTRINSICS"  # essential mode without valid K0 and K1
     FAILED = "FAILED"  # OpenCV raised an error
@@ -23,6 +24,8 @@ class GeometryResult:
     """A robust fit between visible (0) and thermal (1) keypoints.
 
     mode: "homography", "affine", "fundamental", "essential" or "none".
+    status: LOW_QUALITY is set by the pipeline (not here) when the verdict's score of an
+        otherwise OK fit is below ``min_quality`` (matchanything_ros.geometry.quality).
     matrix: 3x3 float64 (H with x1 ~ H x0 in pixels; affine as 3x3 with last row 0 0 1; F with
         x1^T F x0 = 0 in pixels; E with x1^T E x0 = 0 in normalised coordinates), None unless OK.
     inliers: bool (N,), aligned with the input keypoints (all False when no fit was attempted).
@@ -47,6 +50,9 @@ class GeometryResult:
     covariance: np.ndarray | None = None
     rms_residual_px: float | None = None
     translation_observable: bool | None = None
+    #: LOW_QUALITY only: the model the verdict withheld, for evaluation (its accuracy is still
+    #: measured); never publish it
+    rejected_matrix: np.ndarray | None = None
 
     @property
     def num_inliers(self) -> int:

@@ -207,6 +207,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "ransac_confidence": (0.5, 1.0),
     "min_matches": (4, 100000),
     "min_inlier_ratio": (0.0, 0.99),  # 1.0 would refuse every fit
+    "min_quality": (0.0, 1.0),  # verdict (issue 11)
     "thermal.low_percentile": (0.0, 99.9),  # and below high_percentile
     "thermal.high_percentile": (0.1, 100.0),
     "thermal.fixed_min": (-1.0e6, 999999.0),  # raw units (counts, K, degC); and below fixed_max
@@ -251,6 +252,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "ransac_confidence": "confidence of the robust fit",
     "min_matches": "fewer matches/inliers than this: geometry status TOO_FEW_MATCHES",
     "min_inlier_ratio": "inliers/matches below this (0 <= r < 1; 0 = off): geometry status LOW_INLIER_RATIO",
+    "min_quality": "OK needs the fit's calibrated quality score (p(right), 0-1) >= this, else LOW_QUALITY; 0 = off",
     "polarity": "thermal polarity: normal, inverted, auto (fit each, keep the better), both (pool both into one fit)",
     "thermal.mode": "thermal to 8 bit: percentile stretch, fixed raw range, or min/max",
     "thermal.low_percentile": "percentile mode: raw percentile mapped to 0",

@@ -93,6 +93,7 @@ class NodeHealth:
         self.last_matches = 0
         self.last_inliers = 0
         self.last_status = ""
+        self.last_quality: float | None = None
         self.last_message = ""
         self.last_error = ""  # sticky until a pair succeeds
         self.last_bad_input = ""  # stream, size/stamp and reason of the newest bad message
@@ -151,6 +152,7 @@ class NodeHealth:
             self.last_matches = result.num_matches
             self.last_inliers = result.num_inliers
             self.last_status = result.geometry.status.value
+            self.last_quality = result.quality.score
             self.last_message = result.geometry.message
             self.model = result.model
             self.last_error = ""
@@ -170,6 +172,7 @@ class NodeHealth:
                 "backend": pipeline_config.backend,
                 "sync": sync_name,
                 "sync_slop_s": node_cfg.sync.slop,
+                "min_quality": pipeline_config.min_quality,
             },
         )
 
@@ -233,6 +236,7 @@ class NodeHealth:
                 "inliers": self.last_inliers,
                 "inlier_ratio": float(ratio),
                 "geometry_status": self.last_status,
+                "quality_score": "" if self.last_quality is None else float(self.last_quality),
                 "received_visible": self.received["visible"],
                 "received_thermal": self.received["thermal"],
                 "pairs": totals["pairs"],
