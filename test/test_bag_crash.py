@@ -237,7 +237,7 @@ def test_make_bag_refuses_existing_or_bad_output(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "exists already" in proc.stderr
     (tmp_path / "file").write_text("x")
     proc = run_cli("make-bag", str(tmp_path / "file" / "bag"), "--frames", "1", "--no-progress")
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "cannot create output bag" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is not a folder" in proc.stderr
     with pytest.raises(BagError, match="no frames to write"):
         write_bag([], tmp_path / "empty")
     assert not (tmp_path / "empty").exists()  # no bag of empty topics left behind

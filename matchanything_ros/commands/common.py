@@ -106,5 +106,7 @@ def check_output_folder(path: str | Path | None) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CommandError(f"output folder {path} exists and is not a folder")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise CommandError(f"cannot create output folder {path}: {path.parent} is not a folder")
     if not path.parent.is_dir():
         raise CommandError(f"cannot create output folder {path}: {path.parent} does not exist (create it first)")
