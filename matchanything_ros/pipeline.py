@@ -15,6 +15,7 @@ import numpy as np
 from .geometry import GeometryResult, GeometryStatus, estimate_geometry
 from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher, resolve_model
+from .rig import RigCheck, RigConfig, RigEstimator
 
 POLARITIES = ("normal", "inverted", "auto", "both")
 _VISIBLE_STRETCH = ThermalConfig(mode="percentile")
@@ -46,10 +47,14 @@ class PipelineConfig:
     # roadscene_dev SR@10 0.73 vs 0.66 for auto, docs/ACCURACY.md)
     polarity: str = "both"
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
+    # rig mode: the rig's geometry estimated over frames, per-frame results gated by it (rig.py)
+    rig: RigConfig = field(default_factory=RigConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.thermal, dict):
             self.thermal = ThermalConfig(**self.thermal)
+        if isinstance(self.rig, dict):
+            self.rig = RigConfig(**self.rig)
         self.validate()
 
     def validate(self) -> None:
@@ -70,6 +75,7 @@ class PipelineConfig:
             raise ValueError(f"min_inlier_ratio must be in [0, 1), got {self.min_inlier_ratio}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
+        self.rig.validate()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "PipelineConfig":
@@ -120,7 +126,7 @@ def _undot(values: dict[str, Any]) -> dict[str, Any]:
             out.setdefault(head, {})[rest] = value
         else:
             out[key] = value
-    return {k: _undot(v) if isinstance(v, dict) and k == "thermal" else v for k, v in out.items()}
+    return {k: _undot(v) if isinstance(v, dict) and k in ("thermal", "rig") else v for k, v in out.items()}
 
 
 @dataclass
@@ -134,10 +140,22 @@ class PipelineResult:
     timings: dict[str, float]  # seconds per stage: preprocess, match, geometry, total
     visible_shape: tuple[int, int]
     thermal_shape: tuple[int, int]
+    rig: RigCheck | None = None  # rig mode: the gate's verdict on this frame
 
     @property
     def ok(self) -> bool:
-        return self.geometry.status == GeometryStatus.OK
+        return self.geometry.status == GeometryStatus.OK and not (self.rig is not None and self.rig.mismatch)
+
+    @property
+    def status(self) -> str:
+        """The geometry status, or RIG_MISMATCH for an OK fit the rig estimate rejects."""
+        if self.geometry.ok and self.rig is not None and self.rig.mismatch:
+            return self.rig.status
+        return self.geometry.status.value
+
+    @property
+    def status_message(self) -> str:
+        return self.rig.describe() if self.status != self.geometry.status.value else self.geometry.message
 
     @property
     def num_matches(self) -> int:
@@ -155,7 +173,7 @@ class PipelineResult:
         """One human-readable line (CLI, logs)."""
         g = self.geometry
         return (
-            f"{g.mode}: {g.status.value}, {self.num_inliers}/{self.num_matches} inliers, "
+            f"{g.mode}: {self.status}, {self.num_inliers}/{self.num_matches} inliers, "
             f"polarity {self.polarity}, {1000 * self.timings['total']:.0f} ms ({self.model})"
         )
 
@@ -175,6 +193,11 @@ class PipelineResult:
             "num_inliers": self.num_inliers,
             "inlier_ratio": self.inlier_ratio,
             "timings_s": dict(self.timings),
+            "status": self.status,
+            "rig": None if self.rig is None else {
+                "status": self.rig.status, "state": self.rig.state, "distance": self.rig.distance,
+                "distance_translation_deg": self.rig.distance_translation_deg, "threshold": self.rig.threshold,
+            },
             "geometry": {
                 "mode": g.mode,
                 "status": g.status.value,
@@ -203,6 +226,20 @@ class Pipeline:
         model = self.config.resolved_model()  # one weights lookup per build
         self.matcher = matcher or create_matcher(self.config.model, **self.config.matcher_options(model))
         self._matcher_key = self.config.matcher_key(model)
+        self.rig: RigEstimator | None = None
+        self._update_rig(self.config)
+
+    def _update_rig(self, config: PipelineConfig) -> None:
+        """Rig mode on/off; a new estimator (the estimate restarts) when what it pools changes."""
+        c = config.rig
+        key = (config.geometry, config.ransac_threshold, c.window, c.max_points)
+        if not c.enabled:
+            self.rig = None
+        elif self.rig is None or key != self._rig_key:
+            self.rig = RigEstimator(c, config.geometry, config.ransac_threshold)
+        else:
+            self.rig.config = c  # gate and alarm settings apply from the next frame
+        self._rig_key = key
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """Apply a new config; the matcher is rebuilt only when a matcher option changed."""
@@ -212,6 +249,7 @@ class Pipeline:
         if key != self._matcher_key:
             self.matcher = create_matcher(config.model, **config.matcher_options(model))
             self._matcher_key = key
+        self._update_rig(config)
         self.config = config
 
     def preprocess(self, visible: np.ndarray, thermal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -267,7 +305,7 @@ class Pipeline:
         assert best is not None
         matches, geom, polarity = best
         total = time.perf_counter() - t0
-        return PipelineResult(
+        result = PipelineResult(
             matches=matches,
             geometry=geom,
             polarity=polarity,
@@ -276,6 +314,12 @@ class Pipeline:
             visible_shape=tuple(np.asarray(visible).shape[:2]),
             thermal_shape=tuple(np.asarray(thermal).shape[:2]),
         )
+        if self.rig is not None:  # the gate: a separate step after the per-frame verdict
+            tr = time.perf_counter()
+            result.rig = self.rig.update(result, K0, K1)
+            result.timings["rig"] = time.perf_counter() - tr
+            result.timings["total"] += result.timings["rig"]
+        return result
 
 
 def _pool(found: list[Matches]) -> Matches:

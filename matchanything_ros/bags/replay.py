@@ -53,7 +53,9 @@ TIMING_KEYS = (
     "latency_ms",  # sync_wait_ms + frame_ms: stamp -> publish for a node that is never behind
     "num_matches",
     "num_inliers",
-    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, ...)
+    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, ...) or RIG_MISMATCH
+    "rig_state",  # rig mode: CONVERGING, TRACKING, DISPUTED, CHANGED (absent without rig mode)
+    "rig_level",  # rig mode: 0 OK, 1 WARN, 2 ERROR (the rig diagnostics level after this frame)
     "polarity",
     "thermal_stamp_ns",
 )
@@ -320,10 +322,12 @@ class BagReplay:
             "latency_ms": sync_wait_ms + frame_ms,
             "num_matches": result.num_matches,
             "num_inliers": result.num_inliers,
-            "status": result.geometry.status.value,
+            "status": result.status,
             "polarity": result.polarity,
             "thermal_stamp_ns": stamp_ns(th_msg.header),
         }
+        if result.rig is not None:
+            timings.update(rig_state=result.rig.state, rig_level=result.rig.level)
         self._write_timings(stamp, t_out, timings)
         if self.on_result is not None:
             self.on_result(stamp, result)
