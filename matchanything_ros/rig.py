@@ -526,7 +526,9 @@ class RigEstimator:
         return c.gate_deg + 3 * self._sigma, c.gate_translation_deg + 3 * (self._sigma_t or 0.0)
 
     def _gate(self, result, frame: _Frame | None) -> RigCheck:
-        if not result.geometry.ok or not self._converged():
+        # gate as soon as the bootstrap gives a spread (3 frames): the threshold widens by
+        # 3 sigma, so an early estimate rejects only what is far from it
+        if not result.geometry.ok or self._estimate is None or not math.isfinite(self._sigma):
             return RigCheck("UNCHECKED")
         model = self._ops.frame_model(result)
         if model is None:
