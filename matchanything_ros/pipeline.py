@@ -241,6 +241,12 @@ class Pipeline:
             self.rig.config = c  # gate and alarm settings apply from the next frame
         self._rig_key = key
 
+    def adopt_rig(self, other: "Pipeline") -> None:
+        """Keep ``other``'s rig estimate (a rebuilt matcher does not change the rig)."""
+        if self.rig is not None and other.rig is not None and self._rig_key == other._rig_key:
+            other.rig.config = self.config.rig
+            self.rig = other.rig
+
     def reconfigure(self, config: PipelineConfig) -> None:
         """Apply a new config; the matcher is rebuilt only when a matcher option changed."""
         config.validate()

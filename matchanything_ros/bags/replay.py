@@ -71,7 +71,12 @@ OUTPUT_TOPICS = {
     "debug_image": ("debug/matches", IMAGE_TYPE),
     "diagnostics": ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
     "timings": (TIMINGS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+    # rig mode (node/rig_outputs.py)
+    "rig_pose": ("rig/pose", "geometry_msgs/msg/PoseWithCovarianceStamped"),
+    "rig_homography": ("rig/homography", "std_msgs/msg/Float64MultiArray"),
+    "rig_tf_static": ("/tf_static", "tf2_msgs/msg/TFMessage"),
 }
+RIG_TOPIC_KEYS = {"rig_pose": "rig", "rig_homography": "rig", "rig_tf_static": "rig_tf_static"}
 
 
 def resolve(name: str, namespace: str = "/") -> str:
@@ -200,6 +205,11 @@ class BagReplay:
         # message is ever published on it (evaluate then knows a missing homography is a miss).
         enabled = {key for key in ("correspondences", "pose", "transform", "tf", "homography", "registered", "debug_image")
                    if getattr(cfg.publish, key)}
+        if self.pipeline.rig is not None:
+            from ..node.rig_outputs import RigOutputs
+
+            self.rig_out = RigOutputs(self.out)
+            enabled |= {key for key, flag in RIG_TOPIC_KEYS.items() if getattr(cfg.publish, flag)}
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop)
@@ -358,6 +368,17 @@ class BagReplay:
         for key, msg in output_messages(result, self.cfg, self.out, vis_msg, th_msg, visible, thermal,
                                         self.pipeline.config.thermal, stamp):
             self._emit(key, t_out, self.out.tf_message([msg]) if key == "tf" else msg)
+        if self.pipeline.rig is not None:
+            from ..node.pair_io import output_frames
+            from ..node.rig_outputs import write_calibration
+
+            frame, child = output_frames(self.cfg, vis_msg, th_msg)
+            estimate = self.pipeline.rig.snapshot()
+            for key, msg in self.rig_out.messages(estimate, self.cfg, stamp, frame, child):
+                if key == "rig_calibration":
+                    write_calibration(self.cfg.output.rig_calibration_file, msg, frame, child, stamp)
+                else:
+                    self._emit(key, t_out, self.out.tf_message([msg]) if key == "rig_tf_static" else msg)
 
     def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
         from ..node.outputs import OK, DiagnosticReport
@@ -367,10 +388,14 @@ class BagReplay:
         self._emit("timings", t_out, self.out.diagnostics(stamp, [report]))
 
     def _write_diagnostics(self, t_ns: int) -> None:
-        report = self.health.node_report(
+        reports = [self.health.node_report(
             t_ns / NS_PER_S, self.cfg, self.pipeline.config, "matchanything_ros.node.sync (replay)"
-        )
-        self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, [report]))
+        )]
+        if self.pipeline.rig is not None:
+            from ..node.rig_outputs import rig_report
+
+            reports.append(rig_report(self.pipeline.rig, "matcher_node: rig calibration", "/matcher_node (replay)"))
+        self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, reports))
 
 
 def _bad(health: Any, stream: str) -> int:
