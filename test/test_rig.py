@@ -1,0 +1,194 @@
+"""Rig mode (matchanything_ros/rig.py): the pooled estimate, its covariance, the gate and the
+drift alarm, on synthetic correspondences fitted by the real geometry code (no matcher)."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from matchanything_ros.geometry import estimate_geometry
+from matchanything_ros.matching import Matches
+from matchanything_ros.pipeline import PipelineConfig, PipelineResult
+from matchanything_ros.rig import CHANGED, RIG_MISMATCH, TRACKING, RigConfig, RigEstimator, corner_distance
+
+SIZE = (640, 480)
+H_TRUE = np.array([[0.95, -0.04, 18.0], [0.03, 1.02, -11.0], [2e-5, -1e-5, 1.0]])
+
+
+def _apply(H, p):
+    q = np.c_[p, np.ones(len(p))] @ H.T
+    return q[:, :2] / q[:, 2:]
+
+
+def _roll(H, deg):
+    """H followed by a rotation of the thermal camera about its optical axis (nominal K)."""
+    K = np.array([[SIZE[0], 0, (SIZE[0] - 1) / 2], [0, SIZE[0], (SIZE[1] - 1) / 2], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.0, 0.0, np.deg2rad(deg)]))[0]
+    M = K @ R @ np.linalg.inv(K) @ H
+    return M / M[2, 2]
+
+
+def _result(p0, p1, geometry) -> PipelineResult:
+    return PipelineResult(Matches(p0, p1, np.ones(len(p0))), geometry, "both", "synthetic", {"total": 0.0},
+                          (SIZE[1], SIZE[0]), (SIZE[1], SIZE[0]))
+
+
+def _h_frame(rng, H, wrong=False) -> PipelineResult:
+    """A frame's matches: 150 true ones (0.8 px noise) + 100 random ones; a *wrong* frame has
+    only 15 true ones, 60 that fit another homography 25-60 px away, and random ones: MAGSAC
+    locks onto the wrong model, as on a night frame."""
+    n_true = 15 if wrong else 150
+    p0 = rng.uniform([0, 0], SIZE, (n_true, 2))
+    p1 = _apply(H, p0) + rng.normal(0, 0.8, p0.shape)
+    parts0, parts1 = [p0], [p1]
+    if wrong:
+        Hw = H.copy()
+        Hw[:2, 2] += rng.uniform(25, 60, 2) * rng.choice([-1, 1], 2)
+        q0 = rng.uniform([0, 0], SIZE, (60, 2))
+        parts0.append(q0)
+        parts1.append(_apply(Hw, q0) + rng.normal(0, 0.8, q0.shape))
+    r0 = rng.uniform([0, 0], SIZE, (100, 2))
+    parts0.append(r0)
+    parts1.append(rng.uniform([0, 0], SIZE, (100, 2)))
+    k0, k1 = np.concatenate(parts0), np.concatenate(parts1)
+    return _result(k0, k1, estimate_geometry(k0, k1, "homography", min_matches=12))
+
+
+def _run(rig, frames):
+    checks = [rig.update(r) for r in frames]
+    return checks
+
+
+def test_homography_rig_pools_evidence_gates_wrong_frames_and_shrinks_its_covariance():
+    rng = np.random.default_rng(0)
+    rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+    wrong = [i % 3 == 2 for i in range(45)]  # a third of the frames fit a wrong model
+    sigmas, checks = [], []
+    for i, bad in enumerate(wrong):
+        r = _h_frame(rng, H_TRUE, bad)
+        assert r.geometry.ok
+        if bad:
+            assert corner_distance(r.geometry.matrix, H_TRUE, SIZE) > 15  # the frame is really wrong
+        checks.append(rig.update(r))
+        est = rig.snapshot()
+        sigmas.append(est.sigma if est else math.inf)
+    est = rig.snapshot()
+    assert est.converged and est.state == TRACKING and est.level == 0
+    # pooled evidence: far better than any single frame (0.8 px noise, 150 matches)
+    assert corner_distance(est.model.H, H_TRUE, SIZE) < 0.3
+    assert sigmas[8] > sigmas[-1] and sigmas[-1] < 0.2
+    after = range(6, len(wrong))
+    assert all(checks[i].status == RIG_MISMATCH for i in after if wrong[i])
+    assert all(checks[i].status == "OK" for i in after if not wrong[i])
+    # the wrong frames never raise the drift alarm
+    assert all(c.level == 0 for c in checks)
+
+
+def test_homography_drift_alarm_and_reconvergence_after_a_knocked_camera():
+    rng = np.random.default_rng(1)
+    rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+    H2 = _roll(H_TRUE, 2.0)  # the thermal camera turned 2 degrees at frame 30
+    assert corner_distance(H2, H_TRUE, SIZE) > 10
+    levels, errors = [], []
+    for i in range(60):
+        H = H_TRUE if i < 30 else H2
+        check = rig.update(_h_frame(rng, H, wrong=i % 4 == 3))
+        levels.append(check.level)
+        est = rig.snapshot()
+        errors.append(corner_distance(est.model.H, H, SIZE))
+        if 30 <= i < 33 and i % 4 != 3:
+            assert check.status == RIG_MISMATCH  # the new geometry disagrees with the estimate
+    assert max(levels[:30]) == 0
+    warn = next(i for i in range(30, 60) if levels[i] >= 1)
+    error = next(i for i in range(30, 60) if levels[i] >= 2)
+    assert warn - 30 <= 6 and error - 30 <= 10
+    again = next(i for i in range(30, 60) if all(e < 1.0 for e in errors[i:]))
+    assert again - 30 <= 15
+    est = rig.snapshot()
+    assert est.changes == 1 and est.state == CHANGED and est.level == 2  # held after the change
+    level, message, values = rig.status()
+    assert level == 2 and "changed" in message and values["rig_changes"] == 1
+
+
+def _stereo_frame(rng, K, R, t, n=200, noise=0.5):
+    X = np.c_[rng.uniform(-6, 6, n), rng.uniform(-2, 2, n), rng.uniform(4, 30, n)]
+    x0 = X @ K.T
+    x0 = x0[:, :2] / x0[:, 2:]
+    X1 = X @ R.T + t
+    x1 = X1 @ K.T
+    x1 = x1[:, :2] / x1[:, 2:]
+    x0 = x0 + rng.normal(0, noise, x0.shape)
+    x1 = x1 + rng.normal(0, noise, x1.shape)
+    g = estimate_geometry(x0, x1, "essential", K0=K, K1=K, threshold_px=2.0, min_matches=30)
+    return _result(x0, x1, g)
+
+
+def test_essential_rig_rotation_and_translation_direction_with_a_consistent_covariance():
+    rng = np.random.default_rng(2)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))[0]
+    centre = np.array([0.25, 0.02, 0.01])
+    t = -R @ centre
+    rig = RigEstimator(RigConfig(enabled=True), "essential", 2.0)
+    for _ in range(20):
+        rig.update(_stereo_frame(rng, K, R, t), K, K)
+    est = rig.snapshot()
+    assert est.converged and est.mode == "essential"
+    rot_err = np.degrees(np.linalg.norm(cv2.Rodrigues(est.model.R.T @ R)[0]))
+    cos = abs(est.model.t @ t) / np.linalg.norm(t)
+    trans_err = np.degrees(np.arccos(min(1.0, cos)))
+    assert rot_err < 0.1 and trans_err < 2.0
+    # covariance: the rotation error within 4 sigma, the scale direction huge
+    assert rot_err < 4 * est.sigma + 1e-3
+    assert est.covariance.shape == (6, 6)
+    u = -est.model.R.T @ est.model.t
+    assert u @ est.covariance[:3, :3] @ u > 1e5
+
+
+def test_rig_disabled_for_unsupported_geometry_and_config_validation():
+    rig = RigEstimator(RigConfig(enabled=True), "fundamental", 3.0)
+    rng = np.random.default_rng(3)
+    check = rig.update(_h_frame(rng, H_TRUE))
+    assert check.status == "UNCHECKED" and rig.status()[0] == 1 and "fundamental" in rig.status()[1]
+    with pytest.raises(ValueError, match="rig.recent"):
+        RigConfig(recent=1).validate()
+    with pytest.raises(ValueError, match="rig.window"):
+        PipelineConfig.from_dict({"rig.enabled": True, "rig.window": 1})
+    cfg = PipelineConfig.from_dict({"rig.enabled": True, "rig.gate_px": 4.0})
+    assert cfg.rig.enabled and cfg.rig.gate_px == 4.0
+
+
+def test_pipeline_result_status_and_outputs_for_a_rig_mismatch():
+    from matchanything_ros.node.outputs import OutputBuilder, rosbags_types
+
+    rng = np.random.default_rng(4)
+    rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+    for _ in range(8):
+        rig.update(_h_frame(rng, H_TRUE))
+    bad = _h_frame(rng, H_TRUE, wrong=True)
+    bad.rig = rig.update(bad)
+    assert bad.geometry.ok and bad.rig.status == RIG_MISMATCH
+    assert not bad.ok and bad.status == RIG_MISMATCH and "disagrees with the rig estimate" in bad.status_message
+    out = OutputBuilder(rosbags_types())
+    assert out.homography(bad) is None  # not published as a trusted fit
+    assert bad.to_dict(include_matches=False)["status"] == RIG_MISMATCH
+
+
+def test_calibration_file_is_written_atomically_and_reads_back(tmp_path):
+    from matchanything_ros.node.rig_outputs import read_calibration, write_calibration
+
+    rng = np.random.default_rng(5)
+    rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+    for _ in range(8):
+        rig.update(_h_frame(rng, H_TRUE))
+    path = tmp_path / "sub" / "rig.yaml"
+    write_calibration(path, rig.snapshot(), "vis", "th", 123)
+    doc = read_calibration(path)
+    assert doc["mode"] == "homography" and doc["parent_frame"] == "vis" and doc["converged"]
+    H = np.asarray(doc["homography"]["matrix"]).reshape(3, 3)
+    assert corner_distance(H, H_TRUE, SIZE) < 1.0
+    assert len(doc["homography"]["corner_covariance_px2"]) == 64
+    assert [p.name for p in path.parent.iterdir()] == ["rig.yaml"]  # no temp file left
+    (tmp_path / "other.yaml").write_text("a: 1\n")
+    with pytest.raises(ValueError, match="not a matchanything_ros rig calibration"):
+        read_calibration(tmp_path / "other.yaml")
