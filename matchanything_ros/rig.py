@@ -44,6 +44,8 @@ CONVERGING, TRACKING, DISPUTED, CHANGED, UNSUPPORTED = "CONVERGING", "TRACKING",
 UNKNOWN_SCALE_VARIANCE = 1.0e6  # as geometry.pose: two views do not observe the baseline length
 _BOOTSTRAP = 24
 _AGREE = 0.5  # a frame agrees with a model when this share of its inliers fits it
+#: essential rig: a translation direction with a larger bootstrap sigma counts as not observable
+MAX_TRANSLATION_SIGMA_DEG = 10.0
 
 
 @dataclass
@@ -197,23 +199,33 @@ def _perturb(R, t, basis, p):
     return R @ cv2.Rodrigues(np.asarray(p[:3], np.float64).reshape(3, 1))[0], t2 / np.linalg.norm(t2)
 
 
-def refine_pose(R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray, iters: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def refine_pose(
+    R: np.ndarray, t: np.ndarray, x0: np.ndarray, x1: np.ndarray, iters: int = 4, scale: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Newton on the Sampson distances (normalised coordinates) over the 5 degrees of
-    freedom of (R, t/|t|), from (R, t). Returns the refined (R, t)."""
+    freedom of (R, t/|t|), from (R, t). ``scale`` (normalised units): Cauchy weights
+    (iteratively reweighted), so wrong matches that passed the inlier threshold pull less.
+    Returns the refined (R, t)."""
     t = t / np.linalg.norm(t)
     eps = 1e-6
+
+    def cost(r):
+        return np.sum(np.log1p((r / scale) ** 2)) if scale else np.sum(r**2)
+
     for _ in range(iters):
         basis = _tangent(t)
         r0 = _sampson(R, t, x0, x1)
+        w = np.sqrt(1.0 / (1.0 + (r0 / scale) ** 2)) if scale else np.ones_like(r0)
         J = np.empty((len(r0), 5))
         for k in range(5):
             d = np.zeros(5)
             d[k] = eps
             J[:, k] = (_sampson(*_perturb(R, t, basis, d), x0, x1) - _sampson(*_perturb(R, t, basis, -d), x0, x1)) / (2 * eps)
-        A = J.T @ J
-        step = -np.linalg.solve(A + 1e-9 * np.trace(A) * np.eye(5), J.T @ r0)
+        Jw = J * w[:, None]
+        A = Jw.T @ Jw
+        step = -np.linalg.solve(A + 1e-9 * np.trace(A) * np.eye(5), Jw.T @ (w * r0))
         R2, t2 = _perturb(R, t, basis, step)
-        if np.sum(_sampson(R2, t2, x0, x1) ** 2) >= np.sum(r0**2):
+        if cost(_sampson(R2, t2, x0, x1)) >= cost(r0):
             break
         R, t = R2, t2
         if np.linalg.norm(step) < 1e-9:
@@ -288,6 +300,10 @@ class _Essential:
     def __init__(self, threshold: float, focal: float):
         self.threshold = threshold
         self.focal = focal
+        # Cauchy scale of the refinement: a quarter of the inlier threshold. With the pool's
+        # thousands of inliers the wrong matches that still pass the threshold (off their
+        # epipolar line by 1-2 px) biased a plain least-squares refit (docs/ACCURACY.md)
+        self.robust_scale = 0.25 * threshold / focal
 
     def frame_points(self, result: Any, K0, K1):
         import cv2
@@ -324,27 +340,30 @@ class _Essential:
                                                    mask=m.astype(np.uint8).reshape(-1, 1))
         if R is None or good == 0:
             return None
-        R, t = refine_pose(R, t.ravel(), x0[m], x1[m])
-        # cheirality of the refined pose decides the sign of t and whether it is observable
+        R, t = refine_pose(R, t.ravel(), x0[m], x1[m], iters=8, scale=self.robust_scale)
+        # cheirality of the refined pose decides the sign of t; whether the direction is
+        # observable is decided by its bootstrap spread (covariance below), not by the share in
+        # front: among thousands of pooled inliers some wrong ones always land behind a camera
         front = _in_front(R, t, x0[m], x1[m])
         if front < 0.5:
-            t, front = -t, 1.0 - front
-        return RigModel(self.mode, R=R, t=t, translation_observable=front >= 0.9), m
+            t = -t
+        return RigModel(self.mode, R=R, t=t), m
 
     def refit(self, model: RigModel, x0, x1) -> RigModel | None:
         if len(x0) < 6:
             return None
-        R, t = refine_pose(model.R, model.t, x0, x1, iters=2)  # starts next to the answer
+        R, t = refine_pose(model.R, model.t, x0, x1, iters=3, scale=self.robust_scale)  # starts next to the answer
         return RigModel(self.mode, R=R, t=t, translation_observable=model.translation_observable)
 
     def residuals(self, model: RigModel, x0, x1) -> np.ndarray:
         return np.abs(_sampson(model.R, model.t, x0, x1)) * self.focal
 
     def distance(self, a: RigModel, b: RigModel) -> tuple[float, float | None]:
+        """Rotation angle, and the translation-direction angle when ``b`` (the rig estimate)
+        knows its direction: a frame whose published direction is far from it disagrees, even
+        when the frame itself could not observe the direction."""
         rot = rotation_angle_deg(a.R, b.R)
-        if a.translation_observable and b.translation_observable:
-            return rot, direction_angle_deg(a.t, b.t)
-        return rot, None
+        return rot, (direction_angle_deg(a.t, b.t) if b.translation_observable else None)
 
     def covariance(self, est: RigModel, samples: list[RigModel]) -> tuple[np.ndarray, float, float]:
         R01, p01 = est.R.T, -est.R.T @ est.t
@@ -359,6 +378,7 @@ class _Essential:
         u = p01 / np.linalg.norm(p01)
         tangential = cov[:3, :3] - np.outer(u, u) * float(u @ cov[:3, :3] @ u)
         trans_sigma = float(np.degrees(np.sqrt(max(np.trace(tangential), 0.0) / 2.0)))
+        est.translation_observable = trans_sigma <= MAX_TRANSLATION_SIGMA_DEG
         if est.translation_observable:
             cov[:3, :3] += UNKNOWN_SCALE_VARIANCE * np.outer(u, u)
         else:

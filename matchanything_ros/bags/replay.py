@@ -274,6 +274,7 @@ class BagReplay:
             summary.messages_read = reader.messages_read
             summary.unpaired_visible = max(0, summary.images["visible"] - summary.pairs - _bad(self.health, "visible"))
             try:
+                self._final_calibration()
                 writer.close()
             finally:
                 reader.close()
@@ -349,6 +350,15 @@ class BagReplay:
         summary.frame_ms.append(frame_ms)
         summary.model = result.model
 
+    def _final_calibration(self) -> None:
+        """Rig mode: the newest converged estimate into the calibration file, as the node does
+        on shutdown."""
+        last = getattr(self, "_rig_last", None)
+        if last is not None and self.cfg.output.rig_calibration_file:
+            from ..node.rig_outputs import write_calibration
+
+            write_calibration(self.cfg.output.rig_calibration_file, *last)
+
     def _register(self, topic: str, msgtype: str) -> None:
         if topic not in self._registered_topics:
             self.writer.add_topic(topic, msgtype)
@@ -379,6 +389,8 @@ class BagReplay:
                     write_calibration(self.cfg.output.rig_calibration_file, msg, frame, child, stamp)
                 else:
                     self._emit(key, t_out, self.out.tf_message([msg]) if key == "rig_tf_static" else msg)
+            if estimate is not None and estimate.converged:
+                self._rig_last = (estimate, frame, child, stamp)
 
     def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
         from ..node.outputs import OK, DiagnosticReport
