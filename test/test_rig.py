@@ -192,3 +192,49 @@ def test_calibration_file_is_written_atomically_and_reads_back(tmp_path):
     (tmp_path / "other.yaml").write_text("a: 1\n")
     with pytest.raises(ValueError, match="not a matchanything_ros rig calibration"):
         read_calibration(tmp_path / "other.yaml")
+
+
+def test_make_bag_fixed_rig_stereo_frames_share_the_cameras_until_the_change():
+    from matchanything_ros.bags.make_bag import RigSequence, synthetic_frames
+
+    frames = list(synthetic_frames(3, kind="stereo", size=(96, 64), seed=4,
+                                   rig=RigSequence(change_frame=2, change_deg=2.0, axis="pan")))
+    a, b, c = frames
+    for f in (b, c):
+        assert np.allclose(f.K0, a.K0) and np.allclose(f.K1, a.K1)
+    assert np.allclose(b.R, a.R) and np.allclose(b.t, a.t)
+    assert not np.array_equal(b.visible, a.visible)  # another scene
+    angle = np.degrees(np.linalg.norm(cv2.Rodrigues(c.R @ a.R.T)[0]))
+    assert angle == pytest.approx(2.0, abs=1e-9)
+    centre = -a.R.T @ a.t
+    assert np.allclose(-c.R.T @ c.t, centre)  # the camera turned in place
+    with pytest.raises(ValueError, match="stereo"):
+        next(synthetic_frames(2, kind="planar", rig=RigSequence()))
+
+
+def test_replay_in_rig_mode_publishes_the_estimate_and_evaluate_scores_it(tmp_path, roadscene_dir):
+    """make-bag --folder --rig-fixed -> replay with rig mode -> evaluate, on 12 real pairs."""
+    from matchanything_ros.bags.make_bag import RigSequence, folder_frames, write_bag
+    from matchanything_ros.bags.replay import ReplayOptions, replay
+    from matchanything_ros.bags.storage import BagReader
+    from matchanything_ros.evaluation.evaluate import evaluate
+    from matchanything_ros.node.config import split_parameters
+    from matchanything_ros.node.rig_outputs import read_calibration
+
+    gt = write_bag(folder_frames(roadscene_dir, count=12, seed=0, rig=RigSequence()), tmp_path / "rig", rig=RigSequence())
+    calib = tmp_path / "calib" / "rig.yaml"
+    node_cfg, pipe_cfg = split_parameters({"model": "xfeat", "rig.enabled": True,
+                                           "output.rig_calibration_file": str(calib)})
+    summary = replay(tmp_path / "rig", tmp_path / "out", node_cfg, pipe_cfg, ReplayOptions(progress=False))
+    assert summary.processed == 12
+    with BagReader(tmp_path / "out") as reader:
+        assert reader.topics["/rig/homography"].count >= 5
+        statuses = [s for _, _, m in reader.messages(["/diagnostics"]) for s in m.status]
+    assert any(s.name == "matcher_node: rig calibration" for s in statuses)
+    doc = read_calibration(calib)
+    assert doc["mode"] == "homography" and doc["converged"] and doc["frames_seen"] == 12
+    ev = evaluate(tmp_path / "out", gt)
+    rig = ev.summary["rig"]
+    assert rig["fixed_rig_ground_truth"] and rig["final_px"] < 3.0
+    assert rig["ok_precision"] == 1.0 and rig["alarm"]["error_frames_before_change"] == 0
+    assert ev.frames[-1].rig_corner_error_px < 3.0
