@@ -421,3 +421,44 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
     cov = np.asarray(pose.pose.covariance).reshape(6, 6)
     assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
     harness.set_parameters(geometry="homography", ransac_threshold=3.0, min_matches=12, max_matches=2048)
+
+
+def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
+    """rig.enabled at run time: a fixed-H sequence gives a latched rig/homography that a late
+    subscriber still receives, a rig diagnostics status and a calibration file."""
+    import cv2
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Float64MultiArray
+
+    from matchanything_ros.node.rig_outputs import read_calibration
+
+    calib = tmp_path / "rig.yaml"
+    results = harness.set_parameters(rig__enabled=True, output__rig_calibration_file=str(calib))
+    assert all(r.successful for r in results)
+    w, h = SIZE
+    H = np.array([[0.97, -0.05, 9.0], [0.04, 0.98, -6.0], [1e-5, 2e-5, 1.0]])
+    try:
+        for seed in range(20, 28):
+            pair = make_planar_pair(seed, size=SIZE, rotation_deg=5.0)
+            aligned = pair.warp_thermal_to_visible()  # thermal on the visible grid
+            fixed = dataclasses.replace(pair, thermal=cv2.warpPerspective(aligned, H, (w, h)))
+            stamp = next_stamp()
+            harness.publish_pair(fixed, stamp)
+            harness.output_for(stamp, timeout=60.0)
+        values, status = _wait(lambda: next(
+            ((v, s) for arr in reversed(harness.messages("/diagnostics")) for s in arr.status
+             if s.name.endswith("rig calibration") for v in [{kv.key: kv.value for kv in s.values}]
+             if int(v.get("rig_updates", 0)) >= 8), None), 20.0, "rig diagnostics")
+        assert values["rig_mode"] == "homography" and float(values["rig_corner_sigma_px"]) < 3.0
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        got = []
+        harness.node.create_subscription(Float64MultiArray, "rig/homography", got.append, latched)
+        _wait(lambda: got, 20.0, "latched rig/homography for a late subscriber")
+        H_rig = np.asarray(got[-1].data).reshape(3, 3)
+        corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
+        err = np.linalg.norm(cv2.perspectiveTransform(corners[None], H_rig)[0] - cv2.perspectiveTransform(corners[None], H)[0], axis=1)
+        assert err.mean() < 3.0, err
+        doc = _wait(lambda: calib.exists() and read_calibration(calib), 20.0, "calibration file")
+        assert doc["mode"] == "homography" and doc["converged"]
+    finally:
+        harness.set_parameters(rig__enabled=False, output__rig_calibration_file="")
