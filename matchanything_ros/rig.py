@@ -122,6 +122,7 @@ class RigCheck:
     agreement: float | None = None  # share of the frame's inliers that fit the rig model
     state: str = CONVERGING
     level: int = 0
+    unit: str = "px"  # of distance / threshold: "px" (homography) or "deg" (essential)
 
     @property
     def mismatch(self) -> bool:
@@ -130,8 +131,7 @@ class RigCheck:
     def describe(self) -> str:
         if self.status != RIG_MISMATCH:
             return f"rig {self.state.lower()}"
-        unit = "px" if self.distance_translation_deg is None else "deg"
-        text = f"disagrees with the rig estimate: {self.distance:.2f} {unit} > {self.threshold:.2f}"
+        text = f"disagrees with the rig estimate: {self.distance:.2f} {self.unit} (limit {self.threshold:.2f})"
         if self.distance_translation_deg is not None:
             text += f" (translation {self.distance_translation_deg:.1f} deg)"
         return text
@@ -558,7 +558,7 @@ class RigEstimator:
         agreement = None if frame is None else self._agreement(self._estimate, frame)
         bad = dist > limit or (dist_t is not None and dist_t > limit_t)
         return RigCheck(RIG_MISMATCH if bad else "OK", dist, dist_t if self.mode == "essential" else None,
-                        limit, agreement)
+                        limit, agreement, unit="px" if self.mode == "homography" else "deg")
 
     def _pool(self, frames) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         frames = list(frames)
