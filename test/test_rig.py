@@ -238,3 +238,31 @@ def test_replay_in_rig_mode_publishes_the_estimate_and_evaluate_scores_it(tmp_pa
     assert rig["fixed_rig_ground_truth"] and rig["final_px"] < 3.0
     assert rig["ok_precision"] == 1.0 and rig["alarm"]["error_frames_before_change"] == 0
     assert ev.frames[-1].rig_corner_error_px < 3.0
+
+
+def test_evaluate_rig_summary_alarm_delay_and_reconvergence():
+    """rig_metrics on a hand-made sequence: change at frame 4, WARN at 5, ERROR at 6, the rig
+    error back below 3 px from frame 7 on (one frame over it at 6)."""
+    from matchanything_ros.evaluation.evaluate import FrameOutput, FrameScore
+    from matchanything_ros.evaluation.rig_metrics import _first_stable, rig_summary
+
+    assert _first_stable([5, 1, 4, 1, 1], 0, 3.0) == 3
+    assert _first_stable([1, 1, None], 0, 3.0) is None
+    errors = [2.0, 1.0, 1.0, 1.0, 9.0, 9.0, 4.0, 2.0, 1.5, 1.0]
+    levels = [0, 0, 0, 0, 0, 1, 2, 2, 2, 2]
+    statuses = ["OK", "OK", "RIG_MISMATCH", "OK", "RIG_MISMATCH", "RIG_MISMATCH", "OK", "OK", "OK", "OK"]
+    corner = [1.0, 2.0, 30.0, 3.0, 8.0, 8.0, 12.0, 2.0, 2.0, 2.0]  # the frames' own errors
+    frames, outputs = [], []
+    for i in range(10):
+        f = FrameScore(i, "", "planar", statuses[i], corner_error_px=corner[i])
+        f.rig_corner_error_px = errors[i]
+        frames.append(f)
+        outputs.append(FrameOutput(i, timings={"rig_level": str(levels[i]), "rig_state": "TRACKING"}))
+    gt = [{"H": np.eye(3).tolist(), "visible_size": [10, 10]} for _ in range(10)]
+    s = rig_summary(frames, outputs, {"rig": {"fixed": True, "change_frame": 4}}, gt)
+    assert s["ok_frames"] == 7 and s["coverage"] == pytest.approx(0.7)
+    assert s["ok_precision"] == pytest.approx(6 / 7)  # frame 6 is OK but 12 px off
+    assert s["rig_mismatch_frames"] == 3
+    a = s["alarm"]
+    assert (a["warn_delay_frames"], a["error_delay_frames"], a["reconverged_delay_frames"]) == (1, 2, 3)
+    assert a["warn_frames_before_change"] == 0
