@@ -266,3 +266,22 @@ def test_evaluate_rig_summary_alarm_delay_and_reconvergence():
     a = s["alarm"]
     assert (a["warn_delay_frames"], a["error_delay_frames"], a["reconverged_delay_frames"]) == (1, 2, 3)
     assert a["warn_frames_before_change"] == 0
+
+
+def test_essential_rig_covariance_is_consistent_on_clean_data():
+    """NEES of the rig rotation over independent sequences (3 dof, chi-square 95 % bound 7.81):
+    the bootstrap over frames neither over- nor under-states the scatter of clean data."""
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))[0]
+    t = -R @ np.array([0.25, 0.02, 0.01])
+    nees = []
+    for seed in range(8):
+        rng = np.random.default_rng(100 + seed)
+        rig = RigEstimator(RigConfig(enabled=True), "essential", 2.0, seed=seed)
+        for _ in range(15):
+            rig.update(_stereo_frame(rng, K, R, t), K, K)
+        e = rig.snapshot()
+        d = cv2.Rodrigues(R.T @ e.model.R)[0].ravel()  # left error of R01 = R^T
+        nees.append(float(d @ np.linalg.solve(e.covariance[3:, 3:], d)))
+    assert np.median(nees) < 7.81 and np.mean(np.asarray(nees) <= 7.81) >= 0.75, nees
+    assert np.median(nees) > 0.35  # nor far too large (chi-square 3 dof: 5 % quantile)
