@@ -435,6 +435,17 @@ def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
     calib = tmp_path / "rig.yaml"
     results = harness.set_parameters(rig__enabled=True, output__rig_calibration_file=str(calib))
     assert all(r.successful for r in results)
+
+    def rig_status(min_updates: int):
+        for arr in reversed(harness.messages("/diagnostics")):
+            for st in arr.status:
+                values = {kv.key: kv.value for kv in st.values}
+                if st.name.endswith("rig calibration") and int(values.get("rig_updates", -1)) >= min_updates:
+                    return values, st
+        return None
+
+    # parameters apply on a side thread: wait until the node reports a rig before feeding it
+    _wait(lambda: rig_status(0), 30.0, "rig mode switched on")
     w, h = SIZE
     H = np.array([[0.97, -0.05, 9.0], [0.04, 0.98, -6.0], [1e-5, 2e-5, 1.0]])
     try:
@@ -445,10 +456,7 @@ def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
             stamp = next_stamp()
             harness.publish_pair(fixed, stamp)
             harness.output_for(stamp, timeout=60.0)
-        values, status = _wait(lambda: next(
-            ((v, s) for arr in reversed(harness.messages("/diagnostics")) for s in arr.status
-             if s.name.endswith("rig calibration") for v in [{kv.key: kv.value for kv in s.values}]
-             if int(v.get("rig_updates", 0)) >= 8), None), 20.0, "rig diagnostics")
+        values, status = _wait(lambda: rig_status(8), 30.0, "rig diagnostics after 8 pairs")
         assert values["rig_mode"] == "homography" and float(values["rig_corner_sigma_px"]) < 3.0
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         got = []
