@@ -56,6 +56,7 @@ TIMING_KEYS = (
     "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, ...) or RIG_MISMATCH
     "rig_state",  # rig mode: CONVERGING, TRACKING, DISPUTED, CHANGED (absent without rig mode)
     "rig_level",  # rig mode: 0 OK, 1 WARN, 2 ERROR (the rig diagnostics level after this frame)
+    "rig_ms",  # rig mode: pool, refit and bootstrap of the rig estimate (part of pipeline_ms)
     "polarity",
     "thermal_stamp_ns",
 )
@@ -338,7 +339,8 @@ class BagReplay:
             "thermal_stamp_ns": stamp_ns(th_msg.header),
         }
         if result.rig is not None:
-            timings.update(rig_state=result.rig.state, rig_level=result.rig.level)
+            timings.update(rig_state=result.rig.state, rig_level=result.rig.level,
+                           rig_ms=1000 * result.timings.get("rig", 0.0))
         self._write_timings(stamp, t_out, timings)
         if self.on_result is not None:
             self.on_result(stamp, result)
