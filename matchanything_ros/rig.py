@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -143,8 +143,6 @@ class _Frame:
     index: int
     p0: np.ndarray  # homography: px; essential: normalised coordinates
     p1: np.ndarray
-    agree_estimate: bool = False  # its inliers fit the estimate at the time it came in
-    extra: dict = field(default_factory=dict)
 
 
 # -- model operations -------------------------------------------------------------------------
@@ -547,10 +545,7 @@ class RigEstimator:
         if len(p0) > self.config.max_points:
             keep = self._rng.choice(len(p0), self.config.max_points, replace=False)
             p0, p1 = p0[keep], p1[keep]
-        frame = _Frame(self._updates, p0, p1)
-        if self._estimate is not None:
-            frame.agree_estimate = self._agreement(self._estimate, frame) >= _AGREE
-        return frame
+        return _Frame(self._updates, p0, p1)
 
     def _agreement(self, model: RigModel, frame: _Frame) -> float:
         return float(np.mean(self._ops.residuals(model, frame.p0, frame.p1) <= self.threshold))
