@@ -285,3 +285,37 @@ def test_essential_rig_covariance_is_consistent_on_clean_data():
         nees.append(float(d @ np.linalg.solve(e.covariance[3:, 3:], d)))
     assert np.median(nees) < 7.81 and np.mean(np.asarray(nees) <= 7.81) >= 0.75, nees
     assert np.median(nees) > 0.35  # nor far too large (chi-square 3 dof: 5 % quantile)
+
+
+def test_rig_outputs_pose_tf_static_schedule_and_frames():
+    """essential rig: rig/pose every refit once converged, /tf_static and the calibration file
+    on the first converged estimate and then every RESEND_UPDATES frames (not at camera rate)."""
+    from matchanything_ros.node.config import NodeConfig
+    from matchanything_ros.node.outputs import OutputBuilder, rosbags_types
+    from matchanything_ros.node.rig_outputs import RESEND_UPDATES, RigOutputs
+
+    rng = np.random.default_rng(7)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))[0]
+    t = -R @ np.array([0.25, 0.02, 0.01])
+    rig = RigEstimator(RigConfig(enabled=True), "essential", 2.0)
+    cfg = NodeConfig.from_flat({"publish.rig_tf_static": True, "output.rig_calibration_file": "/tmp/x.yaml"})
+    outputs = RigOutputs(OutputBuilder(rosbags_types()))
+    keys_per_frame = []
+    for i in range(8 + RESEND_UPDATES):
+        rig.update(_stereo_frame(rng, K, R, t, n=80), K, K)
+        keys_per_frame.append([k for k, _ in outputs.messages(rig.snapshot(), cfg, 1000 + i, "vis", "th")])
+    first = next(i for i, keys in enumerate(keys_per_frame) if keys)
+    assert keys_per_frame[first] == ["rig_pose", "rig_tf_static", "rig_calibration"]
+    assert all(keys == ["rig_pose"] for keys in keys_per_frame[first + 1:first + RESEND_UPDATES])
+    assert keys_per_frame[first + RESEND_UPDATES] == ["rig_pose", "rig_tf_static", "rig_calibration"]
+    msgs = dict(outputs.messages(rig.snapshot(), cfg, 5000, "vis", "th"))
+    assert msgs == {}  # nothing new without a refit
+    rig.update(_stereo_frame(rng, K, R, t, n=80), K, K)
+    pose = dict(outputs.messages(rig.snapshot(), cfg, 5001, "vis", "th"))["rig_pose"]
+    assert pose.header.frame_id == "vis"
+    p = pose.pose.pose.position
+    centre = np.array([p.x, p.y, p.z])
+    assert np.linalg.norm(centre) == pytest.approx(1.0)  # unit baseline: scale unknown
+    truth = np.array([0.25, 0.02, 0.01]) / np.linalg.norm([0.25, 0.02, 0.01])
+    assert np.degrees(np.arccos(min(1.0, centre @ truth))) < 3.0
