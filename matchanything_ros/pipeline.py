@@ -17,6 +17,7 @@ from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX
 from .geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG, Quality, assess, polarity_disagreement_deg
 from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher, resolve_model
+from .rig import RigCheck, RigConfig, RigEstimator
 
 POLARITIES = ("normal", "inverted", "auto", "both")
 _VISIBLE_STRETCH = ThermalConfig(mode="percentile")
@@ -52,10 +53,14 @@ class PipelineConfig:
     # roadscene_dev SR@10 0.73 vs 0.66 for auto, docs/ACCURACY.md)
     polarity: str = "both"
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
+    # rig mode: the rig's geometry estimated over frames, per-frame results gated by it (rig.py)
+    rig: RigConfig = field(default_factory=RigConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.thermal, dict):
             self.thermal = ThermalConfig(**self.thermal)
+        if isinstance(self.rig, dict):
+            self.rig = RigConfig(**self.rig)
         self.validate()
 
     def validate(self) -> None:
@@ -78,6 +83,7 @@ class PipelineConfig:
             raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
+        self.rig.validate()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "PipelineConfig":
@@ -128,7 +134,7 @@ def _undot(values: dict[str, Any]) -> dict[str, Any]:
             out.setdefault(head, {})[rest] = value
         else:
             out[key] = value
-    return {k: _undot(v) if isinstance(v, dict) and k == "thermal" else v for k, v in out.items()}
+    return {k: _undot(v) if isinstance(v, dict) and k in ("thermal", "rig") else v for k, v in out.items()}
 
 
 @dataclass
@@ -145,10 +151,22 @@ class PipelineResult:
     # the verdict: calibrated score + its features (geometry/quality.py); score None when the
     # mode has no calibrated model or no fit was made
     quality: Quality = field(default_factory=lambda: Quality(None))
+    rig: RigCheck | None = None  # rig mode: the gate's verdict on this frame
 
     @property
     def ok(self) -> bool:
-        return self.geometry.status == GeometryStatus.OK
+        return self.geometry.status == GeometryStatus.OK and not (self.rig is not None and self.rig.mismatch)
+
+    @property
+    def status(self) -> str:
+        """The geometry status, or RIG_MISMATCH for an OK fit the rig estimate rejects."""
+        if self.geometry.ok and self.rig is not None and self.rig.mismatch:
+            return self.rig.status
+        return self.geometry.status.value
+
+    @property
+    def status_message(self) -> str:
+        return self.rig.describe() if self.status != self.geometry.status.value else self.geometry.message
 
     @property
     def num_matches(self) -> int:
@@ -166,7 +184,7 @@ class PipelineResult:
         """One human-readable line (CLI, logs)."""
         g = self.geometry
         return (
-            f"{g.mode}: {g.status.value}, {self.num_inliers}/{self.num_matches} inliers, "
+            f"{g.mode}: {self.status}, {self.num_inliers}/{self.num_matches} inliers, "
             + (f"quality {self.quality.score:.2f}, " if self.quality.score is not None else "")
             + f"polarity {self.polarity}, {1000 * self.timings['total']:.0f} ms ({self.model})"
         )
@@ -188,6 +206,11 @@ class PipelineResult:
             "inlier_ratio": self.inlier_ratio,
             "timings_s": dict(self.timings),
             "quality": self.quality.to_dict(),
+            "status": self.status,
+            "rig": None if self.rig is None else {
+                "status": self.rig.status, "state": self.rig.state, "distance": self.rig.distance,
+                "distance_translation_deg": self.rig.distance_translation_deg, "threshold": self.rig.threshold,
+            },
             "geometry": {
                 "mode": g.mode,
                 "status": g.status.value,
@@ -216,6 +239,26 @@ class Pipeline:
         model = self.config.resolved_model()  # one weights lookup per build
         self.matcher = matcher or create_matcher(self.config.model, **self.config.matcher_options(model))
         self._matcher_key = self.config.matcher_key(model)
+        self.rig: RigEstimator | None = None
+        self._update_rig(self.config)
+
+    def _update_rig(self, config: PipelineConfig) -> None:
+        """Rig mode on/off; a new estimator (the estimate restarts) when what it pools changes."""
+        c = config.rig
+        key = (config.geometry, config.ransac_threshold, c.window, c.max_points)
+        if not c.enabled:
+            self.rig = None
+        elif self.rig is None or key != self._rig_key:
+            self.rig = RigEstimator(c, config.geometry, config.ransac_threshold)
+        else:
+            self.rig.config = c  # gate and alarm settings apply from the next frame
+        self._rig_key = key
+
+    def adopt_rig(self, other: "Pipeline") -> None:
+        """Keep ``other``'s rig estimate (a rebuilt matcher does not change the rig)."""
+        if self.rig is not None and other.rig is not None and self._rig_key == other._rig_key:
+            other.rig.config = self.config.rig
+            self.rig = other.rig
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """Apply a new config; the matcher is rebuilt only when a matcher option changed."""
@@ -225,6 +268,7 @@ class Pipeline:
         if key != self._matcher_key:
             self.matcher = create_matcher(config.model, **config.matcher_options(model))
             self._matcher_key = key
+        self._update_rig(config)
         self.config = config
 
     def preprocess(self, visible: np.ndarray, thermal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +308,7 @@ class Pipeline:
         matches, geom, polarity, quality = self.fit(found, polarities, vis_wh, th_wh, K0, K1)
         t_geom = time.perf_counter() - tb
         total = time.perf_counter() - t0
-        return PipelineResult(
+        result = PipelineResult(
             matches=matches,
             geometry=geom,
             polarity=polarity,
@@ -274,6 +318,12 @@ class Pipeline:
             thermal_shape=tuple(np.asarray(thermal).shape[:2]),
             quality=quality,
         )
+        if self.rig is not None:  # the gate: a separate step after the per-frame verdict
+            tr = time.perf_counter()
+            result.rig = self.rig.update(result, K0, K1)
+            result.timings["rig"] = time.perf_counter() - tr
+            result.timings["total"] += result.timings["rig"]
+        return result
 
     def fit(
         self,

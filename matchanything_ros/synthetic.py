@@ -593,12 +593,17 @@ def make_stereo_pair(
     max_rotation_deg: float = 3.0,
     n_boxes: int = 5,
     noise: float = 1.0,
+    rig: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> SyntheticPair:
     """A ground plane, a back wall and boxes seen by a visible and a thermal pinhole camera.
 
     The thermal camera sits ``baseline_range`` metres to the side (plus small vertical/forward
     offsets), rotated by up to ``max_rotation_deg``. Ground truth: K0, K1, R, t (OpenCV: X1 = R X0
-    + t, metres) and depth0; ``pair.visible_to_thermal`` maps pixels through them."""
+    + t, metres) and depth0; ``pair.visible_to_thermal`` maps pixels through them.
+
+    ``rig = (K0, K1, R, centre1)`` fixes the cameras (a rigid rig: the same K0, K1, R and thermal
+    centre in the visible frame for every seed) while the scene still follows ``seed`` (the
+    camera draws are still made, so the random stream and the textures do not change)."""
     w, h = _check_size(size, "size")
     tw, th = _check_size(thermal_size or size, "thermal_size")
     if noise < 0:
@@ -609,11 +614,17 @@ def make_stereo_pair(
     atlas = 1200
     reflect_atlas, radiance_atlas = _latent_scene(rng, atlas, atlas)
     K0 = _intrinsics(rng, w, h, (55.0, 70.0))
+    if rig is not None:
+        K0 = np.asarray(rig[0], np.float64).reshape(3, 3)
     scene = _Scene(rng, atlas, n_boxes, K0[0, 0])
     K1 = _intrinsics(rng, tw, th, (45.0, 60.0))
     baseline = rng.uniform(*baseline_range) * rng.choice([-1.0, 1.0])
     centre1 = np.array([baseline, rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05)])
     R = _rotation(rng, max_rotation_deg)
+    if rig is not None:
+        K1 = np.asarray(rig[1], np.float64).reshape(3, 3)
+        R = np.asarray(rig[2], np.float64).reshape(3, 3)
+        centre1 = np.asarray(rig[3], np.float64).reshape(3)
     t = -R @ centre1
 
     rays0 = _pixel_rays(K0, w, h)

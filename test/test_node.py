@@ -510,3 +510,52 @@ def test_preset_applies_namespaced_and_renamed_and_unmatched_file_warns(tmp_path
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
+    """rig.enabled at run time: a fixed-H sequence gives a latched rig/homography that a late
+    subscriber still receives, a rig diagnostics status and a calibration file."""
+    import cv2
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Float64MultiArray
+
+    from matchanything_ros.node.rig_outputs import read_calibration
+
+    calib = tmp_path / "rig.yaml"
+    results = harness.set_parameters(rig__enabled=True, output__rig_calibration_file=str(calib))
+    assert all(r.successful for r in results)
+
+    def rig_status(min_updates: int):
+        for arr in reversed(harness.messages("/diagnostics")):
+            for st in arr.status:
+                values = {kv.key: kv.value for kv in st.values}
+                if st.name.endswith("rig calibration") and int(values.get("rig_updates", -1)) >= min_updates:
+                    return values, st
+        return None
+
+    # parameters apply on a side thread: wait until the node reports a rig before feeding it
+    _wait(lambda: rig_status(0), 30.0, "rig mode switched on")
+    w, h = SIZE
+    H = np.array([[0.97, -0.05, 9.0], [0.04, 0.98, -6.0], [1e-5, 2e-5, 1.0]])
+    try:
+        for seed in range(20, 28):
+            pair = make_planar_pair(seed, size=SIZE, rotation_deg=5.0)
+            aligned = pair.warp_thermal_to_visible()  # thermal on the visible grid
+            fixed = dataclasses.replace(pair, thermal=cv2.warpPerspective(aligned, H, (w, h)))
+            stamp = next_stamp()
+            harness.publish_pair(fixed, stamp)
+            harness.output_for(stamp, timeout=60.0)
+        values, status = _wait(lambda: rig_status(8), 30.0, "rig diagnostics after 8 pairs")
+        assert values["rig_mode"] == "homography" and float(values["rig_corner_sigma_px"]) < 3.0
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        got = []
+        harness.node.create_subscription(Float64MultiArray, "rig/homography", got.append, latched)
+        _wait(lambda: got, 20.0, "latched rig/homography for a late subscriber")
+        H_rig = np.asarray(got[-1].data).reshape(3, 3)
+        corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
+        err = np.linalg.norm(cv2.perspectiveTransform(corners[None], H_rig)[0] - cv2.perspectiveTransform(corners[None], H)[0], axis=1)
+        assert err.mean() < 3.0, err
+        doc = _wait(lambda: calib.exists() and read_calibration(calib), 20.0, "calibration file")
+        assert doc["mode"] == "homography" and doc["converged"]
+    finally:
+        harness.set_parameters(rig__enabled=False, output__rig_calibration_file="")

@@ -83,20 +83,65 @@ class CameraTiming:
             raise ValueError(f"thermal drop probability must be in [0, 1), got {self.thermal_drop}")
 
 
+@dataclass
+class RigSequence:
+    """A fixed-rig sequence: one geometry (homography or extrinsics) for every frame, turned by
+    ``change_deg`` degrees about the thermal camera's ``axis`` from frame ``change_frame`` on
+    (a knocked camera). Axes in the thermal optical frame: roll = z (optical axis), pan = y,
+    tilt = x."""
+
+    change_frame: int | None = None
+    change_deg: float = 0.0
+    axis: str = "roll"
+
+    def __post_init__(self) -> None:
+        if self.axis not in RIG_AXES:
+            raise ValueError(f"rig change axis must be one of {tuple(RIG_AXES)}, got {self.axis!r}")
+        if self.change_frame is not None and self.change_frame < 1:
+            raise ValueError(f"rig change frame must be >= 1, got {self.change_frame}")
+
+    def rotation(self, index: int) -> np.ndarray:
+        """Rotation of the thermal camera (in its own frame) at frame ``index`` (0-based)."""
+        if self.change_frame is None or index < self.change_frame or self.change_deg == 0.0:
+            return np.eye(3)
+        import cv2
+
+        return cv2.Rodrigues(RIG_AXES[self.axis] * np.deg2rad(self.change_deg))[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {"fixed": True, "change_frame": self.change_frame, "change_deg": self.change_deg, "axis": self.axis}
+
+
+RIG_AXES = {"roll": np.array([0.0, 0.0, 1.0]), "pan": np.array([0.0, 1.0, 0.0]), "tilt": np.array([1.0, 0.0, 0.0])}
+
+
 def nominal_K(width: int, height: int) -> np.ndarray:
     """Intrinsics of a ~53 deg horizontal field of view camera (fx = fy = width)."""
     return np.array([[width, 0, (width - 1) / 2], [0, width, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
 
 
-def synthetic_frames(count: int, *, kind: str = "planar", size: tuple[int, int] = (320, 256), seed: int = 0) -> Iterator[Frame]:
+def synthetic_frames(
+    count: int, *, kind: str = "planar", size: tuple[int, int] = (320, 256), seed: int = 0, rig: RigSequence | None = None
+) -> Iterator[Frame]:
     """``count`` synthetic pairs (seeds ``seed``, ``seed+1``, ...); kind planar, stereo or mixed
-    (alternating, planar first)."""
+    (alternating, planar first). ``rig`` (stereo only): every pair is seen by the cameras of
+    pair ``seed`` (same K0, K1, R, t), the scenes still differ."""
     from ..synthetic import make_planar_pair, make_stereo_pair
 
     if kind not in ("planar", "stereo", "mixed"):
         raise ValueError(f"synthetic kind must be planar, stereo or mixed, got {kind!r}")
     if count < 1:
         raise ValueError(f"frame count must be >= 1, got {count}")
+    if rig is not None:
+        if kind != "stereo":
+            raise ValueError("a fixed-rig synthetic sequence needs --synthetic stereo (or --folder for a homography rig)")
+        first = make_stereo_pair(seed, size=size)
+        centre1 = first.info["thermal_centre_in_visible"]
+        for i in range(count):
+            R = rig.rotation(i) @ first.R  # the thermal camera turned in its own frame
+            p = first if i == 0 else make_stereo_pair(seed + i, size=size, rig=(first.K0, first.K1, R, centre1))
+            yield Frame(p.visible, p.thermal, f"synthetic-stereo-{seed + i}", "stereo", p.K0, p.K1, R=p.R, t=p.t)
+        return
     for i in range(count):
         k = kind if kind != "mixed" else ("planar", "stereo")[i % 2]
         if k == "planar":
@@ -109,15 +154,34 @@ def synthetic_frames(count: int, *, kind: str = "planar", size: tuple[int, int] 
             yield Frame(p.visible, p.thermal, f"synthetic-stereo-{seed + i}", "stereo", p.K0, p.K1, R=p.R, t=p.t)
 
 
-def folder_frames(folder: str | Path, *, count: int | None = None, seed: int = 0) -> Iterator[Frame]:
+def folder_frames(folder: str | Path, *, count: int | None = None, seed: int = 0, rig: RigSequence | None = None) -> Iterator[Frame]:
     """Aligned pairs from ``folder`` (``visible/`` + ``thermal/``), pair i's thermal image
     warped exactly as the accuracy protocol does (``homography_protocol.warp_pair`` with seed
-    ``seed + i``); ground truth is that homography."""
+    ``seed + i``); ground truth is that homography.
+
+    ``rig``: a fixed-rig sequence instead. Every pair is resized to the median size of the pairs
+    (one camera resolution) and warped by ONE homography (``random_homography(seed)``), turned
+    from ``rig.change_frame`` on by ``K R K^-1`` (nominal K): the thermal camera rotated."""
     import cv2
 
-    from ..evaluation.homography_protocol import load_aligned_pairs, warp_pair
+    from ..evaluation.homography_protocol import load_aligned_pairs, random_homography, warp_pair
 
-    for i, pair in enumerate(load_aligned_pairs(folder, limit=count)):
+    pairs = load_aligned_pairs(folder, limit=count)
+    if rig is not None:
+        w = int(np.median([p.visible.shape[1] for p in pairs]))
+        h = int(np.median([p.visible.shape[0] for p in pairs]))
+        H0 = random_homography(seed, w, h)
+        K = nominal_K(w, h)
+        for i, pair in enumerate(pairs):
+            visible = cv2.resize(pair.visible, (w, h), interpolation=cv2.INTER_AREA)
+            visible = visible if visible.ndim == 3 else cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
+            thermal = cv2.resize(pair.thermal, (w, h), interpolation=cv2.INTER_AREA)
+            H = K @ rig.rotation(i) @ np.linalg.inv(K) @ H0
+            H = H / H[2, 2]
+            warped = cv2.warpPerspective(thermal, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            yield Frame(visible, warped, pair.name, "planar", K, K, H=H)
+        return
+    for i, pair in enumerate(pairs):
         visible = pair.visible if pair.visible.ndim == 3 else cv2.cvtColor(pair.visible, cv2.COLOR_GRAY2BGR)
         warped, H = warp_pair(pair, seed + i)
         h, w = visible.shape[:2]
@@ -136,6 +200,7 @@ def write_bag(
     frame_ids: tuple[str, str] = ("visible_optical_frame", "thermal_optical_frame"),
     source: str = "",
     progress: bool = False,
+    rig: RigSequence | None = None,
 ) -> Path:
     """Write ``frames`` to a new bag at ``out`` and the ground truth to ``<out>.gt.json``.
 
@@ -229,7 +294,8 @@ def write_bag(
 
         shutil.rmtree(out)  # an empty bag: nothing to keep
         raise BagError("no frames to write: the source produced no image pairs")
-    return write_ground_truth(out, gt_frames, topics=topics, timing=timing, source=source)
+    return write_ground_truth(out, gt_frames, topics=topics, timing=timing, source=source,
+                              rig=rig.describe() if rig is not None else None)
 
 
 def _frame_gt(frame: Frame, t_vis: int, t_th: int | None) -> dict[str, Any]:
@@ -257,10 +323,14 @@ def ground_truth_path(bag: str | Path) -> Path:
     return bag.with_name(bag.name + ".gt.json")
 
 
-def write_ground_truth(bag: Path, frames: dict[str, dict[str, Any]], *, topics, timing: CameraTiming, source: str) -> Path:
+def write_ground_truth(
+    bag: Path, frames: dict[str, dict[str, Any]], *, topics, timing: CameraTiming, source: str, rig: dict | None = None
+) -> Path:
     """JSON: ``{"format", "version", "bag", "source", "topics", "timing", "frames": {stamp: {...}}}``
     where each frame has name, kind, stamps, sizes ``[w, h]``, ``H`` (visible px -> thermal px,
-    planar), ``K0``, ``K1`` and ``R``, ``t`` (OpenCV X1 = R X0 + t, stereo)."""
+    planar), ``K0``, ``K1`` and ``R``, ``t`` (OpenCV X1 = R X0 + t, stereo). A fixed-rig sequence
+    adds ``"rig": {"fixed": true, "change_frame", "change_deg", "axis"}`` (its per-frame truth is
+    in the frames, as for any sequence)."""
     path = ground_truth_path(bag)
     doc = {
         "format": GT_FORMAT,
@@ -277,6 +347,8 @@ def write_ground_truth(bag: Path, frames: dict[str, dict[str, Any]], *, topics, 
         },
         "frames": frames,
     }
+    if rig is not None:
+        doc["rig"] = rig
     path.write_text(json.dumps(doc, indent=1))
     return path
 

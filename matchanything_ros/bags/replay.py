@@ -61,8 +61,11 @@ TIMING_KEYS = (
     "latency_ms",  # sync_wait_ms + frame_ms: stamp -> publish for a node that is never behind
     "num_matches",
     "num_inliers",
-    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, LOW_QUALITY, ...)
+    "status",  # geometry status (OK, TOO_FEW_MATCHES, LOW_INLIER_RATIO, LOW_QUALITY, ...) or RIG_MISMATCH
     "quality",  # the verdict's calibrated score (empty when none), geometry/quality.py
+    "rig_state",  # rig mode: CONVERGING, TRACKING, DISPUTED, CHANGED (absent without rig mode)
+    "rig_level",  # rig mode: 0 OK, 1 WARN, 2 ERROR (the rig diagnostics level after this frame)
+    "rig_ms",  # rig mode: pool, refit and bootstrap of the rig estimate (part of pipeline_ms)
     "polarity",
     "thermal_stamp_ns",
 )
@@ -79,7 +82,12 @@ OUTPUT_TOPICS = {
     "diagnostics": ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
     "timings": (TIMINGS_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
     "summary": (SUMMARY_TOPIC, "diagnostic_msgs/msg/DiagnosticArray"),
+    # rig mode (node/rig_outputs.py)
+    "rig_pose": ("rig/pose", "geometry_msgs/msg/PoseWithCovarianceStamped"),
+    "rig_homography": ("rig/homography", "std_msgs/msg/Float64MultiArray"),
+    "rig_tf_static": ("/tf_static", "tf2_msgs/msg/TFMessage"),
 }
+RIG_TOPIC_KEYS = {"rig_pose": "rig", "rig_homography": "rig", "rig_tf_static": "rig_tf_static"}
 
 
 def resolve(name: str, namespace: str = "/") -> str:
@@ -216,6 +224,11 @@ class BagReplay:
         # that a missing homography is a miss.
         enabled = {key for key in ("correspondences", "pose", "transform", "tf", "homography", "registered", "debug_image")
                    if getattr(cfg.publish, key)}
+        if self.pipeline.rig is not None:
+            from ..node.rig_outputs import RigOutputs
+
+            self.rig_out = RigOutputs(self.out)
+            enabled |= {key for key, flag in RIG_TOPIC_KEYS.items() if getattr(cfg.publish, flag)}
         self._enabled = sorted(self.output_topic(key) for key in enabled)
         last_t_ns: int | None = None
         last_visible_stamp: int | None = None
@@ -312,6 +325,7 @@ class BagReplay:
                         "pairs": str(summary.pairs),
                         "processed": str(summary.processed),
                     })
+                self._final_calibration()
                 writer.close()
             finally:
                 reader.close()
@@ -366,11 +380,14 @@ class BagReplay:
                 "latency_ms": sync_wait_ms + frame_ms,
                 "num_matches": result.num_matches,
                 "num_inliers": result.num_inliers,
-                "status": result.geometry.status.value,
+                "status": result.status,
                 "quality": "" if result.quality.score is None else round(result.quality.score, 4),
                 "polarity": result.polarity,
                 "thermal_stamp_ns": stamp_ns(th_msg.header),
             }
+            if result.rig is not None:
+                timings.update(rig_state=result.rig.state, rig_level=result.rig.level,
+                               rig_ms=1000 * result.timings.get("rig", 0.0))
             self._write_timings(stamp, t_out, timings)
         if self.on_result is not None:
             self.on_result(stamp, result)
@@ -391,6 +408,14 @@ class BagReplay:
         values = {**values, "log_time": self.options.log_time, "outputs": ",".join(self._enabled)}
         report = DiagnosticReport(OK, SUMMARY_STATUS, f"replay {values['state']}", "", values)
         self._emit("summary", t_ns, self.out.diagnostics(t_ns, [report]))
+    def _final_calibration(self) -> None:
+        """Rig mode: the newest converged estimate into the calibration file, as the node does
+        on shutdown."""
+        last = getattr(self, "_rig_last", None)
+        if last is not None and self.cfg.output.rig_calibration_file:
+            from ..node.rig_outputs import write_calibration
+
+            write_calibration(self.cfg.output.rig_calibration_file, *last)
 
     def _register(self, topic: str, msgtype: str) -> None:
         if topic not in self._registered_topics:
@@ -411,6 +436,19 @@ class BagReplay:
         for key, msg in output_messages(result, self.cfg, self.out, vis_msg, th_msg, visible, thermal,
                                         self.pipeline.config.thermal, stamp):
             self._emit(key, t_out, self.out.tf_message([msg]) if key == "tf" else msg)
+        if self.pipeline.rig is not None:
+            from ..node.pair_io import output_frames
+            from ..node.rig_outputs import write_calibration
+
+            frame, child = output_frames(self.cfg, vis_msg, th_msg)
+            estimate = self.pipeline.rig.snapshot()
+            for key, msg in self.rig_out.messages(estimate, self.cfg, stamp, frame, child):
+                if key == "rig_calibration":
+                    write_calibration(self.cfg.output.rig_calibration_file, msg, frame, child, stamp)
+                else:
+                    self._emit(key, t_out, self.out.tf_message([msg]) if key == "rig_tf_static" else msg)
+            if estimate is not None and estimate.converged:
+                self._rig_last = (estimate, frame, child, stamp)
 
     def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
         from ..node.outputs import OK, DiagnosticReport
@@ -420,10 +458,14 @@ class BagReplay:
         self._emit("timings", t_out, self.out.diagnostics(stamp, [report]))
 
     def _write_diagnostics(self, t_ns: int) -> None:
-        report = self.health.node_report(
+        reports = [self.health.node_report(
             t_ns / NS_PER_S, self.cfg, self.pipeline.config, "matchanything_ros.node.sync (replay)"
-        )
-        self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, [report]))
+        )]
+        if self.pipeline.rig is not None:
+            from ..node.rig_outputs import rig_report
+
+            reports.append(rig_report(self.pipeline.rig, "matcher_node: rig calibration", "/matcher_node (replay)"))
+        self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, reports))
 
 
 def _bad(health: Any, stream: str) -> int:

@@ -24,6 +24,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--distro", default="humble", choices=("humble", "iron", "jazzy", "kilted"),
                         help="message definitions written into the bag (default humble)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rig = parser.add_argument_group("fixed rig (one geometry for every frame, see docs/EVALUATION.md)")
+    rig.add_argument("--rig-fixed", action="store_true",
+                     help="--folder: one homography for all pairs (resized to their median size); "
+                          "--synthetic stereo: the cameras (K0, K1, R, t) of the first pair for all scenes")
+    rig.add_argument("--rig-change-frame", type=int, metavar="N", help="from frame N (0-based) on, the thermal camera is turned (implies --rig-fixed)")
+    rig.add_argument("--rig-change-deg", type=float, default=2.0, help="by this many degrees (default 2)")
+    rig.add_argument("--rig-change-axis", choices=("roll", "pan", "tilt"), default="roll",
+                     help="about this axis of the thermal camera (default roll: the optical axis)")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -39,7 +47,7 @@ def _size(text: str) -> tuple[int, int]:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..bags.make_bag import CameraTiming, folder_frames, synthetic_frames, write_bag
+    from ..bags.make_bag import CameraTiming, RigSequence, folder_frames, synthetic_frames, write_bag
     from ..bags.storage import BagError
     from . import CommandError
     from .common import check_output_folder
@@ -53,17 +61,22 @@ def run(args) -> int:
             thermal_drop=args.thermal_drop,
             seed=args.seed,
         )
+        rig = None
+        if args.rig_fixed or args.rig_change_frame is not None:
+            rig = RigSequence(args.rig_change_frame, args.rig_change_deg, args.rig_change_axis)
         if args.folder:
             folder = Path(args.folder)
             if not (folder / "visible").is_dir() or not (folder / "thermal").is_dir():
                 raise CommandError(f"--folder {folder}: expected subfolders visible/ and thermal/ with aligned pairs")
-            frames = folder_frames(folder, count=args.frames, seed=args.seed)
-            source = f"folder {args.folder}, pair i warped by homography_protocol.warp_pair with seed {args.seed}+i"
+            frames = folder_frames(folder, count=args.frames, seed=args.seed, rig=rig)
+            source = (f"folder {args.folder}, pair i warped by homography_protocol.warp_pair with seed {args.seed}+i"
+                      if rig is None else f"folder {args.folder}, fixed rig: random_homography(seed {args.seed}) for every pair")
         else:
             kind = args.synthetic or "planar"
             w, h = _size(args.size)
-            frames = synthetic_frames(args.frames or 10, kind=kind, size=(w, h), seed=args.seed)
+            frames = synthetic_frames(args.frames or 10, kind=kind, size=(w, h), seed=args.seed, rig=rig)
             source = f"synthetic {kind} {w}x{h}, seeds {args.seed}..{args.seed + (args.frames or 10) - 1}"
+            source += f", fixed rig: the cameras of seed {args.seed}" if rig is not None else ""
         gt = write_bag(
             frames,
             args.out,
@@ -73,6 +86,7 @@ def run(args) -> int:
             timing=timing,
             source=source,
             progress=not args.no_progress,
+            rig=rig,
         )
     except (BagError, ValueError) as exc:
         raise CommandError(str(exc)) from None

@@ -69,7 +69,7 @@ def load_configs(config: str | None, node_name: str, overrides: list[str], names
     """(NodeConfig, PipelineConfig) from a params file plus ``NAME=VALUE`` overrides."""
     import dataclasses
 
-    from ..node.config import NodeConfig, load_params_file, split_parameters
+    from ..node.config import NodeConfig, _flatten, load_params_file, split_parameters
     from ..pipeline import PipelineConfig
     from . import CommandError
 
@@ -77,10 +77,7 @@ def load_configs(config: str | None, node_name: str, overrides: list[str], names
         node_cfg, pipe_cfg = load_params_file(config, node_name, namespace) if config else (NodeConfig(), PipelineConfig())
         if overrides:
             values = node_cfg.to_flat()
-            pipe = dataclasses.asdict(pipe_cfg)
-            thermal = pipe.pop("thermal")
-            values.update(pipe)
-            values.update({f"thermal.{k}": v for k, v in thermal.items()})
+            values.update(_flatten(dataclasses.asdict(pipe_cfg)))  # thermal.*, rig.*
             values.update(parse_overrides(overrides))
             node_cfg, pipe_cfg = split_parameters(values)
     except ValueError as exc:

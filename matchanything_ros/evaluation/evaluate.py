@@ -59,6 +59,10 @@ class FrameOutput:
     R01: np.ndarray | None = None  # thermal camera orientation in the visible frame
     t01: np.ndarray | None = None
     timings: dict[str, str] = field(default_factory=dict)
+    rig_H: np.ndarray | None = None  # rig mode: rig/homography published with this frame
+    rig_R01: np.ndarray | None = None  # rig mode: rig/pose
+    rig_t01: np.ndarray | None = None
+    rig_cov: np.ndarray | None = None
 
 
 @dataclass
@@ -78,6 +82,12 @@ class FrameScore:
     precision_all: float | None = None
     precision_inliers: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # rig mode (evaluation/rig_metrics.py): the rig estimate published with this frame
+    rig_corner_error_px: float | None = None
+    rig_rotation_error_deg: float | None = None
+    rig_translation_error_deg: float | None = None
+    rig_nees_rotation: float | None = None
+    rig_nees_translation: float | None = None
 
     @property
     def error(self) -> float | None:
@@ -143,7 +153,7 @@ def read_outputs(
     ``damage`` when the bag is cut short, in which case it is read up to the damage)."""
     topic = {key: resolve(name, namespace) for key, (name, _) in OUTPUT_TOPICS.items()}
     frames: dict[int, FrameOutput] = {}
-    homographies: list[tuple[int, np.ndarray]] = []
+    homographies: list[tuple[int, np.ndarray, str]] = []  # (receive time, H, attribute)
     stamped_times: list[tuple[int, int]] = []  # (receive_ns, stamp_ns) of stamped outputs
 
     def frame(stamp: int, t_ns: int) -> FrameOutput:
@@ -152,7 +162,7 @@ def read_outputs(
         stamped_times.append((t_ns, stamp))
         return out
 
-    wanted = [topic[k] for k in ("correspondences", "homography", "pose", "timings")]
+    wanted = [topic[k] for k in ("correspondences", "homography", "pose", "timings", "rig_pose", "rig_homography")]
     node_info: dict[str, str] = {}
     run: dict[str, Any] = {}
     with BagReader(bag, distro, salvage=True) as reader:
@@ -194,8 +204,15 @@ def read_outputs(
                 status = next((s for s in msg.status if s.name == TIMINGS_STATUS), None)
                 if status is not None:
                     frame(stamp_ns(msg.header), t_ns).timings = {kv.key: kv.value for kv in status.values}
-            elif name == topic["homography"]:
-                homographies.append((t_ns, np.asarray(msg.data, dtype=np.float64).reshape(3, 3)))
+            elif name in (topic["homography"], topic["rig_homography"]):
+                attr = "H" if name == topic["homography"] else "rig_H"
+                homographies.append((t_ns, np.asarray(msg.data, dtype=np.float64).reshape(3, 3), attr))
+            elif name == topic["rig_pose"]:
+                f = frame(stamp_ns(msg.header), t_ns)
+                p = msg.pose.pose
+                f.rig_R01 = _quaternion_to_rotation(p.orientation)
+                f.rig_t01 = np.array([p.position.x, p.position.y, p.position.z])
+                f.rig_cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
     if homographies and not stamped_times:
         raise BagError(f"{bag}: homography messages have no header; the bag needs correspondences or replay/timings to place them")
     if stamped_times:
@@ -203,11 +220,11 @@ def read_outputs(
         stamps = [s for _, s in stamped_times]
         order = np.argsort(times, kind="stable")
         times = times[order]
-        for t_ns, H in homographies:
+        for t_ns, H, attr in homographies:
             i = int(np.searchsorted(times, t_ns))
             best = min((j for j in (i - 1, i) if 0 <= j < len(times)), key=lambda j: abs(int(times[j]) - t_ns))
             if abs(int(times[best]) - t_ns) <= ASSOCIATION_TOLERANCE_NS:
-                frames[stamps[order[best]]].H = H
+                setattr(frames[stamps[order[best]]], attr, H)
     return frames, present, node_info, run
 
 
@@ -289,6 +306,10 @@ def score_frame(gt: dict, out: FrameOutput | None, has_homography_topic: bool, h
             score.pose_error_deg = max(score.rotation_error_deg, score.translation_error_deg)
         else:
             score.pose_error_deg = math.inf
+    from .rig_metrics import rig_frame_errors
+
+    for key, value in rig_frame_errors(gt, out).items():
+        setattr(score, key, value)
     if out is not None and out.kpts0 is not None and len(out.kpts0):
         if gt.get("H") is not None:
             H_gt = np.asarray(gt["H"], dtype=np.float64)
@@ -413,6 +434,11 @@ def evaluate(
         partial = {"reason": reason, "scored_frames": len(frames)} if reason else None
     if partial:
         summary["partial"] = partial
+    from .rig_metrics import rig_summary
+
+    rig = rig_summary(frames, [outputs.get(int(g["visible_stamp_ns"])) for g in expected], gt_doc, expected)
+    if rig is not None:
+        summary["rig"] = rig
     return Evaluation(
         frames, summary, outputs, gt_doc, Path(gt_path) if gt_path else None, Path(bag),
         Path(images) if images else None, namespace,
@@ -467,6 +493,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         if key in summary:
             lines.append(f"{key.replace('_', ' ')}: {100 * summary[key]:.1f}%")
     lines.append(f"matches/frame {summary['matches_mean']:.0f}, inliers/frame {summary['inliers_mean']:.0f}")
+    if summary.get("rig"):
+        from .rig_metrics import format_rig
+
+        lines += format_rig(summary["rig"])
     lat = summary.get("latency_ms", {})
     for key in ("frame", "pipeline", "match", "latency"):
         if lat.get(key):

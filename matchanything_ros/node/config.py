@@ -59,6 +59,8 @@ class PublishConfig:
     homography: bool = True  # std_msgs/Float64MultiArray (homography/affine modes)
     registered: bool = True  # thermal image warped into the visible frame (homography/affine)
     debug_image: bool = False  # matches drawn side by side (costs a few ms)
+    rig: bool = True  # rig mode: rig/pose, rig/homography (latched) once the estimate converged
+    rig_tf_static: bool = False  # rig mode: the rig estimate on /tf_static (opt-in, like publish.tf)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class OutputConfig:
     registered_normalized: bool = True  # registered image: mono8 normalized thermal, else raw
     publish_on_failure: bool = True  # publish correspondences even when the geometry failed
     debug_outliers: bool = False  # debug/matches: also draw the outliers (red); inliers only by default
+    rig_calibration_file: str = ""  # rig mode: keep the estimate in this YAML file ("" = none)
 
 
 @dataclass
@@ -227,6 +230,16 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "stamps.reset_threshold": (0.001, 3600.0),
     "limits.max_pixels": (1, 1_000_000_000),
     "limits.min_side": (1, 4096),
+    # rig mode (matchanything_ros/rig.py)
+    "rig.window": (2, 1000),
+    "rig.max_points": (8, 100000),
+    "rig.min_frames": (1, 1000),
+    "rig.gate_px": (0.1, 1000.0),
+    "rig.gate_deg": (0.01, 180.0),
+    "rig.gate_translation_deg": (0.1, 180.0),
+    "rig.recent": (2, 1000),
+    "rig.alarm_frames": (1, 1000),
+    "rig.alarm_hold": (0, 100000),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("auto", "xfeat", "sift", "matchanything_eloftr"),
@@ -295,6 +308,20 @@ _DESCRIPTIONS: dict[str, str] = {
     "stamps.reset_threshold": "a jump back above this (s) is a time reset once a second message confirms it; smaller: dropped",
     "limits.max_pixels": "largest image accepted (width*height), checked before decoding",
     "limits.min_side": "smallest image side (px) accepted, checked before decoding",
+    # rig mode (matchanything_ros/rig.py, docs/NODE.md "Rig mode")
+    "rig.enabled": "rig mode: estimate the fixed visible/thermal geometry over frames, gate each frame against it",
+    "rig.window": "frames whose inliers are pooled for the rig estimate (changing it restarts the estimate)",
+    "rig.max_points": "inliers kept per frame in the pool (random subset; changing it restarts the estimate)",
+    "rig.min_frames": "frames of evidence before the rig estimate counts as converged",
+    "rig.gate_px": "homography: max corner distance (px) of a frame's H from the rig's, plus 3 sigma; beyond: RIG_MISMATCH",
+    "rig.gate_deg": "essential: max rotation angle (deg) of a frame from the rig, plus 3 sigma; beyond: RIG_MISMATCH",
+    "rig.gate_translation_deg": "essential: max translation-direction angle (deg) from the rig, plus 3 sigma",
+    "rig.recent": "frames of the candidate estimate that watches for a changed rig (drift alarm)",
+    "rig.alarm_frames": "frames in a row the candidate must differ before the rig counts as changed (ERROR, restart)",
+    "rig.alarm_hold": "frames the ERROR stays after a detected rig change",
+    "publish.rig": "rig mode: publish rig/pose and rig/homography (latched) once converged",
+    "publish.rig_tf_static": "rig mode: also send the rig estimate on /tf_static (opt-in: it may fight a URDF)",
+    "output.rig_calibration_file": "rig mode: write the estimate to this YAML file (atomic; empty = none)",
 }
 # Changing these needs a restart: they shape subscriptions and publishers.
 _READ_ONLY_GROUPS = ("topics.", "qos.")

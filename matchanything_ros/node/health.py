@@ -151,9 +151,9 @@ class NodeHealth:
             self.inference.append(result.timings.get("total", 0.0))
             self.last_matches = result.num_matches
             self.last_inliers = result.num_inliers
-            self.last_status = result.geometry.status.value
+            self.last_status = result.status
             self.last_quality = result.quality.score
-            self.last_message = result.geometry.message
+            self.last_message = result.status_message
             self.model = result.model
             self.last_error = ""
 

@@ -201,7 +201,7 @@ class OutputBuilder:
         T = self.types
         m = result.matches
         inliers = np.asarray(result.geometry.inliers, dtype=bool).reshape(-1)
-        if len(inliers) != len(m) or not result.geometry.ok:
+        if len(inliers) != len(m) or not result.ok:
             # a rejected fit's inliers (too few, LOW_INLIER_RATIO, degenerate) support no model a
             # consumer could use: flag none, so the cloud alone never suggests a trusted fit
             inliers = np.zeros(len(m), dtype=bool)

@@ -115,6 +115,13 @@ def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:
     return K
 
 
+def output_frames(cfg: Any, vis_msg: Any, th_msg: Any) -> tuple[str, str]:
+    """(frame of the outputs, child frame of pose/transform): parameters, else image headers."""
+    frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[VISIBLE]
+    child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[THERMAL]
+    return frame, child
+
+
 def output_messages(
     result: Any,
     cfg: Any,
@@ -132,8 +139,7 @@ def output_messages(
     Keys: correspondences, pose, transform, tf (a TransformStamped for /tf), homography,
     registered, debug_image. Outputs that do not exist for this result (no pose in homography
     mode, a failed fit) are not yielded."""
-    frame = cfg.frames.visible or vis_msg.header.frame_id or DEFAULT_FRAMES[VISIBLE]
-    child = cfg.frames.thermal or th_msg.header.frame_id or DEFAULT_FRAMES[THERMAL]
+    frame, child = output_frames(cfg, vis_msg, th_msg)
     p = cfg.publish
     if p.correspondences and (result.ok or cfg.output.publish_on_failure):
         yield "correspondences", out.correspondences(result, stamp_ns, frame, cfg.output.inliers_only)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 
 from ..imaging.encodings import ImageFormatError
@@ -37,8 +37,9 @@ from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
 from ..node.pair_io import (
     STREAMS, THERMAL, VISIBLE, camera_info_from_cdr, camera_info_problem, camera_matrix, check_image, decode_image,
-    image_from_cdr, output_messages,
+    image_from_cdr, output_frames, output_messages,
 )
+from ..node.rig_outputs import RigOutputs, rig_report, write_calibration
 from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer, stamp_to_ns
 from ..node.threads import WAIT_POLICY_ENV, apply_threads, prepare_openmp
 from ..node.worker import LatestWorker
@@ -112,6 +113,34 @@ class MatcherNode(Node):
         self.pub_debug = self.create_publisher(Image, "debug/matches", qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf = None  # created on first use: tf2_ros broadcaster, else a TFMessage publisher
+        # rig mode: latched (transient_local), so a late subscriber gets the current estimate
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_rig_pose = self.create_publisher(PoseWithCovarianceStamped, "rig/pose", latched)
+        self.pub_rig_homography = self.create_publisher(Float64MultiArray, "rig/homography", latched)
+        self.rig_out = RigOutputs(self.out)
+        self._tf_static = None
+        self._rig_calibration: tuple | None = None  # the last (estimate, frame, child, stamp) for the file
+
+    def _tf_static_send(self, transform: Any) -> None:
+        """/tf_static: tf2_ros' StaticTransformBroadcaster, else a latched TFMessage publisher."""
+        if self._tf_static is None:
+            try:
+                from tf2_ros import StaticTransformBroadcaster
+
+                self._tf_static = StaticTransformBroadcaster(self).sendTransform
+            except ImportError:
+                msg = self.out.tf_message([])
+                if msg is None:
+                    self.get_logger().warning(
+                        "publish.rig_tf_static is on but neither tf2_ros nor tf2_msgs is installed: /tf_static "
+                        "skipped (the estimate is still on 'rig/pose')", once=True)
+                    return
+                latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                pub = self.create_publisher(type(msg), "/tf_static", latched)
+                self._tf_static = lambda t: pub.publish(self.out.tf_message([t]))
+        self._tf_static(transform)
 
     def _tf_send(self, transform: Any) -> None:
         if self._tf is None:
@@ -342,16 +371,41 @@ class MatcherNode(Node):
         for key, msg in output_messages(result, cfg, self.out, vis_msg, th_msg, visible, thermal,
                                         pipeline.config.thermal, stamp):
             publishers[key](msg)
+        if pipeline.rig is not None:
+            self._publish_rig(pipeline, cfg, vis_msg, th_msg, stamp)
         # NodeHealth keeps only latencies it can trust (0..60 s): hostile stamps cannot skew them
         latency = (self.get_clock().now().nanoseconds - stamp) / NS_PER_S
         now = time.monotonic()
         self.health.on_result(now, latency, result, internal=now - paired_at - result.timings.get("total", 0.0))
 
+    def _publish_rig(self, pipeline: Pipeline, cfg: NodeConfig, vis_msg, th_msg, stamp: int) -> None:
+        frame, child = output_frames(cfg, vis_msg, th_msg)
+        estimate = pipeline.rig.snapshot()
+        publishers = {"rig_pose": self.pub_rig_pose.publish, "rig_homography": self.pub_rig_homography.publish,
+                      "rig_tf_static": self._tf_static_send}
+        for key, msg in self.rig_out.messages(estimate, cfg, stamp, frame, child):
+            if key == "rig_calibration":
+                self._write_calibration(cfg, (msg, frame, child, stamp))
+            else:
+                publishers[key](msg)
+        if estimate is not None and estimate.converged:
+            self._rig_calibration = (estimate, frame, child, stamp)
+
+    def _write_calibration(self, cfg: NodeConfig, state: tuple) -> None:
+        try:
+            write_calibration(cfg.output.rig_calibration_file, *state)
+        except OSError as exc:  # a full disk or a bad path must not stop matching
+            self.health.on_error("calibration_write_errors", f"cannot write the rig calibration file: {exc}")
+            self.get_logger().error(f"cannot write the rig calibration file: {exc}", throttle_duration_sec=THROTTLE_S)
+
     # -- diagnostics and parameters -------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         self.health.set_count("dropped_overload", self.worker.dropped)
-        report = self.health.node_report(time.monotonic(), self.cfg, self.pipeline.config, self.sync_backend)
-        self.pub_diag.publish(self.out.diagnostics(self.get_clock().now().nanoseconds, [report]))
+        reports = [self.health.node_report(time.monotonic(), self.cfg, self.pipeline.config, self.sync_backend)]
+        rig = self.pipeline.rig
+        if rig is not None:
+            reports.append(rig_report(rig, f"{self.get_name()}: rig calibration", self.get_fully_qualified_name()))
+        self.pub_diag.publish(self.out.diagnostics(self.get_clock().now().nanoseconds, reports))
 
     def set_parameters_atomically(self, parameter_list: list) -> SetParametersResult:
         """rclpy's, with a clear reason for names this node does not declare (rclpy's own
@@ -417,6 +471,7 @@ class MatcherNode(Node):
                     if not current():  # a newer change supersedes this one
                         return
                     if rebuilt is not None:
+                        rebuilt.adopt_rig(self.pipeline)  # the rig estimate outlives a new matcher
                         self.pipeline = rebuilt
                     else:
                         self.pipeline.reconfigure(cfg)
@@ -433,6 +488,9 @@ class MatcherNode(Node):
         worker = getattr(self, "worker", None)  # absent when __init__ failed
         if worker is not None:
             worker.stop()
+        last = getattr(self, "_rig_calibration", None)
+        if last is not None and self.cfg.output.rig_calibration_file:
+            self._write_calibration(self.cfg, last)  # keep the newest estimate on shutdown
         super().destroy_node()
 
 
