@@ -162,6 +162,10 @@ PARTNERS = {
     "thermal.high_percentile": {"thermal.low_percentile": 0.0},
     "thermal.fixed_min": {"thermal.fixed_max": 1.0e6},
     "thermal.fixed_max": {"thermal.fixed_min": -1.0e6},
+    # rig: min_frames and recent are bounded by window
+    "rig.window": {"rig.min_frames": 1, "rig.recent": 2},
+    "rig.min_frames": {"rig.window": 1000},
+    "rig.recent": {"rig.window": 1000},
 }
 
 

@@ -56,7 +56,7 @@ def test_output_messages_follow_geometry_mode_and_toggles():
     pair = make_planar_pair(0, size=(320, 256))
     vis_msg, th_msg = image_msg(pair.visible, "bgr8", "vis"), image_msg(pair.thermal, "mono16", "th")
     out = OutputBuilder(rosbags_types(TS))
-    pipe = Pipeline(PipelineConfig(model="xfeat", geometry="homography"))
+    pipe = Pipeline(PipelineConfig(model="xfeat", geometry="homography", min_quality=0.0))
     result = pipe.process(pair.visible, pair.thermal)
     assert result.ok, result.geometry.message
     cfg = NodeConfig()
