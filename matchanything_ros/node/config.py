@@ -188,7 +188,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "diagnostics.stale_timeout": (0.1, 3600.0),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("auto", "xfeat", "sift", "matchanything_eloftr"),
+    "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"),
     "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "fp16"),
@@ -198,7 +198,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "qos.reliability": RELIABILITIES,
 }
 _DESCRIPTIONS: dict[str, str] = {
-    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr",
+    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr",
     "backend": "ELoFTR inference backend",
     "device": "inference device",
     "precision": "GPU backends: fp32 or fp16",

@@ -154,7 +154,9 @@ def _strip_prefix(state: dict, prefix: str) -> dict:
 
 
 def _check_against(state: dict, expected: dict, path, layout: str) -> dict:
-    """Keep the keys the network has; WeightsError naming the layout if any is missing or misshapen."""
+    """Keep the keys the network has; WeightsError naming the layout if any is missing or misshapen.
+    BatchNorm's step counters (``num_batches_tracked``) are optional."""
+    expected = {k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")}
     missing = [k for k in expected if k not in state]
     if missing:
         shown = ", ".join(missing[:3]) + (f", ... ({len(missing)} in all)" if len(missing) > 3 else "")
@@ -183,3 +185,40 @@ def superpoint_state(path, expected: dict) -> dict:
 def loftr_state(path, expected: dict) -> dict:
     state = _strip_prefix(read_checkpoint(path), "matcher.")
     return _check_against(state, expected, path, LAYOUT_LOFTR)
+
+
+# --------------------------------------------------------------------------- synthetic files
+def write_published_layouts(directory, lightglue_state_dict=None, superpoint_state_dict=None, loftr_state_dict=None) -> dict:
+    """Write the given network state_dicts as files in the *published* layouts (for tests,
+    benchmarks and the accuracy plumbing with random weights): ``minima_lightglue.pth`` with
+    LightGlue's old ``self_attn.{i}`` / ``cross_attn.{i}`` names, ``superpoint_v1.pth`` and
+    ``minima_loftr.ckpt`` as ``{"state_dict": {...}}``. Returns {filename: path}."""
+    import re
+
+    import torch
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {}
+    if lightglue_state_dict is not None:
+        old = {re.sub(r"^transformers\.(\d+)\.(self_attn|cross_attn)\.", r"\2.\1.", k): v
+               for k, v in lightglue_state_dict.items() if k != "confidence_thresholds"}
+        out[MINIMA_LIGHTGLUE.filename] = old
+    if superpoint_state_dict is not None:
+        out[SUPERPOINT.filename] = dict(superpoint_state_dict)
+    if loftr_state_dict is not None:
+        out[MINIMA_LOFTR.filename] = {"state_dict": dict(loftr_state_dict)}
+    paths = {}
+    for name, payload in out.items():
+        paths[name] = directory / name
+        torch.save(payload, paths[name])
+    return paths
+
+
+def write_random_checkpoints(directory, seed: int = 0) -> dict:
+    """Seeded random MINIMA weights (:func:`.splg.random_splg`, :func:`.loftr.random_loftr`) written in the published layouts. Random weights prove plumbing, not accuracy."""
+    from .loftr import random_loftr
+    from .splg import random_splg
+
+    model, loftr = random_splg(seed), random_loftr(seed)
+    return write_published_layouts(directory, model.lightglue.state_dict(), model.superpoint.state_dict(), loftr.state_dict())
