@@ -11,8 +11,8 @@ Published files (MINIMA README, "Weights Download"; Apache-2.0):
   (``backbone.*``, ``loftr_coarse.*``, ``fine_preprocess.*``, ``loftr_fine.*``; MINIMA loads it
   strictly), a ``matcher.`` prefix is accepted too.
 
-Files are read with :func:`matchanything_ros.models.eloftr.weights.read_checkpoint`: safetensors, or
-``torch.load(weights_only=True)`` with an unpickler that builds no foreign object -- no code runs.
+Files are read as safetensors or with ``torch.load(weights_only=True)`` only (tensors and plain
+containers): a file that needs any other pickled object is refused, never unpickled another way.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..eloftr.weights import WeightsError, read_checkpoint
+from ..eloftr.weights import WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,38 @@ def download(item: Published, target_dir: str | Path | None = None, fetch=None) 
 
 
 # --------------------------------------------------------------------------- layouts
+def read_checkpoint(path, layout: str) -> dict:
+    """Tensors of a safetensors file or a torch checkpoint (``{"state_dict": ...}`` unwrapped),
+    read without running code; WeightsError naming ``layout`` otherwise."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: file is empty (interrupted download?); delete it and download again")
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    try:
+        if head[:2] == b"PK" or head[:1] == b"\x80":
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        else:
+            from safetensors.torch import load_file
+
+            data = load_file(str(path))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsError(
+            f"{path}: not readable as {layout} without running code ({first}); pickled objects other "
+            f"than tensors are refused"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"{path}: holds no state_dict of tensors; expected {layout}")
+    return dict(data)
+
+
 def _strip_prefix(state: dict, prefix: str) -> dict:
     return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
 
@@ -171,7 +203,7 @@ def lightglue_state(path, expected: dict) -> dict:
     """Read ``minima_lightglue.pth`` and rename its old attention keys as MINIMA does."""
     import re
 
-    state = _strip_prefix(read_checkpoint(path), "matcher.")
+    state = _strip_prefix(read_checkpoint(path, LAYOUT_LIGHTGLUE), "matcher.")
     renamed = {re.sub(r"^(self_attn|cross_attn)\.(\d+)\.", r"transformers.\2.\1.", k): v for k, v in state.items()}
     # derived buffers (confidence_thresholds) are rebuilt by the module, never taken from a file
     expected = {k: v for k, v in expected.items() if k != "confidence_thresholds"}
@@ -179,11 +211,11 @@ def lightglue_state(path, expected: dict) -> dict:
 
 
 def superpoint_state(path, expected: dict) -> dict:
-    return _check_against(_strip_prefix(read_checkpoint(path), "extractor."), expected, path, LAYOUT_SUPERPOINT)
+    return _check_against(_strip_prefix(read_checkpoint(path, LAYOUT_SUPERPOINT), "extractor."), expected, path, LAYOUT_SUPERPOINT)
 
 
 def loftr_state(path, expected: dict) -> dict:
-    state = _strip_prefix(read_checkpoint(path), "matcher.")
+    state = _strip_prefix(read_checkpoint(path, LAYOUT_LOFTR), "matcher.")
     return _check_against(state, expected, path, LAYOUT_LOFTR)
 
 
