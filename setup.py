@@ -44,6 +44,8 @@ setup(
             "ros-std-msgs",
             "ros-diagnostic-msgs",
         ],
+        # MINIMA models (minima_splg, minima_loftr): kornia's LightGlue and LoFTR (docs/MODELS.md).
+        "minima": ["kornia>=0.9"],
         # Test-only: the reference implementation for parity, and an independent MCAP reader.
         "test": ["pytest>=7", "transformers>=4.54", "mcap>=1.1", "mcap-ros2-support>=0.5"],
     },
