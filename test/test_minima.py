@@ -308,3 +308,17 @@ def test_cli_match_and_weights(pair, ckpt_dir, tmp_path):
     run = _cli("weights", "path", "--model", "minima_loftr", env_extra={"XDG_CACHE_HOME": str(tmp_path)})
     assert run.returncode == 2 and "weights download --model minima_loftr" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_accuracy_protocol_runs_minima_models(tmp_path):
+    """The accuracy protocol builds the MINIMA models like any other (random weights: plumbing only)."""
+    data = os.path.join(os.getcwd(), "..", "shared", "data", "roadscene_dev")
+    if not os.path.isdir(data):
+        pytest.skip("shared roadscene_dev data absent")
+    out = tmp_path / "acc.json"
+    run = _cli("accuracy", "--data", data, "--models", "minima_loftr,minima_splg", "--limit", "1", "--resolution", "320",
+               "--polarity", "normal", "--random-weights", tmp_path / "w", "--quiet", "--json", out,
+               "--matcher-option", "download=false")
+    assert run.returncode == 0, run.stderr
+    text = out.read_text()
+    assert "minima_loftr (kornia LoFTR" in text and "minima_splg (backend=" in text
