@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import CommandError
 
-HELP = "locate or download MatchAnything-ELoFTR weights"
+HELP = "locate or download MatchAnything-ELoFTR (or, with --model, MINIMA) weights"
 
 
 def add_arguments(parser) -> None:
