@@ -322,3 +322,16 @@ def test_accuracy_protocol_runs_minima_models(tmp_path):
     assert run.returncode == 0, run.stderr
     text = out.read_text()
     assert "minima_loftr (kornia LoFTR" in text and "minima_splg (backend=" in text
+
+
+def test_benchmark_models_rows(tmp_path):
+    """`benchmark --models` times whole matchers round-robin: one row per model[:backend]."""
+    from matchanything_ros.matching.model_benchmark import parse_cases, run_model_benchmark
+
+    assert parse_cases("xfeat, minima_splg:onnxruntime") == [("xfeat", None), ("minima_splg", "onnxruntime")]
+    with pytest.raises(ValueError, match="unknown model"):
+        parse_cases("minima_roma")
+    rows = run_model_benchmark([("minima_loftr", None), ("minima_splg", "onnxruntime")], [(320, 256)],
+                               random_weights=True, warmup=1, runs=1, work_dir=tmp_path, progress=lambda _: None)
+    assert [r.backend for r in rows] == ["minima_loftr", "minima_splg:onnxruntime"]
+    assert all(r.median_ms and r.matches for r in rows), [r.note for r in rows]
