@@ -286,6 +286,10 @@ def test_registry_and_matcher_options(pair, ckpt_dir):
         create_matcher("minima_loftr", weights=ckpt_dir, backend="onnxruntime", download=False)
     spec = next(s for s in parameter_specs() if s.name == "model")  # the node's `model` choices
     assert {"minima_splg", "minima_loftr"} <= set(spec.choices) and "minima_splg" in spec.description
+    from matchanything_ros.node.config import split_parameters
+
+    _, pipe = split_parameters({"model": "minima_loftr", "weights": str(ckpt_dir)})  # node / replay -p
+    assert pipe.model == "minima_loftr" and pipe.matcher_options()["weights"] == str(ckpt_dir)
 
 
 def _cli(*args, env_extra=None):
