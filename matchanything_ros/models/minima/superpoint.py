@@ -84,10 +84,12 @@ class SuperPointFixed(nn.Module):
         scores = scores.permute(0, 2, 3, 1).reshape(b, h, w, 8, 8).permute(0, 1, 3, 2, 4).reshape(b, h * 8, w * 8)
         scores = simple_nms(scores, self.nms_radius)
         if self.remove_borders:
-            # a constant border mask rather than in-place slice writes: same values, export-friendly
+            # a comparison mask rather than in-place slice writes: same values, and the export
+            # needs no ScatterND
             r = self.remove_borders
-            inside = torch.zeros(h * 8, w * 8, dtype=torch.bool, device=scores.device)
-            inside[r:-r, r:-r] = True
+            ys = torch.arange(h * 8, device=scores.device)
+            xs = torch.arange(w * 8, device=scores.device)
+            inside = ((ys >= r) & (ys < h * 8 - r))[:, None] & ((xs >= r) & (xs < w * 8 - r))[None, :]
             scores = torch.where(inside, scores, torch.full_like(scores, -1.0))
         desc = F.normalize(self.convDb(self.relu(self.convDa(x))), p=2, dim=1)
         return scores, desc
