@@ -122,7 +122,7 @@ def test_download_logic_offline(tmp_path, monkeypatch):
         dest.write_bytes(b"partial")
         raise OSError("no route to host")
 
-    with pytest.raises(WeightsError, match="looks offline"):
+    with pytest.raises(WeightsError, match="looks offline: run `matchanything-ros weights download --model minima_loftr`"):
         mw.download(mw.MINIMA_LOFTR, fetch=offline)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no half file left
     fetched = []

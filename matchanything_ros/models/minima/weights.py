@@ -142,9 +142,10 @@ def download(item: Published, target_dir: str | Path | None = None, fetch=None) 
         except Exception as exc:  # network errors come in many types; all mean "not reachable"
             errors.append(f"{url}: {type(exc).__name__}")
             tmp.unlink(missing_ok=True)
+    command = " / ".join(f"`matchanything-ros weights download --model {m}`" for m, items in MODEL_FILES.items() if item in items)
     raise WeightsError(
         f"cannot download {item.filename} ({'; '.join(errors)}); this machine looks offline: run "
-        f"`matchanything-ros weights download` on a connected machine and copy {target}, or pass an explicit path"
+        f"{command} on a connected machine and copy {target}, or pass an explicit path"
     )
 
 
