@@ -47,6 +47,8 @@ setup(
             "ros-std-msgs",
             "ros-diagnostic-msgs",
         ],
+        # MINIMA models (minima_splg, minima_loftr): kornia's LightGlue and LoFTR (docs/MODELS.md).
+        "minima": ["kornia>=0.9"],
         # Test-only: the reference implementation for parity, and an independent ROS 2 decoder for MCAP.
         "test": ["pytest>=7", "transformers>=4.54", "mcap-ros2-support>=0.5"],
     },

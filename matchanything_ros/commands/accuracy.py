@@ -45,6 +45,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", default=None, metavar="OUT", help="write summary and per-pair results as JSON")
     parser.add_argument("--markdown", default=None, metavar="OUT", help="write the results table as Markdown")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--random-weights",
+        metavar="DIR",
+        default=None,
+        help="weighted models (ELoFTR, MINIMA) get seeded random checkpoints written to DIR: proves the "
+        "plumbing only, the scores mean nothing (docs/MODELS.md)",
+    )
 
 
 def _find_data(path_text: str):
@@ -180,6 +187,13 @@ def run(args) -> int:
 
         progress = partial(tqdm, file=sys.stderr, unit="pair", leave=False)
 
+    random_paths = {}
+    if args.random_weights:
+        from pathlib import Path
+
+        from matchanything_ros.matching.model_benchmark import random_weights_paths
+
+        random_paths = random_weights_paths(Path(args.random_weights), args.seed)
     rows = []
     for model in models:
         pipeline = None
@@ -192,6 +206,8 @@ def run(args) -> int:
                 "geometry": "homography",
                 "ransac_threshold": 3.0,
             }
+            if model in random_paths:
+                options["weights"] = str(random_paths[model])
             try:
                 config = PipelineConfig.from_dict(options)
                 if pipeline is None:

@@ -23,6 +23,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--work-dir", default="benchmark_work", help="where exports and engines are written")
     parser.add_argument("--json", metavar="OUT", help="also write the results and environment as JSON")
     parser.add_argument(
+        "--models",
+        default="",
+        help="time whole matchers instead, e.g. xfeat,matchanything_eloftr,minima_splg,minima_splg:onnxruntime,"
+        "minima_loftr (MODEL[:BACKEND]; resolution = long side; see docs/MODELS.md)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="after the benchmark, profile ONNX Runtime per operator at each resolution",
@@ -76,6 +82,8 @@ def run(args) -> int:
     )
     env = environment()
     print("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    if args.models:
+        return _run_models(args, resolutions, config, env)
     try:
         results = run_benchmark(config, progress=lambda line: print(line, flush=True))
     except MatcherError as exc:  # weights not found / unreadable
@@ -149,3 +157,36 @@ def backend_problems(backends: tuple[str, ...], device: str) -> list[str]:
             if not torch.cuda.is_available():
                 problems.append("tensorrt: needs a CUDA GPU, torch sees none")
     return problems
+
+
+def _run_models(args, resolutions, config, env) -> int:
+    """``--models``: whole matchers, round-robin (matching/model_benchmark.py)."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from ..engines.benchmark import format_table
+    from ..matching.model_benchmark import parse_cases, run_model_benchmark
+    from . import CommandError
+
+    try:
+        cases = parse_cases(args.models)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    results = run_model_benchmark(
+        cases, resolutions, device=args.device, weights=args.weights or None, random_weights=args.random_weights,
+        seed=args.seed, warmup=args.warmup, runs=args.runs, work_dir=args.work_dir,
+        progress=lambda line: print(line, flush=True),
+    )
+    print()
+    print(format_table(results).replace("| backend |", "| model[:backend] |", 1))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        payload = {"environment": env, "models": args.models, "results": [dataclasses.asdict(r) for r in results]}
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.json}")
+    return 0

@@ -1,7 +1,7 @@
 """`matchanything-ros export`: MatchAnything-ELoFTR -> static-shape ONNX (+ TensorRT check)."""
 from __future__ import annotations
 
-HELP = "export MatchAnything-ELoFTR to ONNX"
+HELP = "export MatchAnything-ELoFTR (or MINIMA SuperPoint+LightGlue) to ONNX"
 
 
 def add_arguments(parser) -> None:
@@ -17,6 +17,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--top-k", type=int, default=2048, help="fixed number of match slots K (<= 3840)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (TensorRT 10 reads 9..20)")
     parser.add_argument("--out", required=True, help="output .onnx file")
+    parser.add_argument("--model", default="matchanything_eloftr", choices=("matchanything_eloftr", "minima_splg"),
+                        help="network (minima_splg: --top-k = SuperPoint keypoints per image; docs/MODELS.md)")
 
 
 def load_model(args):
@@ -25,6 +27,14 @@ def load_model(args):
     from . import CommandError
 
     try:
+        if getattr(args, "model", "matchanything_eloftr") == "minima_splg":
+            from ..models.minima.splg import SPLGConfig, load_splg, random_splg
+            from ..models.minima.weights import resolve_files
+
+            config = SPLGConfig(max_keypoints=args.top_k)
+            if args.random_weights:
+                return random_splg(args.seed, config, adaptive=False)
+            return load_splg(*resolve_files("minima_splg", args.weights or None, allow_download=False), config, adaptive=False)
         if args.random_weights:
             from ..engines.random_weights import random_deploy_model
 
@@ -54,7 +64,8 @@ def run(args) -> int:
         raise CommandError(f"--out {out}: expected a .onnx file name")
     model = load_model(args)
     try:
-        export_onnx(model, out, args.height, args.width, opset=args.opset, top_k=args.top_k)
+        scopes = {"fp32_scopes": ()} if getattr(args, "model", "") == "minima_splg" else {}
+        export_onnx(model, out, args.height, args.width, opset=args.opset, top_k=args.top_k, **scopes)
         problems = check_tensorrt_compatible(out)
     except EngineError as exc:
         raise CommandError(str(exc)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import CommandError
 
-HELP = "locate or download MatchAnything-ELoFTR weights"
+HELP = "locate or download MatchAnything-ELoFTR (or, with --model, MINIMA) weights"
 
 
 def add_arguments(parser) -> None:
@@ -15,9 +15,15 @@ def add_arguments(parser) -> None:
     d.add_argument("--cache-dir", default=None, help="cache directory (default: the standard HF cache)")
     c = sub.add_parser("check", help="load a checkpoint (HF safetensors or the authors' .ckpt) and verify it")
     c.add_argument("weights", nargs="?", default="", help="file (default: the one `path` finds)")
+    for each in (p, d, c):  # MINIMA models: see docs/MODELS.md
+        each.add_argument("--model", default="matchanything_eloftr",
+                          choices=("matchanything_eloftr", "minima_splg", "minima_loftr"),
+                          help="whose weights (default matchanything_eloftr)")
 
 
 def run(args) -> int:
+    if getattr(args, "model", "matchanything_eloftr") != "matchanything_eloftr":
+        return _run_minima(args)
     from matchanything_ros.models.eloftr.weights import (
         WEIGHTS_HINT,
         WeightsError,
@@ -85,3 +91,26 @@ def _quiet_download(download_weights, cache_dir):
             return download_weights(cache_dir)
     finally:
         hub_logger.setLevel(level)
+
+
+def _run_minima(args) -> int:
+    """The same actions for MINIMA's files (published on GitHub releases, not the HF hub)."""
+    from matchanything_ros.matching import MatcherError
+    from matchanything_ros.models.minima.weights import MODEL_FILES, download, resolve_files
+
+    try:
+        if args.action == "download":
+            for item in MODEL_FILES[args.model]:
+                print(download(item, args.cache_dir))
+            return 0
+        paths = resolve_files(args.model, getattr(args, "weights", "") or None, allow_download=False)
+        if args.action == "path":
+            print("\n".join(map(str, paths)))
+            return 0
+        from matchanything_ros.matching import create_matcher
+
+        matcher = create_matcher(args.model, weights=paths[0], download=False, device="cpu")
+        print(f"{', '.join(map(str, paths))}: {matcher.describe()}: OK")
+        return 0
+    except MatcherError as exc:  # WeightsError included
+        raise CommandError(str(exc)) from None

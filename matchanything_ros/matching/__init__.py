@@ -19,6 +19,8 @@ _REGISTRY: dict[str, str] = {
     "sift": "matchanything_ros.matching.sift:SiftMatcher",
     "xfeat": "matchanything_ros.matching.xfeat:XFeatMatcher",
     "matchanything_eloftr": "matchanything_ros.models.eloftr.matcher:ELoFTRMatcher",
+    "minima_splg": "matchanything_ros.matching.minima:MinimaSPLGMatcher",
+    "minima_loftr": "matchanything_ros.matching.minima:MinimaLoFTRMatcher",
 }
 
 #: the model used when ELoFTR weights are not available (chosen by measurement, see README)
@@ -54,7 +56,8 @@ def resolve_model(name: str, options: dict | None = None) -> str:
 
 
 def create_matcher(name: str = "auto", **options) -> Matcher:
-    """Build a matcher by registry name ("auto", "xfeat", "sift", "matchanything_eloftr").
+    """Build a matcher by registry name ("auto", "xfeat", "sift", "matchanything_eloftr",
+    "minima_splg", "minima_loftr").
 
     ``options`` are passed to the implementation (e.g. ``backend``, ``weights``, ``device``,
     ``resolution``); unknown options raise a TypeError from the implementation.

@@ -242,7 +242,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "rig.alarm_hold": (0, 100000),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("auto", "xfeat", "sift", "matchanything_eloftr"),
+    "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"),
     "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "fp16"),
@@ -252,11 +252,11 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "qos.reliability": RELIABILITIES,
 }
 _DESCRIPTIONS: dict[str, str] = {
-    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr",
+    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr",
     "backend": "ELoFTR inference backend",
     "device": "inference device",
     "precision": "GPU backends: fp32 or fp16",
-    "weights": "ELoFTR weights (.safetensors), ONNX model or TensorRT engine path; empty = local cache",
+    "weights": "weights: ELoFTR .safetensors/.ckpt, MINIMA minima_lightglue.pth/minima_loftr.ckpt (or their folder), ONNX model or TensorRT engine path; empty = local cache",
     "resolution": "long side (px) the matcher resizes to",
     "max_matches": "matches kept by the matcher (best first)",
     "match_threshold": "matcher confidence threshold",
