@@ -63,6 +63,11 @@ class RigConfig:
     recent: int = 6  # frames of the candidate estimate that watches for a changed rig
     alarm_frames: int = 3  # frames in a row the candidate must win before the rig counts as changed
     alarm_hold: int = 50  # frames the ERROR is held after a change
+    # Essential: the bootstrap over frames sees how much frames disagree, not the bias they
+    # share: cross-modal matches are off by about a pixel the same way in every frame (the
+    # homography rig's floor, one fit to ground-truth-correct matches, is 0.66 px and its error
+    # 0.9 px, docs/ACCURACY.md). The rotation covariance gets the variance of such a shift.
+    systematic_px: float = 1.0
 
     def validate(self) -> None:
         if self.window < 2:
@@ -78,6 +83,8 @@ class RigConfig:
                 raise ValueError(f"rig.{name} must be > 0, got {getattr(self, name)}")
         if self.alarm_frames < 1 or self.alarm_hold < 0:
             raise ValueError("rig.alarm_frames must be >= 1 and rig.alarm_hold >= 0")
+        if self.systematic_px < 0:
+            raise ValueError(f"rig.systematic_px must be >= 0, got {self.systematic_px}")
 
 
 @dataclass
@@ -312,9 +319,10 @@ class _Essential:
 
     mode = "essential"
 
-    def __init__(self, threshold: float, focal: float):
+    def __init__(self, threshold: float, focal: float, systematic_px: float = 0.0):
         self.threshold = threshold
         self.focal = focal
+        self.systematic_px = systematic_px
         # Cauchy scale of the refinement: a quarter of the inlier threshold. With the pool's
         # thousands of inliers the wrong matches that still pass the threshold (off their
         # epipolar line by 1-2 px) biased a plain least-squares refit (docs/ACCURACY.md)
@@ -380,13 +388,18 @@ class _Essential:
         return np.abs(_sampson(model.R, model.t, x0, x1)) * self.focal
 
     def distance(self, a: RigModel, b: RigModel) -> tuple[float, float | None]:
-        """Rotation angle, and the translation-direction angle when ``b`` (the rig estimate)
-        knows its direction: a frame whose published direction is far from it disagrees, even
-        when the frame itself could not observe the direction."""
+        """Rotation angle, and the translation-direction angle when both the frame ``a`` and the
+        rig estimate ``b`` claim a direction. A frame that could not observe its direction
+        publishes it with the unknown-scale variance on every axis (a rotation-only claim), so
+        its direction is not held against it."""
         rot = rotation_angle_deg(a.R, b.R)
-        return rot, (direction_angle_deg(a.t, b.t) if b.translation_observable else None)
+        both = a.translation_observable and b.translation_observable
+        return rot, (direction_angle_deg(a.t, b.t) if both else None)
 
     def covariance(self, est: RigModel, samples: list[RigModel]) -> tuple[np.ndarray, float, float]:
+        """Bootstrap spread plus the systematic floor of the rotation (``systematic_px`` / focal
+        per axis). A shift shared by all matches moves the rotation, hardly the direction; the
+        direction's shared bias is not modelled yet (docs/ACCURACY.md, Rig mode)."""
         R01, p01 = est.R.T, -est.R.T @ est.t
         d = []
         for s in samples:
@@ -394,9 +407,11 @@ class _Essential:
             d.append(np.r_[-s.R.T @ t - p01, _log_so3(s.R.T @ R01.T)])
         d = np.asarray(d)
         cov = d.T @ d / max(1, len(d) - 1)
+        u = p01 / np.linalg.norm(p01)
+        shift = self.systematic_px / self.focal  # radians at the image centre
+        cov[3:, 3:] += shift ** 2 * np.eye(3)
         rot_sigma = float(np.degrees(np.sqrt(np.trace(cov[3:, 3:]) / 3.0)))
         # direction sigma: spread of the unit position on its tangent plane
-        u = p01 / np.linalg.norm(p01)
         tangential = cov[:3, :3] - np.outer(u, u) * float(u @ cov[:3, :3] @ u)
         trans_sigma = float(np.degrees(np.sqrt(max(np.trace(tangential), 0.0) / 2.0)))
         est.translation_observable = trans_sigma <= MAX_TRANSLATION_SIGMA_DEG
@@ -529,7 +544,7 @@ class RigEstimator:
             self._message = "essential rig needs CameraInfo (K) of both cameras"
             return False
         focal = float(np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]]))
-        self._ops = _Essential(self.threshold, focal)
+        self._ops = _Essential(self.threshold, focal, self.config.systematic_px)
         return True
 
     def _frame(self, result, K0, K1) -> _Frame | None:

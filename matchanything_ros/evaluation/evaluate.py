@@ -9,7 +9,9 @@ ground-truth JSON written by ``make-bag`` (frames keyed by visible stamp). Per f
   and the area under the corner-error curve AUC@3/5/10 px.
 * pose frames (GT ``R``, ``t``): error = max(rotation error, translation-direction angle) in
   degrees from ``relative_pose``; the translation angle folds t and -t together as in the
-  LoFTR / SuperGlue evaluation; summary AUC@5/10/20 deg (LoFTR-style).
+  LoFTR / SuperGlue evaluation; summary AUC@5/10/20 deg (LoFTR-style). A pose whose
+  covariance marks the translation unobservable claims a rotation only: its error is the
+  rotation error (the translation angle is still reported).
 * match precision at 3 px: the fraction of the published correspondences whose thermal point
   lies within 3 px of the ground truth (homography: transfer error; pose: Sampson epipolar
   distance with the true F, a necessary condition only), for all matches and for inliers.
@@ -58,6 +60,7 @@ class FrameOutput:
     H: np.ndarray | None = None
     R01: np.ndarray | None = None  # thermal camera orientation in the visible frame
     t01: np.ndarray | None = None
+    cov: np.ndarray | None = None  # relative_pose covariance (6x6)
     timings: dict[str, str] = field(default_factory=dict)
     rig_H: np.ndarray | None = None  # rig mode: rig/homography published with this frame
     rig_R01: np.ndarray | None = None  # rig mode: rig/pose
@@ -79,6 +82,7 @@ class FrameScore:
     rotation_error_deg: float | None = None
     translation_error_deg: float | None = None
     pose_error_deg: float | None = None
+    translation_claimed: bool | None = None  # False: the pose claims a rotation only (translation unobservable)
     precision_all: float | None = None
     precision_inliers: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -200,6 +204,7 @@ def read_outputs(
                 p = msg.pose.pose
                 f.R01 = _quaternion_to_rotation(p.orientation)
                 f.t01 = np.array([p.position.x, p.position.y, p.position.z])
+                f.cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
             elif name == topic["timings"]:
                 status = next((s for s in msg.status if s.name == TIMINGS_STATUS), None)
                 if status is not None:
@@ -226,6 +231,14 @@ def read_outputs(
             if abs(int(times[best]) - t_ns) <= ASSOCIATION_TOLERANCE_NS:
                 setattr(frames[stamps[order[best]]], attr, H)
     return frames, present, node_info, run
+
+
+def translation_unclaimed(cov: np.ndarray | None) -> bool:
+    """True when a relative_pose covariance gives the unknown-scale variance to every
+    translation axis: the pose claims its rotation only (geometry/pose.py)."""
+    from ..geometry.pose import UNKNOWN_SCALE_VARIANCE
+
+    return cov is not None and float(np.min(np.diag(cov)[:3])) >= 0.5 * UNKNOWN_SCALE_VARIANCE
 
 
 def replay_coverage(run: dict[str, Any], outputs: dict[int, FrameOutput]) -> tuple[int | None, str]:
@@ -303,7 +316,11 @@ def score_frame(gt: dict, out: FrameOutput | None, has_homography_topic: bool, h
             score.translation_error_deg = float(
                 metrics.translation_angle_deg(t_est, np.asarray(gt["t"]).reshape(3), sign_invariant=True)
             )
-            score.pose_error_deg = max(score.rotation_error_deg, score.translation_error_deg)
+            # A pose whose whole translation block carries the unknown-scale variance claims a
+            # rotation only (too little parallax, geometry/pose.py): score what it claims.
+            score.translation_claimed = not translation_unclaimed(out.cov)
+            score.pose_error_deg = (max(score.rotation_error_deg, score.translation_error_deg)
+                                    if score.translation_claimed else score.rotation_error_deg)
         else:
             score.pose_error_deg = math.inf
     from .rig_metrics import rig_frame_errors
@@ -365,6 +382,14 @@ def summarize(frames: list[FrameScore]) -> dict[str, Any]:
             "auc": {f"{t:g}deg": auc[t] for t in POSE_THRESHOLDS_DEG},
             "pose_error_median_deg": float(np.median(pose)),
         }
+        # rotation and translation direction apart, over the frames with a published pose
+        rot = [f.rotation_error_deg for f in frames if f.rotation_error_deg is not None]
+        tra = [f.translation_error_deg for f in frames if f.translation_claimed]
+        summary["pose"].update(
+            rotation_error_median_deg=float(np.median(rot)) if rot else None,
+            translation_error_median_deg=float(np.median(tra)) if tra else None,
+            rotation_only_frames=sum(f.translation_claimed is False for f in frames),
+        )
     for key in ("precision_all", "precision_inliers"):
         values = [getattr(f, key) for f in frames if getattr(f, key) is not None]
         if values:
@@ -489,6 +514,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         p = summary["pose"]
         auc = ", ".join(f"AUC@{k} {100 * v:.1f}" for k, v in p["auc"].items())
         lines.append(f"pose ({p['frames']} frames, {p['failed']} failed): {auc}")
+        if p.get("rotation_error_median_deg") is not None:
+            tra = p.get("translation_error_median_deg")
+            lines.append(
+                f"pose: rotation error median {p['rotation_error_median_deg']:.2f} deg; translation direction "
+                + (f"median {tra:.1f} deg" if tra is not None else "claimed by no frame")
+                + f"; {p.get('rotation_only_frames', 0)} frames claim a rotation only (translation unobservable)"
+            )
     for key in (f"match_precision_all_at_{PRECISION_PX:g}px", f"match_precision_inliers_at_{PRECISION_PX:g}px"):
         if key in summary:
             lines.append(f"{key.replace('_', ' ')}: {100 * summary[key]:.1f}%")
