@@ -421,3 +421,25 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
     cov = np.asarray(pose.pose.covariance).reshape(6, 6)
     assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
     harness.set_parameters(geometry="homography", ransac_threshold=3.0, min_matches=12, max_matches=2048)
+
+
+def test_runtime_hostile_weights_never_run(harness, tmp_path):
+    """Anyone on the graph can set `model` and `weights`: a pickled payload is refused (counted,
+    one clear message naming the file), never run, and the previous pipeline keeps serving."""
+    from test_weights_security import hostile
+
+    path, marker = hostile(tmp_path, "pickle0", "top")
+    before, _ = harness.diagnostics()
+    errors = int(before.get("reconfigure_errors", 0))
+    res = harness.set_parameters(model="matchanything_eloftr", backend="torch", weights=str(path))
+    assert all(r.successful for r in res), [r.reason for r in res]
+    _, status = harness.diagnostics(
+        lambda v, s: int(v.get("reconfigure_errors", 0)) > errors and "not a safe checkpoint" in s.message,
+        timeout=120.0)
+    assert str(path) in status.message
+    assert not marker.exists()
+    res = harness.set_parameters(model="xfeat", weights="")
+    assert all(r.successful for r in res), [r.reason for r in res]
+    stamp = next_stamp()
+    harness.publish_pair(make_planar_pair(1, size=SIZE), stamp)
+    harness.output_for(stamp, timeout=120.0)

@@ -202,7 +202,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "backend": "ELoFTR inference backend",
     "device": "inference device",
     "precision": "GPU backends: fp32 or fp16",
-    "weights": "ELoFTR weights (.safetensors), ONNX model or TensorRT engine path; empty = local cache",
+    "weights": "ELoFTR weights: model.safetensors or the authors' tensor-only .ckpt (never an ONNX model or engine; pickled objects are refused); empty = local cache",
     "resolution": "long side (px) the matcher resizes to",
     "max_matches": "matches kept by the matcher (best first)",
     "match_threshold": "matcher confidence threshold",
