@@ -24,7 +24,7 @@ def test_fine_windows_equal_cutting_the_upsampled_map(pad):
     h, w, stride = 5, 7, 8
     half = torch.randn(1, 16, h * stride // 2, w * stride // 2)
     cells = torch.arange(h * w)  # every cell: corners and edges included
-    got = fine_windows(half, cells, w, h, stride, 8, pad)
+    got = fine_windows(half, cells, w, (h * stride, w * stride), stride, 8, pad)
     want = dense_windows(upsample2(half), cells, w, stride, 8 + 2 * pad, pad)
     assert got.shape == want.shape == (h * w, (8 + 2 * pad) ** 2, 16)
     assert (got - want).abs().max().item() < 1e-5

@@ -41,8 +41,8 @@ def test_onnxruntime_matches_pytorch(model, exported):
     torch_engine = create_engine("torch", model=model)
     image0, image1 = benchmark_pair(height, width)  # textured, second view shifted by (5, 7) px
     for threshold in (0.0, 1e-3):
-        k0_o, k1_o, s_o = ort_engine.run(image0, image1, threshold)
-        k0_t, k1_t, s_t = torch_engine.run(image0, image1, threshold)
+        k0_o, k1_o, s_o, c_o = ort_engine.run(image0, image1, threshold)
+        k0_t, k1_t, s_t, c_t = torch_engine.run(image0, image1, threshold)
         assert s_o.shape == s_t.shape == (TOP_K,) and k0_o.shape == k1_o.shape == (TOP_K, 2)
         assert np.abs(s_o - s_t).max() <= 1e-4
         valid = s_t > 0

@@ -87,7 +87,12 @@ class ELoFTRDeploy(nn.Module):
                     f"{tuple(image0.shape)} and {tuple(image1.shape)}"
                 )
             cfg.check_input_size(height, width)
-        coarse0, coarse1, padded, skips = self.coarse(image0, image1)
+        return self.match_features(height, *self.coarse(image0, image1), threshold)
+
+    def match_features(self, height: int, coarse0, coarse1, padded, skips, threshold: torch.Tensor):
+        """Coarse matching + fine refinement on the outputs of :meth:`coarse` (``height``: input
+        rows); returns what :meth:`match_cells` returns."""
+        cfg = self.config
         hc, wc = coarse0.shape[-2:]
         stride = height // hc
         idx0, idx1, scores, candidates = self.coarse_matching(coarse0, coarse1, threshold)
