@@ -9,9 +9,13 @@ confidence <= 8.9e-5, keypoints <= 6.1e-5 px):
 - selected cell pairs: identical, except pairs whose confidence is within ``CONF_TOL`` of the
   threshold (none occur today);
 - keypoints of common matches: network pixels 1e-3 px (~16x the floor), original pixels
-  ``KPT_TOL`` = 2e-3 px (end to end, as the matcher returns them); stage 1 of image 0 equal.
-Measured today (torch and ONNX Runtime): identical selections, confidences within 9.2e-5,
-keypoints within 6.1e-5 px.
+  ``KPT_TOL`` = 2e-3 px (end to end, as the matcher returns them), fine stage 1 equal -- except
+  for at most ``FLIP_SHARE`` = 0.1 % of the matches: the random weights make stage 1's softmax
+  flat (top-2 gap ~8e-5), so fp32 noise may flip a near-tie.
+Measured today (torch and ONNX Runtime, 4 cases, 9965 demo matches): the same selections except
+one pair at the threshold in flir00211 (which the authors' own fp64 run selects too),
+confidences within 1.2e-4, keypoints within 6.1e-5 px except one stage-1 near-tie flip in
+flir00006_rot30.
 
 ``test_divergence_is_caught`` re-introduces each former divergence (MNN selection in demo mode,
 sqrt(56) fine scaling, no padding/mask, fp32 RoPE tables, a K below the passing pairs, OpenCV
@@ -33,6 +37,10 @@ from matchanything_ros.models.eloftr.parity import CONF_TOL, KPT_TOL, ParityErro
 REPO = Path(__file__).resolve().parent.parent
 PACK_DIR = Path(os.environ.get("MATCHANYTHING_REFERENCE", REPO.parent / "shared" / "reference" / "matchanything_eloftr"))
 NET_KPT_TOL = 1e-3
+#: share of common matches whose fine stage 1 may pick another pixel: with these random weights
+#: its dual softmax is flat (top-2 gap ~8e-5), so fp32 noise can flip a near-tie (1 of 9984
+#: matches today); the sqrt(56) divergence moves 1 % of them
+FLIP_SHARE = 1e-3
 MODES = ("demo", "mnn")
 
 
@@ -113,17 +121,18 @@ def check_coarse(pack, case, run) -> list[str]:
 
 
 def check_selection(pack, case, run, mode, ref_mode=None) -> list[str]:
+    """Same selected cell pairs; a pair only one side keeps must sit at the threshold."""
     ref_mode = ref_mode or mode
     r = run[mode]
-    ours = set(zip(_padded(r["i"], run["wc"]).tolist(), _padded(r["j"], run["wc"]).tolist()))
-    ref_conf = pack.get(case, "mconf", ref_mode)
-    ref = dict(zip(zip(pack.get(case, "i_ids", ref_mode).tolist(), pack.get(case, "j_ids", ref_mode).tolist()), ref_conf))
-    extra_ref = [p for p in set(ref) - ours if abs(ref[p] - pack.threshold) > CONF_TOL]
-    extra_ours = ours - set(ref)
+    ours = dict(zip(zip(_padded(r["i"], run["wc"]).tolist(), _padded(r["j"], run["wc"]).tolist()), r["conf"]))
+    ref = dict(zip(zip(pack.get(case, "i_ids", ref_mode).tolist(), pack.get(case, "j_ids", ref_mode).tolist()),
+                   pack.get(case, "mconf", ref_mode)))
+    only_ref = [p for p in set(ref) - set(ours) if abs(ref[p] - pack.threshold) > CONF_TOL]
+    only_ours = [p for p in set(ours) - set(ref) if abs(ours[p] - pack.threshold) > CONF_TOL]
     fails = []
-    if extra_ref or len(extra_ours) > len(set(ref) - ours):
-        fails.append(f"{case} {mode}: {len(ours)} selected vs authors' {len(ref)}; "
-                     f"{len(extra_ref)} of theirs missing away from the threshold, {len(extra_ours)} extra")
+    if only_ref or only_ours:
+        fails.append(f"{case} {mode}: {len(ours)} selected vs authors' {len(ref)}; away from the threshold "
+                     f"{len(only_ref)} of theirs missing, {len(only_ours)} extra")
     if mode == ref_mode and r["candidates"] != len(r["conf"]):
         fails.append(f"{case} {mode}: {r['candidates']} pairs passed, {len(r['conf'])} kept (K too small)")
     return fails
@@ -137,15 +146,19 @@ def check_fine(pack, case, run, mode) -> list[str]:
     if not common:
         return [f"{case} {mode}: no common match"]
     o, a = (np.array(x) for x in zip(*common))
+    allowed = int(FLIP_SHARE * len(o))
+    bad = np.zeros(len(o), bool)
     fails = []
     for key, ref_key, tol in (("kpts0", "mkpts0_f", NET_KPT_TOL), ("kpts1", "mkpts1_f", NET_KPT_TOL),
                               ("conf", "mconf", CONF_TOL)):
-        diff = np.abs(r[key][o] - pack.get(case, ref_key, mode)[a]).max()
-        if diff > tol:
-            n_bad = int((np.abs(r[key][o] - pack.get(case, ref_key, mode)[a]).reshape(len(o), -1).max(-1) > tol).sum())
-            fails.append(f"{case} {mode} {key}: max diff {diff:.2e} > {tol} ({n_bad} of {len(o)} matches)")
-    if not np.array_equal(r["kpts0"][o], pack.get(case, "stage1_mkpts0", mode)[a]):
-        fails.append(f"{case} {mode}: fine stage 1 (image 0) differs")
+        diff = np.abs(r[key][o] - pack.get(case, ref_key, mode)[a]).reshape(len(o), -1).max(-1)
+        if key == "conf" and diff.max() > tol:
+            fails.append(f"{case} {mode} conf: max diff {diff.max():.2e} > {tol}")
+        bad |= diff > tol
+    bad |= np.any(r["kpts0"][o] != pack.get(case, "stage1_mkpts0", mode)[a], axis=-1)
+    if bad.sum() > allowed:
+        fails.append(f"{case} {mode}: {int(bad.sum())} of {len(o)} matches off in the fine stage "
+                     f"(> {allowed}, {FLIP_SHARE:.1%}): stage 1 or keypoints beyond {NET_KPT_TOL} px")
     return fails
 
 
@@ -219,9 +232,7 @@ def test_onnxruntime_end_to_end(pack, tmp_path_factory):
 
     rows = run_parity(pack, ["onnxruntime"], ["demo"], work_dir=tmp_path_factory.mktemp("onnx"))
     for r in rows:
-        assert r["ours"] == r["authors"] == r["common"], r
-        assert r["max_kpt_diff"] <= KPT_TOL and r["max_conf_diff"] <= CONF_TOL, r
-        assert r["truncated"] == 0, r
+        assert_end_to_end(r)
 
 
 def test_torch_end_to_end(pack):
@@ -230,8 +241,16 @@ def test_torch_end_to_end(pack):
     from matchanything_ros.models.eloftr.parity import run_parity
 
     (r,) = run_parity(pack, ["torch"], ["demo"], cases=["flir00006_rot30"])
-    assert r["ours"] == r["authors"] == r["common"], r
+    assert_end_to_end(r)
+
+
+def assert_end_to_end(r):
+    """Final matches (no cell indices here): all but FLIP_SHARE of the authors' matches found
+    within KPT_TOL in original pixels, as many extra, confidences within CONF_TOL, none dropped."""
+    slack = math.ceil(FLIP_SHARE * r["authors"])
+    assert r["authors"] - r["common"] <= slack and r["ours"] - r["common"] <= slack, r
     assert r["max_kpt_diff"] <= KPT_TOL and r["max_conf_diff"] <= CONF_TOL, r
+    assert r["truncated"] == 0, r
 
 
 # ----------------------------------------------------------------------------- divergences

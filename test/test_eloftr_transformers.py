@@ -19,10 +19,7 @@ import torch
 from test_eloftr_common import build_deploy, build_reference, textured_image
 
 from matchanything_ros.models.eloftr.coarse import coarse_confidence
-from matchanything_ros.models.eloftr.config import ELoFTRConfig
-
-#: what transformers does differently from the authors (see module docstring)
-TRANSFORMERS_CHOICES = dict(match_rule="mnn", pad_to_square=False, rope_fp16=False, fine_stage1_norm="slice")
+from matchanything_ros.models.eloftr.config import TRANSFORMERS_CHOICES, ELoFTRConfig
 
 SIZES = [(128, 160), (160, 224)]
 

@@ -79,7 +79,8 @@ def export_onnx(
     """Export ``model`` (``forward(image0, image1, threshold)``) to a single static-shape ONNX file.
 
     Inputs are named image0, image1 (float32 (1, 1, height, width)) and threshold (float32
-    scalar); outputs kpts0, kpts1, scores. The size, K and the number of fp32-tagged nodes are
+    scalar); outputs kpts0, kpts1, scores and candidates (int32, pairs that passed the threshold;
+    more than K means the weakest were dropped). The size, K and the number of fp32-tagged nodes are
     stored as metadata. Returns the written path.
     """
     import onnx

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 #: coarse selection rules (see ELoFTRConfig.match_rule)
 MATCH_RULES = ("mtd", "mnn")
+#: how transformers' EfficientLoFTR port differs from the authors' MatchAnything code (tested in
+#: test_eloftr_transformers.py): ``ELoFTRConfig(**TRANSFORMERS_CHOICES)`` computes what it computes
+TRANSFORMERS_CHOICES = dict(match_rule="mnn", pad_to_square=False, rope_fp16=False, fine_stage1_norm="slice")
 
 
 @dataclass(frozen=True)
