@@ -145,10 +145,10 @@ def file_kind(path: Path) -> str:
 
 
 _KIND_HINTS = {
-    "onnx": "an ONNX model, not weights: give it to the onnxruntime/tensorrt backend as the ONNX file "
-    "(--onnx / onnx_path) and the weights it was exported from as weights",
-    "tensorrt": "a TensorRT engine, not weights: give it to the tensorrt backend as the engine file "
-    "(--engine / engine_path)",
+    "onnx": f"an ONNX model, not weights (expected {ACCEPTED}); the backends export their ONNX files "
+    "from the weights themselves, and `build-engine --onnx` takes an export",
+    "tensorrt": f"a TensorRT engine, not weights (expected {ACCEPTED}); engines are built from the "
+    "weights' ONNX export (`build-engine`)",
     "empty": "the file is empty (interrupted download?); delete it and download again",
     "unknown": f"not a weights file (expected {ACCEPTED})",
 }
