@@ -25,6 +25,7 @@ setup(
         "opencv-python-headless>=4.8",
         "torch>=2.1",
         "safetensors>=0.4",
+        "pillow>=9",
         "huggingface_hub>=0.23",
         "pyyaml>=6",
         "tqdm>=4.60",
