@@ -23,7 +23,6 @@ grey conversion, rounding instead of truncation) and asserts the same checks fai
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from pathlib import Path
@@ -281,8 +280,6 @@ def test_divergence_is_caught(pack, runs, divergence):
     else:
         import cv2
 
-        from matchanything_ros.models.eloftr import preprocess
-
         def variant(image, size):
             h, w = size
             pixels = cv2.resize(image.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) / np.float32(255)
@@ -294,7 +291,6 @@ def test_divergence_is_caught(pack, runs, divergence):
                 u8 = np.asarray(Image.fromarray(np.round(pixels[..., ::-1] * 255).astype(np.uint8)).convert("L"))
             return (u8.astype(np.float32) / np.float32(255))[None, None]
 
-        assert preprocess  # the real path is checked in test_preprocessing_is_the_spaces
         fails = check_preprocessing(pack, case, gray=variant)
     assert fails, f"{divergence} was not caught"
     print(f"\n{divergence}: caught: {fails[0]}")
