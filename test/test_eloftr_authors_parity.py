@@ -234,13 +234,24 @@ def test_onnxruntime_end_to_end(pack, tmp_path_factory):
         assert_end_to_end(r)
 
 
-def test_torch_end_to_end(pack):
-    """The matcher through PyTorch, end to end, on the rotated case (the network-level tests
-    above cover every case)."""
-    from matchanything_ros.models.eloftr.parity import run_parity
+def test_torch_end_to_end_through_the_parity_command(pack, tmp_path):
+    """`matchanything-ros parity` through PyTorch, end to end, on the rotated case (the
+    network-level tests above cover every case); and a wrong folder is one line, exit 2."""
+    import json
+    import subprocess
+    import sys
 
-    (r,) = run_parity(pack, ["torch"], ["demo"], cases=["flir00006_rot30"])
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    cmd = [sys.executable, "-m", "matchanything_ros.cli", "parity"]
+    res = subprocess.run([*cmd, "--reference", str(pack.folder), "--backends", "torch", "--cases", "flir00006_rot30",
+                          "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stderr
+    assert "| torch | demo | flir00006_rot30 |" in res.stdout
+    (r,) = json.loads((tmp_path / "rows.json").read_text())
     assert_end_to_end(r)
+    res = subprocess.run([*cmd, "--reference", str(tmp_path / "nowhere")], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "reference pack incomplete" in res.stderr
 
 
 def assert_end_to_end(r):
