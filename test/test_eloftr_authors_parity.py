@@ -15,7 +15,7 @@ confidence <= 8.9e-5, keypoints <= 6.1e-5 px):
 Measured today (torch and ONNX Runtime, 4 cases, 9965 demo matches): the same selections except
 one pair at the threshold in flir00211 (which the authors' own fp64 run selects too),
 confidences within 1.2e-4, keypoints within 6.1e-5 px except one stage-1 near-tie flip in
-flir00006_rot30.
+flir00006_rot30 (and, through ONNX Runtime, one in flir00211).
 
 ``test_divergence_is_caught`` re-introduces each former divergence (MNN selection in demo mode,
 sqrt(56) fine scaling, no padding/mask, fp32 RoPE tables, a K below the passing pairs, OpenCV
