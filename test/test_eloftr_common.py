@@ -25,8 +25,8 @@ def build_reference(seed: int = 0, threshold: float = 0.1):
     return build(seed=seed, threshold=threshold)
 
 
-def build_deploy(ref, top_k: int = 512) -> ELoFTRDeploy:
-    cfg = ELoFTRConfig()
+def build_deploy(ref, top_k: int = 512, config: ELoFTRConfig | None = None) -> ELoFTRDeploy:
+    cfg = config or ELoFTRConfig()
     model = ELoFTRDeploy(cfg, top_k)
     model.load_state_dict(hf_to_deploy(ref.state_dict(), cfg), strict=True)
     return model.eval()

@@ -155,7 +155,7 @@ def test_half_precision_keeps_coarse_head_fp32():
     model = ELoFTRDeploy(top_k=16).eval().half()
     image = torch.rand(1, 1, 64, 96, generator=gen).half()
     with torch.no_grad():
-        kpts0, kpts1, scores = model(image, image, torch.tensor(0.0))
+        kpts0, kpts1, scores, _ = model(image, image, torch.tensor(0.0))
     assert kpts0.dtype == kpts1.dtype == scores.dtype == torch.float32
     assert kpts0.shape == (16, 2) and scores.shape == (16,)
 

@@ -55,7 +55,7 @@ def _hf_pairs(ref, conf: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def _our_pairs(conf: torch.Tensor) -> list[tuple[int, int]]:
-    idx0, idx1, scores = select_matches(conf, (H, W), (H, W), torch.tensor(0.1), 2, 64)
+    idx0, idx1, scores, _ = select_matches(conf, (H, W), (H, W), torch.tensor(0.1), 2, 64, rule="mnn")
     keep = scores > 0
     return list(zip(idx0[keep].tolist(), idx1[keep].tolist()))
 

@@ -115,23 +115,6 @@ def test_authors_lightning_ckpt(tmp_path, reference, pair, expected, prefix):
         _assert_same(got, model.eval()(*pair, torch.tensor(0.0)))
 
 
-class _Payload:
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_pickled_objects_never_run(tmp_path, reference):
-    marker = tmp_path / "pwned"
-    payload = _Payload()
-    payload.marker = marker
-    state = {"matcher." + hf_to_original_key(k)[len("matcher."):]: v for k, v in reference.state_dict().items()}
-    path = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": payload}, path)
-    fused = load_state_dict(path)  # weights load, the payload stays an inert placeholder
-    assert "backbone.stages.0.0.weight" in fused
-    assert not marker.exists()
-
-
 def test_corrupt_and_wrong_files(tmp_path, reference):
     bad = tmp_path / "model.safetensors"
     bad.write_bytes(b"\x00" * 100)

@@ -25,7 +25,7 @@ def pair():
 def test_torch_engine_runs_fixed_k(model, pair):
     engine = create_engine("torch", model=model)
     assert engine.name == "torch" and engine.describe()["precision"] == "fp32"
-    kpts0, kpts1, scores = engine.run(*pair, 0.0)
+    kpts0, kpts1, scores, candidates = engine.run(*pair, 0.0)
     assert kpts0.shape == kpts1.shape == (TOP_K, 2) and scores.shape == (TOP_K,)
     assert kpts0.dtype == kpts1.dtype == scores.dtype == np.float32
     valid = scores > 0
@@ -33,7 +33,7 @@ def test_torch_engine_runs_fixed_k(model, pair):
     assert np.all(np.diff(scores) <= 0), "best first"
     assert kpts0[valid].min() >= 0 and kpts0[valid, 0].max() < 160 and kpts0[valid, 1].max() < 128
     # a higher threshold keeps a subset
-    _, _, strict = engine.run(*pair, float(np.median(scores[valid])))
+    _, _, strict, _ = engine.run(*pair, float(np.median(scores[valid])))
     assert 0 < (strict > 0).sum() < valid.sum()
 
 

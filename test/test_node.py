@@ -559,3 +559,25 @@ def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
         assert doc["mode"] == "homography" and doc["converged"]
     finally:
         harness.set_parameters(rig__enabled=False, output__rig_calibration_file="")
+
+
+def test_runtime_hostile_weights_never_run(harness, tmp_path):
+    """Anyone on the graph can set `model` and `weights`: a pickled payload is refused (counted,
+    one clear message naming the file), never run, and the previous pipeline keeps serving."""
+    from test_weights_security import hostile
+
+    path, marker = hostile(tmp_path, "pickle0", "top")
+    before, _ = harness.diagnostics()
+    errors = int(before.get("reconfigure_errors", 0))
+    res = harness.set_parameters(model="matchanything_eloftr", backend="torch", weights=str(path))
+    assert all(r.successful for r in res), [r.reason for r in res]
+    _, status = harness.diagnostics(
+        lambda v, s: int(v.get("reconfigure_errors", 0)) > errors and "not a safe checkpoint" in s.message,
+        timeout=120.0)
+    assert str(path) in status.message
+    assert not marker.exists()
+    res = harness.set_parameters(model="xfeat", weights="")
+    assert all(r.successful for r in res), [r.reason for r in res]
+    stamp = next_stamp()
+    harness.publish_pair(make_planar_pair(1, size=SIZE), stamp)
+    harness.output_for(stamp, timeout=120.0)

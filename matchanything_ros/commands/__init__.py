@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("matchanything_ros.commands.weights", "locate or download MatchAnything-ELoFTR weights"),
     "export": ("matchanything_ros.commands.export", "export MatchAnything-ELoFTR to ONNX"),
     "build-engine": ("matchanything_ros.commands.build_engine", "build a TensorRT engine from the ONNX export"),
+    "parity": ("matchanything_ros.commands.parity", "compare MatchAnything-ELoFTR with the authors' reference outputs"),
     "benchmark": ("matchanything_ros.commands.benchmark", "latency/memory benchmark: backend x resolution x precision"),
     "make-bag": ("matchanything_ros.commands.make_bag", "write a ROS 2 bag of visible/thermal pairs with ground truth"),
     "replay": ("matchanything_ros.commands.replay", "run the node's pipeline over a ROS 2 bag, write an output bag"),

@@ -15,6 +15,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--height", type=int, default=480, help="network input height (multiple of 32)")
     parser.add_argument("--width", type=int, default=640, help="network input width (multiple of 32)")
     parser.add_argument("--top-k", type=int, default=2048, help="fixed number of match slots K (<= 3840)")
+    parser.add_argument("--match-rule", choices=("mtd", "mnn"), default=None,
+                        help="coarse selection baked into the graph (default: the weights' config, mtd as the authors)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (TensorRT 10 reads 9..20)")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--model", default="matchanything_eloftr", choices=("matchanything_eloftr", "minima_splg"),
@@ -35,15 +37,24 @@ def load_model(args):
             if args.random_weights:
                 return random_splg(args.seed, config, adaptive=False)
             return load_splg(*resolve_files("minima_splg", args.weights or None, allow_download=False), config, adaptive=False)
+        import dataclasses
+
+        from ..models.eloftr.config import ELoFTRConfig
+        from ..models.eloftr.weights import config_for, resolve_weights
+
+        rule = getattr(args, "match_rule", None)
         if args.random_weights:
             from ..engines.random_weights import random_deploy_model
 
-            return random_deploy_model(top_k=args.top_k, seed=args.seed)
+            config = ELoFTRConfig(match_rule=rule) if rule else None
+            return random_deploy_model(top_k=args.top_k, seed=args.seed, config=config)
         from ..models.eloftr.model import load_deploy_model
-        from ..models.eloftr.weights import resolve_weights
 
         path = resolve_weights(args.weights or None, allow_download=False)
-        return load_deploy_model(path, top_k=args.top_k)
+        config = config_for(path)
+        if rule:
+            config = dataclasses.replace(config, match_rule=rule)
+        return load_deploy_model(path, top_k=args.top_k, config=config)
     except (MatcherError, ValueError) as exc:
         raise CommandError(f"{exc} (or use --random-weights)") from None
 

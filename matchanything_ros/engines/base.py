@@ -2,8 +2,9 @@
 
 An engine runs the ELoFTR deploy network on one image pair that is already preprocessed:
 two float32 ``(1, 1, H, W)`` arrays in [0, 1] and a score threshold. It returns fixed-size
-``(kpts0 (K, 2), kpts1 (K, 2), scores (K,))`` float32 numpy arrays in network-input pixels;
-``scores == 0`` marks empty slots. Resizing, padding and dropping empty slots are the caller's
+``(kpts0 (K, 2), kpts1 (K, 2), scores (K,))`` float32 numpy arrays in network-input pixels
+(``scores == 0`` marks empty slots) and ``candidates``, the number of cell pairs that passed the
+threshold (more than K: the weakest were dropped). Resizing, padding and dropping empty slots are the caller's
 job (the matcher), so every backend sees exactly the same tensors.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 #: names of the network's inputs and outputs in every export (ONNX, TensorRT)
 INPUT_NAMES = ("image0", "image1", "threshold")
-OUTPUT_NAMES = ("kpts0", "kpts1", "scores")
+OUTPUT_NAMES = ("kpts0", "kpts1", "scores", "candidates")
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -39,14 +40,14 @@ class Engine(ABC):
 
     @abstractmethod
     def _run(self, image0: np.ndarray, image1: np.ndarray, threshold: float):
-        """Backend-specific inference on validated inputs; returns three numpy arrays."""
+        """Backend-specific inference on validated inputs; returns the four outputs."""
 
     def run(self, image0: np.ndarray, image1: np.ndarray, threshold: float):
         """Match one preprocessed pair.
 
         ``image0``/``image1``: float32 ``(1, 1, H, W)`` in [0, 1], same size, H and W multiples
         of 32 (and equal to :attr:`input_size` for fixed-shape engines). Returns float32
-        ``kpts0 (K, 2)``, ``kpts1 (K, 2)``, ``scores (K,)``.
+        ``kpts0 (K, 2)``, ``kpts1 (K, 2)``, ``scores (K,)`` and ``candidates`` (int).
         """
         image0 = self._check_image(image0, "image0")
         image1 = self._check_image(image1, "image1")
@@ -58,11 +59,12 @@ class Engine(ABC):
         threshold = float(threshold)
         if not np.isfinite(threshold):
             raise ValueError(f"threshold must be a finite number, got {threshold}")
-        kpts0, kpts1, scores = self._run(image0, image1, threshold)
+        kpts0, kpts1, scores, candidates = self._run(image0, image1, threshold)
         return (
             np.ascontiguousarray(kpts0, dtype=np.float32),
             np.ascontiguousarray(kpts1, dtype=np.float32),
             np.ascontiguousarray(scores, dtype=np.float32),
+            int(np.asarray(candidates).reshape(-1)[0]),
         )
 
     def _check_image(self, image, what: str) -> np.ndarray:

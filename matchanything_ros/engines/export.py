@@ -21,6 +21,8 @@ DEFAULT_OPSET = 18
 META_HEIGHT = "matchanything_ros.height"
 META_WIDTH = "matchanything_ros.width"
 META_TOP_K = "matchanything_ros.top_k"
+#: the ELoFTRConfig rules baked into the graph (selection, padding/mask, RoPE precision, fine scaling)
+META_RULES = "matchanything_ros.rules"
 META_FP32_NODES = "matchanything_ros.fp32_nodes"
 
 #: Prefix given to ONNX nodes that must run in fp32 even in an fp16 TensorRT engine. The ONNX
@@ -79,7 +81,8 @@ def export_onnx(
     """Export ``model`` (``forward(image0, image1, threshold)``) to a single static-shape ONNX file.
 
     Inputs are named image0, image1 (float32 (1, 1, height, width)) and threshold (float32
-    scalar); outputs kpts0, kpts1, scores. The size, K and the number of fp32-tagged nodes are
+    scalar); outputs kpts0, kpts1, scores and candidates (int32, pairs that passed the threshold;
+    more than K means the weakest were dropped). The size, K and the number of fp32-tagged nodes are
     stored as metadata. Returns the written path.
     """
     import onnx
@@ -116,7 +119,11 @@ def export_onnx(
     if top_k is None:
         top_k = _output_rows(proto)
     tagged = tag_fp32_nodes(proto, fp32_scopes)
-    for key, value in ((META_HEIGHT, height), (META_WIDTH, width), (META_TOP_K, top_k), (META_FP32_NODES, tagged)):
+    config = getattr(model, "config", None)
+    rules = " ".join(f"{k}={getattr(config, k)}" for k in ("match_rule", "pad_to_square", "rope_fp16", "fine_stage1_norm")
+                     if hasattr(config, k))
+    for key, value in ((META_HEIGHT, height), (META_WIDTH, width), (META_TOP_K, top_k), (META_FP32_NODES, tagged),
+                       (META_RULES, rules)):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
     proto.producer_name = "matchanything_ros"

@@ -111,10 +111,9 @@ class OnnxRuntimeEngine(Engine):
             "threshold": np.asarray(threshold, dtype=np.float32),
         }
         try:
-            kpts0, kpts1, scores = self.session.run(self.output_names, feeds)
+            return tuple(self.session.run(self.output_names, feeds))
         except Exception as exc:
             raise EngineError(f"ONNX Runtime inference failed: {exc}") from None
-        return kpts0, kpts1, scores
 
     def end_profiling(self) -> str | None:
         """Stop the profiler (if on) and return the JSON trace file it wrote."""

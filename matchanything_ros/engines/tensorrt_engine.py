@@ -363,7 +363,7 @@ class TensorRTEngine(Engine):
         torch = self._torch
         outputs = self.run_device(torch.from_numpy(image0), torch.from_numpy(image1), threshold)
         with torch.cuda.stream(self.stream):
-            host = [o.float().to("cpu", non_blocking=False) for o in outputs]
+            host = [(o.float() if o.is_floating_point() else o).to("cpu", non_blocking=False) for o in outputs]
         self.stream.synchronize()
         return tuple(h.numpy() for h in host)
 

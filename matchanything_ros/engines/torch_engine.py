@@ -89,7 +89,7 @@ class TorchEngine(Engine):
             outputs = self._replay(t0, t1, thr)
         else:
             outputs = self.forward_tensors(t0, t1, thr)
-        return tuple(o.float().cpu().numpy() for o in outputs)
+        return tuple((o.float() if o.is_floating_point() else o).cpu().numpy() for o in outputs)
 
     def _replay(self, t0, t1, thr):
         """Run through a CUDA graph recorded for this input size (recorded on first use)."""

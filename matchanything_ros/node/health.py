@@ -85,6 +85,7 @@ class NodeHealth:
         self.received = collections.Counter()
         self.bad_input: collections.Counter = collections.Counter()  # reason -> count
         self.counts = collections.Counter()  # pairs, processed, matcher_errors, ...
+        self.last_truncated = 0
         self.latency = collections.deque(maxlen=window)  # s, stamp -> publish
         self.inference = collections.deque(maxlen=window)  # s, pipeline total
         self.overhead = collections.deque(maxlen=window)  # s, latency minus pipeline time
@@ -150,6 +151,9 @@ class NodeHealth:
                 self.counts["latency_untrusted"] += 1
             self.inference.append(result.timings.get("total", 0.0))
             self.last_matches = result.num_matches
+            # ELoFTR: more pairs passed the threshold than its K output slots hold (weakest dropped)
+            self.last_truncated = int(getattr(result.matches, "info", {}).get("truncated", 0))
+            self.counts["matches_truncated"] += self.last_truncated > 0
             self.last_inliers = result.num_inliers
             self.last_status = result.status
             self.last_quality = result.quality.score
@@ -233,6 +237,8 @@ class NodeHealth:
                 # pair complete -> publish minus pipeline time: worker hand-off, decoding, messages
                 "internal_overhead_median_ms": (float(np.median(self.internal)) * 1000) if self.internal else 0.0,
                 "matches": self.last_matches,
+                "matches_dropped_by_top_k": self.last_truncated,
+                "pairs_truncated_by_top_k": totals["matches_truncated"],
                 "inliers": self.last_inliers,
                 "inlier_ratio": float(ratio),
                 "geometry_status": self.last_status,

@@ -1,5 +1,9 @@
 """Compare the deployed network with transformers' EfficientLoFTR (development tool).
 
+transformers' port is not the authors' code (it differs in four places, ``TRANSFORMERS_CHOICES``);
+the deploy network is built here with those choices so that both compute the same thing. Parity
+with the authors is `matchanything-ros parity` (models/eloftr/parity.py).
+
     python -m matchanything_ros.models.eloftr.compare --size 480x640 --repeats 5 [--weights FILE]
 
 Builds the transformers reference (``pip install transformers``; a test/dev dependency only) and
@@ -104,6 +108,7 @@ def _time(fn, device) -> float:
 
 def main(argv=None) -> int:
     from .coarse import coarse_confidence
+    from .config import TRANSFORMERS_CHOICES, ELoFTRConfig
     from .model import ELoFTRDeploy
     from .weights import hf_to_deploy
 
@@ -118,7 +123,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
 
     ref = build_reference(threshold=args.threshold, weights=args.weights)
-    ours = ELoFTRDeploy(top_k=args.top_k)
+    ours = ELoFTRDeploy(ELoFTRConfig(**TRANSFORMERS_CHOICES), top_k=args.top_k)
     ours.load_state_dict(hf_to_deploy(ref.state_dict(), ours.config))
     ref, ours = ref.to(device), ours.eval().to(device)
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, K={args.top_k}")
@@ -129,9 +134,9 @@ def main(argv=None) -> int:
         thr = torch.tensor(args.threshold, device=device)
         conf_ref, pairs_ref = reference_coarse(ref, img0, img1)
         with torch.no_grad():
-            c0, c1, _ = ours.coarse(img0, img1)
+            c0, c1, _, _ = ours.coarse(img0, img1)
             conf = coarse_confidence(c0, c1, ours.config.temperature)
-            _, _, scores, idx0, idx1 = ours.match_cells(img0, img1, thr)
+            _, _, scores, _, idx0, idx1 = ours.match_cells(img0, img1, thr)
         keep = scores > 0
         pairs = {(int(i), int(j)) for i, j in zip(idx0[keep], idx1[keep])}
         same = pairs == pairs_ref if len(pairs_ref) <= args.top_k else pairs <= pairs_ref

@@ -1,11 +1,21 @@
 """Shape and matching hyper-parameters of the MatchAnything-ELoFTR network.
 
 The defaults are the published ``zju-community/matchanything_eloftr`` weights (the same shape as
-``transformers.EfficientLoFTRConfig()``), with MatchAnything's own coarse threshold of 0.1.
+``transformers.EfficientLoFTRConfig()``) run the way the authors' MatchAnything code runs them
+(``configs/models/eloftr_model.py`` + the Space wrapper ``hloc/matchers/matchanything.py``):
+every cell pair above the threshold (``MTD_SPVS``), bottom-right padding to a square with the
+padded cells masked, fp16 RoPE tables, fine stage 1 scaled by sqrt(C) per side (``NORMFINEM``),
+coarse threshold 0.1 (``MATCH_COARSE.THR``). ``match_rule="mnn"`` is EfficientLoFTR's rule.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: coarse selection rules (see ELoFTRConfig.match_rule)
+MATCH_RULES = ("mtd", "mnn")
+#: how transformers' EfficientLoFTR port differs from the authors' MatchAnything code (tested in
+#: test_eloftr_transformers.py): ``ELoFTRConfig(**TRANSFORMERS_CHOICES)`` computes what it computes
+TRANSFORMERS_CHOICES = dict(match_rule="mnn", pad_to_square=False, rope_fp16=False, fine_stage1_norm="slice")
 
 
 @dataclass(frozen=True)
@@ -33,8 +43,27 @@ class ELoFTRConfig:
     fine_window: int = 8
     fine_slice_dim: int = 8
     fine_regress_temperature: float = 10.0
-    #: default coarse threshold (MatchAnything uses 0.1; transformers' default is 0.2)
+    #: default coarse threshold: MatchAnything's MATCH_COARSE.THR (transformers' default is 0.2;
+    #: the Space's hloc conf passes 0.001)
     match_threshold: float = 0.1
+    #: coarse selection: "mtd" = every cell pair with conf > threshold (MatchAnything's
+    #: MTD_SPVS=True), "mnn" = mutual nearest neighbours above it (EfficientLoFTR)
+    match_rule: str = "mtd"
+    #: pad the input bottom-right to a square and run the coarse transformer and matching on the
+    #: valid cells only, as the authors' wrapper does with its mask (False: no padding)
+    pad_to_square: bool = True
+    #: RoPE sin/cos tables rounded to fp16 as in the authors' RoPEPositionEncodingSine(ropefp16=True)
+    rope_fp16: bool = True
+    #: fine stage 1 scaling: "full" divides each side by sqrt(C) (NORMFINEM, EfficientLoFTR and
+    #: MatchAnything); "slice" by sqrt(C - slice_dim), transformers' port (kept to show the
+    #: difference, never a default)
+    fine_stage1_norm: str = "full"
+
+    def __post_init__(self):
+        if self.match_rule not in MATCH_RULES:
+            raise ValueError(f"match_rule {self.match_rule!r} is not one of {', '.join(MATCH_RULES)}")
+        if self.fine_stage1_norm not in ("full", "slice"):
+            raise ValueError(f"fine_stage1_norm {self.fine_stage1_norm!r} is not 'full' or 'slice'")
 
     @property
     def hidden_size(self) -> int:

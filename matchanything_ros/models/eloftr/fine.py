@@ -102,14 +102,15 @@ def _upsample_weights(window: int, pad: int) -> tuple[np.ndarray, int]:
 
 
 def fine_windows(
-    half: torch.Tensor, cells: torch.Tensor, coarse_width: int, coarse_height: int, stride: int, window: int, pad: int
+    half: torch.Tensor, cells: torch.Tensor, coarse_width: int, bounds: tuple[int, int], stride: int, window: int, pad: int
 ) -> torch.Tensor:
     """(K, (window + 2 pad)^2, C) windows of the full-resolution fine map ``upsample2(half)``:
     window k covers full-resolution rows/columns ``cell * stride - pad + [0, window + 2 pad)`` of
     cell ``cells[k]``, zero outside the image (the released model zero-pads there).
 
-    half: (1, C, H/2, W/2) output of :class:`FineFeatures`; stride: coarse cell size in full
-    pixels (8). Each window is a gathered (span x span) 1/2-resolution patch times a constant
+    half: (1, C, H/2, W/2) output of :class:`FineFeatures`; cells: row-major indices over a grid
+    ``coarse_width`` wide; bounds: (H, W) of the full-resolution map (the padded input); stride:
+    coarse cell size in full pixels (8). Each window is a gathered (span x span) 1/2-resolution patch times a constant
     bilinear weight matrix: the same values as upsampling the whole map, made only where needed.
     """
     weights, span = _upsample_weights(window, pad)  # (n*n, span*span)
@@ -121,8 +122,8 @@ def fine_windows(
         offsets = torch.arange(n, device=cells.device) - pad
         rows = (cells // coarse_width * stride)[:, None] + offsets
         cols = (cells % coarse_width * stride)[:, None] + offsets
-        ok_r = (rows >= 0) & (rows < coarse_height * stride)
-        ok_c = (cols >= 0) & (cols < coarse_width * stride)
+        ok_r = (rows >= 0) & (rows < bounds[0])
+        ok_c = (cols >= 0) & (cols < bounds[1])
         inside = (ok_r[:, :, None] & ok_c[:, None, :]).reshape(-1, n * n, 1)
         windows = windows * inside.to(windows.dtype)
     return windows
@@ -141,9 +142,12 @@ def refine(
     n = win0.shape[0]
     c = win0.shape[-1]
     split = c - config.fine_slice_dim
-    # stage 1: dual softmax between the 8x8 and 10x10 windows, keep the inner 8x8 of image 1
-    a0 = win0[..., :split] / split**0.5
-    a1 = win1[..., :split] / split**0.5
+    # stage 1: dual softmax between the 8x8 and 10x10 windows, keep the inner 8x8 of image 1.
+    # Each side is divided by sqrt(C) of the whole window feature (NORMFINEM in MatchAnything,
+    # the same in EfficientLoFTR); transformers divides by sqrt(C - slice) ("slice")
+    norm = (c if config.fine_stage1_norm == "full" else split) ** 0.5
+    a0 = win0[..., :split] / norm
+    a1 = win1[..., :split] / norm
     sim = a0 @ a1.transpose(1, 2)  # (K, 64, 100)
     conf = dual_softmax(sim)
     conf = conf.reshape(n, ww * ww, ww + 2, ww + 2)[..., 1:-1, 1:-1].reshape(n, -1)

@@ -1,15 +1,18 @@
 """The deployable MatchAnything-ELoFTR network: two images in, fixed-size match lists out.
 
-Graph: fused RepVGG backbone -> aggregated-attention transformer -> fp32 dual-softmax ->
-mutual nearest neighbours (row/column maxima) -> fixed top-K -> fine refinement of the K pairs.
-Every shape depends only on the input resolution and ``top_k`` (no NonZero, no data-dependent
-shapes), so the module exports to ONNX / TensorRT as one static graph per resolution.
+Graph (as the authors' MatchAnything code runs it): zero padding bottom-right to a square ->
+fused RepVGG backbone -> aggregated-attention transformer on the valid cells -> fp32 dual-softmax
+over the valid cells -> every pair above the threshold (or mutual nearest neighbours) -> fixed
+top-K -> fine refinement of the K pairs on the padded maps. Every shape depends only on the
+input resolution and ``top_k`` (no NonZero, no data-dependent shapes), so the module exports to
+ONNX / TensorRT as one static graph per resolution.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbone import RepVGGBackbone
@@ -27,8 +30,10 @@ class ELoFTRDeploy(nn.Module):
 
     ``forward(image0, image1, threshold)``: image0/image1 float32 (1, 1, H, W) in [0, 1], same H, W,
     multiples of ``config.size_divisor`` (32); threshold a float32 scalar tensor (coarse
-    confidence threshold). Returns ``(kpts0 (K, 2), kpts1 (K, 2), scores (K,))`` float32 in network
-    input pixels, best first, K = ``top_k``; slots without a match have score 0.
+    confidence threshold). Returns ``(kpts0 (K, 2), kpts1 (K, 2), scores (K,), candidates ())``:
+    float32 keypoints in network input pixels and scores, best first, K = ``top_k``, slots
+    without a match have score 0; ``candidates`` (int32) counts the pairs that passed the
+    threshold -- above K, the weakest were dropped.
     """
 
     def __init__(self, config: ELoFTRConfig | None = None, top_k: int = 2048):
@@ -43,17 +48,36 @@ class ELoFTRDeploy(nn.Module):
         self.fine = FineFeatures(self.config)
 
     def coarse(self, image0: torch.Tensor, image1: torch.Tensor):
-        """Backbone + transformer: (coarse0, coarse1, skips) with skips per image, finest first."""
-        feats = self.backbone(torch.cat([image0, image1], dim=0))
-        coarse0, coarse1 = self.transformer(feats[-1][:1], feats[-1][1:])  # channels-last
-        return coarse0.permute(0, 3, 1, 2), coarse1.permute(0, 3, 1, 2), feats[:-1]
+        """Backbone + transformer: (coarse0, coarse1, coarse_padded, skips).
+
+        coarse0/1: (1, C, h/8, w/8) transformed features of the valid cells; coarse_padded:
+        both, zero-filled to the padded grid (the fine stage's input, as the authors pad the
+        transformer output back); skips: backbone features per image, finest first.
+        With ``pad_to_square`` the backbone sees the images padded bottom-right with zeros to a
+        square (the authors' wrapper) and the transformer only the valid cells (their mask).
+        """
+        height, width = image0.shape[-2:]
+        images = torch.cat([image0, image1], dim=0)
+        side = max(height, width)
+        if self.config.pad_to_square and height != width:
+            images = F.pad(images, (0, side - width, 0, side - height))
+        feats = self.backbone(images)
+        stride = self.config.coarse_stride
+        hc, wc = height // stride, width // stride
+        full = feats[-1]
+        coarse0, coarse1 = self.transformer(full[:1, :, :hc, :wc], full[1:, :, :hc, :wc])  # channels-last
+        both = torch.cat([coarse0, coarse1], dim=0).permute(0, 3, 1, 2)
+        hp, wp = full.shape[-2:]
+        padded = F.pad(both, (0, wp - wc, 0, hp - hc)) if (hp, wp) != (hc, wc) else both
+        return both[:1], both[1:], padded, feats[:-1]
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
-        kpts0, kpts1, scores, _, _ = self.match_cells(image0, image1, threshold)
-        return kpts0, kpts1, scores
+        kpts0, kpts1, scores, candidates, _, _ = self.match_cells(image0, image1, threshold)
+        return kpts0, kpts1, scores, candidates
 
     def match_cells(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
-        """Like forward, plus the selected coarse cell indices (idx0 (K,), idx1 (K,)) of each pair."""
+        """Like forward, plus the selected coarse cell indices (idx0 (K,), idx1 (K,)) of each
+        pair, row-major over the valid grid (h/8, w/8)."""
         cfg = self.config
         height, width = image0.shape[-2:]
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
@@ -63,17 +87,23 @@ class ELoFTRDeploy(nn.Module):
                     f"{tuple(image0.shape)} and {tuple(image1.shape)}"
                 )
             cfg.check_input_size(height, width)
-        coarse0, coarse1, skips = self.coarse(image0, image1)
+        return self.match_features(height, *self.coarse(image0, image1), threshold)
+
+    def match_features(self, height: int, coarse0, coarse1, padded, skips, threshold: torch.Tensor):
+        """Coarse matching + fine refinement on the outputs of :meth:`coarse` (``height``: input
+        rows); returns what :meth:`match_cells` returns."""
+        cfg = self.config
         hc, wc = coarse0.shape[-2:]
         stride = height // hc
-        idx0, idx1, scores = self.coarse_matching(coarse0, coarse1, threshold)
-        half = self.fine(torch.cat([coarse0, coarse1], dim=0), skips)  # fine features at 1/2 res
-        win0 = fine_windows(half[:1], idx0, wc, hc, stride, cfg.fine_window, pad=0)
-        win1 = fine_windows(half[1:], idx1, wc, hc, stride, cfg.fine_window, pad=1)
+        idx0, idx1, scores, candidates = self.coarse_matching(coarse0, coarse1, threshold)
+        half = self.fine(padded, skips)  # fine features at 1/2 res of the (padded) input
+        bounds = (half.shape[-2] * 2, half.shape[-1] * 2)  # full-res map the windows are cut from
+        win0 = fine_windows(half[:1], idx0, wc, bounds, stride, cfg.fine_window, pad=0)
+        win1 = fine_windows(half[1:], idx1, wc, bounds, stride, cfg.fine_window, pad=1)
         kpts0_c = cell_to_pixel(idx0, wc, stride)
         kpts1_c = cell_to_pixel(idx1, wc, stride)
         kpts0, kpts1 = refine(win0.float(), win1.float(), kpts0_c, kpts1_c, cfg)
-        return kpts0, kpts1, scores.float(), idx0, idx1
+        return kpts0, kpts1, scores.float(), candidates, idx0, idx1
 
 
 def load_deploy_model(

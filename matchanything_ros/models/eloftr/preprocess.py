@@ -1,8 +1,15 @@
 """Image preprocessing for ELoFTR and the inverse mapping of keypoints.
 
-The network has no mask input, so both images are *resized* (not padded) to one common size whose
-sides are multiples of 32; the long side is ``resolution`` and the aspect ratio is as close as
-possible to that of the two inputs. Keypoints come back per image with separate x/y scale factors.
+Pixels are prepared exactly as the authors' Space does (``hloc/match_dense.match_images`` with
+``confs['matchanything_eloftr']`` and the wrapper ``hloc/matchers/matchanything.py``): the RGB
+image as float32, shrunk to a long side of at most 832 (``resize_max``), resized to the network
+size with ``cv2.INTER_AREA`` (``INTER_LINEAR`` when either side grows), ``/255``, ``*255``, cast to
+uint8 (truncating, so 254.99998 becomes 254), converted to grey by Pillow's ``L`` and ``/255``.
+The network itself pads to a square with a mask (``ELoFTRConfig.pad_to_square``).
+
+The network size is either fixed (the Space forces 640x480 whatever the aspect) or chosen per
+pair: long side ``resolution``, aspect as close as possible to the two inputs', sides multiples
+of 32. Keypoints come back per image with separate x/y scale factors.
 """
 from __future__ import annotations
 
@@ -11,12 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from matchanything_ros.matching.base import to_gray_uint8
-
 #: both network sides are multiples of this (1/8 coarse grid, then 4x4 attention aggregation)
 SIZE_DIVISOR = 32
 #: smallest side accepted (the coarse grid must keep cells after the 2-cell border removal)
 MIN_SIDE = 64
+#: the Space's ``resize_max``: larger images are first shrunk to this long side
+RESIZE_MAX = 832
 
 
 def network_size(shape0: tuple[int, ...], shape1: tuple[int, ...], resolution: int) -> tuple[int, int]:
@@ -60,26 +67,62 @@ class PreparedPair:
         return out
 
 
-def _resize_gray(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _check_uint8(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
+        return image
+    raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+
+
+def _cv2_area(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """The Space's ``resize_image(image, size, "cv2_area")``: area, or bilinear if a side grows."""
     import cv2
 
+    h, w = image.shape[:2]
+    grows = w < size_wh[0] or h < size_wh[1]
+    return cv2.resize(image, size_wh, interpolation=cv2.INTER_LINEAR if grows else cv2.INTER_AREA)
+
+
+def authors_gray(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W) grey or (H, W, 3) BGR -> float32 (1, 1, h, w) network input in [0, 1], pixel
+    for pixel what the authors' Space feeds its network for ``size`` = (h, w)."""
+    from PIL import Image
+
+    image = _check_uint8(image)
+    # a grey image is what the Space sees as R = G = B: Pillow's L of equal channels is exact
+    pixels = (image[..., ::-1] if image.ndim == 3 else image).astype(np.float32)  # BGR -> RGB
+    long_side = max(pixels.shape[:2])
+    if long_side > RESIZE_MAX:  # match_images' resize_max step
+        scale = RESIZE_MAX / long_side
+        pixels = _cv2_area(pixels, tuple(int(round(x * scale)) for x in pixels.shape[1::-1]))
     h, w = size
-    # area averaging when shrinking (no aliasing), bilinear when enlarging
-    shrinking = gray.shape[0] > h or gray.shape[1] > w
-    resized = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return (resized.astype(np.float32) / 255.0)[None, None]
+    pixels = _cv2_area(pixels, (w, h)) / np.float32(255.0)  # match_images: image / 255.0 (float32)
+    pixels = (pixels * np.float32(255)).astype(np.uint8)  # the wrapper: * 255, astype (truncates)
+    if pixels.ndim == 3:
+        pixels = np.asarray(Image.fromarray(pixels).convert("L"))
+    return (pixels.astype(np.float32) / np.float32(255.0))[None, None]
 
 
-def prepare_pair(image0: np.ndarray, image1: np.ndarray, resolution: int) -> PreparedPair:
+def prepare_pair(
+    image0: np.ndarray, image1: np.ndarray, resolution: int, fixed_size: tuple[int, int] | None = None
+) -> PreparedPair:
     """uint8 (H, W) gray or (H, W, 3) BGR images of any sizes -> grayscale [0, 1] network inputs
-    of one common size (see :func:`network_size`)."""
-    gray0, gray1 = to_gray_uint8(image0), to_gray_uint8(image1)
-    size = network_size(gray0.shape, gray1.shape, resolution)
+    of one common size: ``fixed_size`` (h, w) if given (the Space uses (480, 640)), else
+    :func:`network_size`."""
+    image0, image1 = _check_uint8(image0), _check_uint8(image1)
+    if fixed_size is not None:
+        size = (int(fixed_size[0]), int(fixed_size[1]))
+        if min(size) < MIN_SIDE or size[0] % SIZE_DIVISOR or size[1] % SIZE_DIVISOR:
+            raise ValueError(f"network size {size[1]}x{size[0]}: sides must be multiples of {SIZE_DIVISOR}, at least {MIN_SIDE}")
+    else:
+        size = network_size(image0.shape, image1.shape, resolution)
     h, w = size
     return PreparedPair(
-        image0=_resize_gray(gray0, size),
-        image1=_resize_gray(gray1, size),
+        image0=authors_gray(image0, size),
+        image1=authors_gray(image1, size),
         size=size,
-        scale0=(gray0.shape[1] / w, gray0.shape[0] / h),
-        scale1=(gray1.shape[1] / w, gray1.shape[0] / h),
+        scale0=(image0.shape[1] / w, image0.shape[0] / h),
+        scale1=(image1.shape[1] / w, image1.shape[0] / h),
     )

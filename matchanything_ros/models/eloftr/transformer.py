@@ -26,12 +26,17 @@ from .config import ELoFTRConfig
 
 
 def rope_tables(
-    height: int, width: int, dim: int, theta: float, scale: tuple[float, float], device, dtype=torch.float32
+    height: int, width: int, dim: int, theta: float, scale: tuple[float, float], device, fp16: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables (height*width, dim) for 2-D RoPE: channel pairs alternate row / column
-    frequencies, positions start at 1 (row i, column j of the aggregated grid)."""
+    frequencies, positions start at 1 (row i, column j of the aggregated grid).
+
+    Computed in fp32 the way the authors' ``RoPEPositionEncodingSine`` does (frequencies
+    ``exp(-k ln(theta) / (dim/4))``); ``fp16`` rounds the tables to half precision as their
+    ``ropefp16=True`` does (the rotation itself stays fp32)."""
     freq_dim = dim // 2  # half the channels carry row angles, half column angles
-    inv_freq = 1.0 / (theta ** (torch.arange(0, freq_dim, 2, dtype=torch.float32, device=device) / freq_dim))
+    quarter = dim // 4
+    inv_freq = torch.exp(torch.arange(0, quarter, 1, device=device).float() * (-math.log(theta) / quarter))
     rows = torch.arange(1, height + 1, dtype=torch.float32, device=device) * scale[0]
     cols = torch.arange(1, width + 1, dtype=torch.float32, device=device) * scale[1]
     row_angles = rows[:, None, None] * inv_freq  # (H, 1, F)
@@ -40,7 +45,10 @@ def rope_tables(
         [row_angles.expand(height, width, -1), col_angles.expand(height, width, -1)], dim=-1
     ).reshape(height * width, freq_dim)  # interleaved: row, col, row, col, ...
     angles = angles.repeat_interleave(2, dim=-1)  # each angle rotates one channel pair
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    cos, sin = angles.cos(), angles.sin()
+    if fp16:
+        cos, sin = cos.half().float(), sin.half().float()
+    return cos, sin
 
 
 def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
@@ -151,7 +159,8 @@ class CoarseTransformer(nn.Module):
         cfg = self.config
         h, w = feat0.shape[-2:]
         rope = rope_tables(
-            h // cfg.aggregation, w // cfg.aggregation, cfg.hidden_size, cfg.rope_theta, cfg.rope_scale, feat0.device
+            h // cfg.aggregation, w // cfg.aggregation, cfg.hidden_size, cfg.rope_theta, cfg.rope_scale, feat0.device,
+            fp16=cfg.rope_fp16,
         )
         both = torch.cat([feat0, feat1], dim=0).permute(0, 2, 3, 1)  # the one layout change in
         feat0, feat1 = both[:1], both[1:]

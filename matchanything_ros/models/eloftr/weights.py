@@ -10,7 +10,8 @@ Two checkpoint layouts are accepted:
 
 Both are converted to the transformers names first, then RepVGG branches and BatchNorms are fused
 into the deployed convolutions. Pickled checkpoints are read with ``torch.load(weights_only=True)``
-only: tensors and plain containers, never arbitrary objects.
+only: tensors and plain containers; a checkpoint that pickles anything else is refused, never
+unpickled some other way (no input may run code).
 """
 from __future__ import annotations
 
@@ -115,8 +116,52 @@ def resolve_weights(explicit_path: str | Path | None = None, allow_download: boo
 
 
 # --------------------------------------------------------------------------- read
+#: what ``read_checkpoint`` loads; anything else is refused with the file's kind named
+ACCEPTED = "a safetensors file or a tensor-only torch checkpoint (.ckpt/.pth, zip or legacy format)"
+
+
+def file_kind(path: Path) -> str:
+    """What a file is, from its first bytes (and, for exported models, its suffix):
+    "safetensors", "torch-zip", "pickle", "onnx", "tensorrt", "empty" or "unknown"."""
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in (".engine", ".plan", ".trt"):
+        return "tensorrt"
+    size = path.stat().st_size
+    if size == 0:
+        return "empty"
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    # pickle: protocol 2+ starts with PROTO (0x80); protocols 0/1 with an opcode such as
+    # MARK '(', EMPTY_DICT '}', EMPTY_LIST ']', GLOBAL 'c', INT 'I', BININT 'J'/'K'
+    if head[:1] == b"\x80" or head[:1] in b"(}]cIJKN":
+        return "pickle"
+    return "unknown"
+
+
+_KIND_HINTS = {
+    "onnx": f"an ONNX model, not weights (expected {ACCEPTED}); the backends export their ONNX files "
+    "from the weights themselves, and `build-engine --onnx` takes an export",
+    "tensorrt": f"a TensorRT engine, not weights (expected {ACCEPTED}); engines are built from the "
+    "weights' ONNX export (`build-engine`)",
+    "empty": "the file is empty (interrupted download?); delete it and download again",
+    "unknown": f"not a weights file (expected {ACCEPTED})",
+}
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a (Lightning) torch checkpoint, never unpickling objects."""
+    """Tensors of a safetensors file or a tensor-only torch checkpoint.
+
+    Never runs code: safetensors holds no code, and torch checkpoints (zip and legacy format,
+    bare pickles of any protocol) are read only by ``torch.load(weights_only=True)``, whose
+    unpickler admits tensors and plain containers. A checkpoint that pickles any other object
+    is refused as not safe -- there is no fallback to a permissive unpickler.
+    """
     path = Path(path)
     if path.is_dir():
         found = _weights_in_dir(path)
@@ -125,36 +170,32 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         path = found
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
-    if path.stat().st_size == 0:
-        raise WeightsError(f"{path}: file is empty (interrupted download?); delete it and download again")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    is_zip_or_pickle = head[:2] == b"PK" or head[:1] == b"\x80"
+    kind = file_kind(path)
+    if kind in _KIND_HINTS:
+        raise WeightsError(f"{path}: {_KIND_HINTS[kind]}")
     import torch
 
-    if not is_zip_or_pickle:
+    if kind == "safetensors":
         try:
             from safetensors.torch import load_file
 
             return dict(load_file(str(path)))
         except Exception as exc:
-            raise WeightsError(
-                f"{path}: not a readable safetensors or torch checkpoint ({exc}); the file is "
-                f"corrupt or of another kind -- download it again"
-            ) from None
+            raise WeightsError(f"{path}: corrupt safetensors file ({_first_line(exc)}); download it again") from None
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        # a file object, not the name: torch would pick its loader from the suffix
+        with open(path, "rb") as fh:
+            data = torch.load(fh, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights_only" not in str(exc) and "Unsupported global" not in str(exc):
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"{path}: cannot read checkpoint ({first[:200]}); the file is corrupt -- download it again") from None
-        # A Lightning checkpoint may also pickle training metadata (config objects...). Read it
-        # again with an unpickler that builds inert placeholders for every non-torch class:
-        # tensors load, no foreign code runs.
-        try:
-            data = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_inert_pickle)
-        except Exception as exc2:
-            raise WeightsError(f"{path}: cannot read checkpoint ({type(exc2).__name__}: {str(exc2)[:200]})") from None
+        text = str(exc)
+        if "Weights only load failed" in text or "weights_only" in text:
+            found = re.search(r"(?:GLOBAL|global:?)\s+([\w.]+)", text)
+            what = f" (it pickles {found.group(1)})" if found else ""
+            raise WeightsError(
+                f"{path}: not a safe checkpoint: it holds pickled Python objects other than tensors"
+                f"{what}, which could run code when loaded; refused. Accepted: {ACCEPTED}"
+            ) from None
+        raise WeightsError(f"{path}: cannot read checkpoint ({_first_line(exc)}); the file is corrupt -- download it again") from None
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -162,40 +203,9 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(data)
 
 
-class _Inert:
-    """Placeholder for any pickled object that is not a tensor: accepts and ignores everything."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        pass
-
-
-def _make_inert_pickle():
-    import pickle
-    import types
-
-    # torch needs its storage/tensor rebuild helpers and dtypes; nothing else is ever imported
-    allowed_modules = ("torch", "torch._utils", "torch.storage", "torch.serialization", "collections")
-
-    class Unpickler(pickle.Unpickler):
-        def find_class(self, module, name):
-            if module in allowed_modules and (
-                name.startswith("_rebuild") or name.endswith("Storage") or name in ("OrderedDict", "Size", "device")
-                or (module == "torch" and name in ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "int8", "bool"))
-            ):
-                return super().find_class(module, name)
-            return _Inert
-
-    module = types.ModuleType("matchanything_inert_pickle")
-    module.Unpickler = Unpickler
-    module.load = pickle.load
-    module.__name__ = "matchanything_inert_pickle"
-    return module
-
-
-_inert_pickle = _make_inert_pickle()
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 # --------------------------------------------------------------------------- original -> HF names

@@ -1,11 +1,14 @@
-"""Parity of the deployed ELoFTR network with transformers' EfficientLoFTR (same weights, same
-inputs), compared on the reference's per-cell internals rather than its post-processed lists
-(whose pairing is only right for order-preserving mappings, see test_eloftr_reference_pairing).
+"""transformers' EfficientLoFTR port and how it differs from the authors' MatchAnything code.
 
-The reference's fine stage is evaluated on correctly paired windows of its own fine features; its
-first stage is computed as the authors' code does, because transformers 5.x runs that stage's
-softmax over the wrong axis and always returns a (-3.5, -3.5) window offset
-(test_eloftr_reference_pairing pins both down).
+The proof of parity with the AUTHORS is test_eloftr_authors_parity.py (their outputs, the
+reference pack). This file documents transformers' own differences: its network equals ours
+with transformers' four choices switched on (``TRANSFORMERS_CHOICES``: mutual nearest
+neighbours, no square padding/mask, fp32 RoPE tables, fine stage 1 scaled by sqrt(C - 8) instead
+of sqrt(C) per side). Compared on the port's per-cell internals rather than its post-processed
+lists (whose pairing is only right for order-preserving mappings, see
+test_eloftr_reference_pairing); its fine stage is evaluated on correctly paired windows of its own
+fine features with stage 1 written out, because transformers 5.x runs that stage's softmax over
+the wrong axis and always returns a (-3.5, -3.5) window offset.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 from test_eloftr_common import build_deploy, build_reference, textured_image
 
 from matchanything_ros.models.eloftr.coarse import coarse_confidence
+from matchanything_ros.models.eloftr.config import TRANSFORMERS_CHOICES, ELoFTRConfig
 
 SIZES = [(128, 160), (160, 224)]
 
@@ -23,7 +27,7 @@ SIZES = [(128, 160), (160, 224)]
 @pytest.fixture(scope="module")
 def models():
     ref = build_reference(seed=0)
-    return ref, build_deploy(ref, top_k=560)
+    return ref, build_deploy(ref, top_k=560, config=ELoFTRConfig(**TRANSFORMERS_CHOICES))
 
 
 def _pair(kind: str, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,7 +42,7 @@ def _pair(kind: str, height: int, width: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 def authors_fine_matching(ref, win0, win1, kp0, kp1):
-    """Refine paired windows (K, 64, C) / (K, 100, C) as the released EfficientLoFTR code does.
+    """Refine paired windows (K, 64, C) / (K, 100, C) with transformers' stage-1 scaling.
 
     Stage 1 is written out here because transformers 5.x gets it wrong for its (batch, matches,
     ...) layout: the dual softmax runs over the matches axis and the window offset is gathered
@@ -130,9 +134,9 @@ def _check_parity(ref, ours, img0, img1, threshold):
     conf_ref, i_ref, j_ref, s_ref, refined = _cached_internals(ref, img0, img1, threshold)
 
     with torch.no_grad():
-        c0, c1, _ = ours.coarse(img0, img1)
+        c0, c1, _, _ = ours.coarse(img0, img1)
         conf = coarse_confidence(c0, c1, ours.config.temperature)
-        kpts0, kpts1, scores, idx0, idx1 = ours.match_cells(img0, img1, torch.tensor(threshold))
+        kpts0, kpts1, scores, _, idx0, idx1 = ours.match_cells(img0, img1, torch.tensor(threshold))
 
     assert (conf - conf_ref).abs().max().item() <= 1e-4
     assert len(i_ref) >= 1, "reference found no match to compare"
@@ -172,16 +176,16 @@ def test_fine_refinement_on_every_cell(models, kind):
         coarse = feats[0]
         h, w = coarse.shape[-2:]
         scale = img0.shape[-2] // h
-        c0, c1, skips = ours.coarse(img0, img1)
+        c0, c1, padded, skips = ours.coarse(img0, img1)
         conf = coarse_confidence(c0, c1, ours.config.temperature)
         i_all = torch.arange(h * w)
         j_all = conf.argmax(dim=1)
         win0, win1 = ref.refinement_layer(coarse / ref.config.hidden_size**0.5, feats[1:])
         kp0, kp1 = cell_to_pixel(i_all, w, scale), cell_to_pixel(j_all, w, scale)
         expected = authors_fine_matching(ref, win0[0, i_all], win1[0, j_all], kp0, kp1)
-        half = ours.fine(torch.cat([c0, c1]), skips)
-        ours0 = fine_windows(half[:1], i_all, w, h, scale, 8, pad=0)
-        ours1 = fine_windows(half[1:], j_all, w, h, scale, 8, pad=1)
+        half = ours.fine(padded, skips)
+        ours0 = fine_windows(half[:1], i_all, w, (h * scale, w * scale), scale, 8, pad=0)
+        ours1 = fine_windows(half[1:], j_all, w, (h * scale, w * scale), scale, 8, pad=1)
         got0, got1 = refine(ours0, ours1, kp0, kp1, ours.config)
     err = torch.maximum((got0 - expected[0]).abs().amax(-1), (got1 - expected[1]).abs().amax(-1))
     print(f"\nfine parity {kind}: {len(err)} cells, max|diff|={err.max().item():.2e} px")
