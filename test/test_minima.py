@@ -47,9 +47,9 @@ def _tensor(gray):
 
 
 def _net_inputs(pair):
-    from matchanything_ros.models.eloftr.preprocess import prepare_pair
+    from matchanything_ros.matching.minima import _prepare
 
-    return prepare_pair(pair[0], pair[1], 320)  # 320x256 network input
+    return _prepare(pair[0], pair[1], 320)  # 320x256 network input
 
 
 # --------------------------------------------------------------------------- layouts
@@ -189,7 +189,7 @@ def _hf_reference(model, config):
     return reference
 
 
-def _pairs(k0, k1, scores):
+def _pairs(k0, k1, scores, candidates=None):
     return {(tuple(np.round(a).astype(int)), tuple(np.round(b).astype(int))): float(s)
             for a, b, s in zip(k0, k1, scores) if s > 0}
 
@@ -275,6 +275,7 @@ def test_onnxruntime_matches_torch(pair, tmp_path):
     np.testing.assert_array_equal(ort[0], pt[0])
     np.testing.assert_allclose(ort[1][keep], pt[1][keep], atol=1e-3)
     np.testing.assert_allclose(ort[2], pt[2], atol=1e-4)
+    assert ort[3] == pt[3] == int(keep.sum())  # candidates: every match has its slot
 
 
 # --------------------------------------------------------------------------- registry / CLI / node

@@ -25,12 +25,30 @@ log = logging.getLogger(__name__)
 
 
 def _prepare(image0, image1, resolution):
-    from matchanything_ros.models.eloftr.preprocess import prepare_pair
+    """Grey [0, 1] network inputs of one common size (ELoFTR's ``network_size``), as MINIMA
+    feeds its networks: OpenCV grey, resized in float, not quantised. (ELoFTR's own
+    ``prepare_pair`` reproduces the MatchAnything Space's uint8 truncation and Pillow grey;
+    quantised inputs give SuperPoint exact score ties, which its top-K then orders arbitrarily.)"""
+    import cv2
+
+    from matchanything_ros.models.eloftr.preprocess import PreparedPair, network_size
+
+    from .base import to_gray_uint8
 
     try:
-        return prepare_pair(image0, image1, resolution)
+        gray0, gray1 = to_gray_uint8(image0), to_gray_uint8(image1)
+        h, w = network_size(gray0.shape, gray1.shape, resolution)
     except ValueError as exc:
         raise MatcherError(str(exc)) from None
+
+    def resize(gray):
+        # area averaging when shrinking (no aliasing), bilinear when enlarging
+        shrinking = gray.shape[0] > h or gray.shape[1] > w
+        out = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        return (out.astype(np.float32) / 255.0)[None, None]
+
+    return PreparedPair(image0=resize(gray0), image1=resize(gray1), size=(h, w),
+                        scale0=(gray0.shape[1] / w, gray0.shape[0] / h), scale1=(gray1.shape[1] / w, gray1.shape[0] / h))
 
 
 def _check_resolution(resolution: int) -> None:
@@ -167,7 +185,7 @@ class MinimaSPLGMatcher(Matcher):
     def match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         start = time.perf_counter()
         pair = _prepare(image0, image1, self.resolution)
-        kpts0, kpts1, scores = self._engine_for(pair.size).run(pair.image0, pair.image1, self.match_threshold)
+        kpts0, kpts1, scores, _ = self._engine_for(pair.size).run(pair.image0, pair.image1, self.match_threshold)
         info = {"network_size": pair.size, "backend": self.backend, "device": self.device,
                 "seconds": time.perf_counter() - start}
         return _cap(pair, kpts0, kpts1, scores, self.max_matches, info)

@@ -114,7 +114,9 @@ class SuperPointLightGlue(nn.Module):
         mscore = best0.exp()
         keep = mutual & v0 & v1.gather(1, match0) & (mscore > threshold)
         kpts1 = k1.gather(1, match0[..., None].expand(-1, -1, 2))
-        return k0[0], kpts1[0], torch.where(keep, mscore, torch.zeros_like(mscore))[0]
+        # candidates (the engines' 4th output): every match has a slot of its own keypoint, so
+        # none is dropped and the count is the number of matches
+        return k0[0], kpts1[0], torch.where(keep, mscore, torch.zeros_like(mscore))[0], keep.sum().to(torch.int32)
 
     # ------------------------------------------------------------------ MINIMA's adaptive LightGlue
     def _adaptive(self, k0, d0, v0, k1, d1, v1, size, threshold: float):
@@ -132,7 +134,7 @@ class SuperPointLightGlue(nn.Module):
         kpts1[rows] = k1[cols]
         scores = torch.zeros(k0.shape[0], dtype=k0.dtype, device=k0.device)
         scores[rows] = mscores.to(k0.dtype)
-        return k0, kpts1, scores
+        return k0, kpts1, scores, torch.tensor(len(rows), dtype=torch.int32)
 
 
 def load_splg(lightglue_path, superpoint_path, config: SPLGConfig | None = None, adaptive: bool = True) -> SuperPointLightGlue:
