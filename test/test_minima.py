@@ -279,6 +279,19 @@ def test_onnxruntime_matches_torch(pair, tmp_path):
 
 
 # --------------------------------------------------------------------------- registry / CLI / node
+def test_runtime_change_needs_the_files_local(ckpt_dir, tmp_path):
+    """The node refuses a runtime switch to a MINIMA model whose files are not local (it never
+    downloads at run time) and accepts one whose folder holds them."""
+    from matchanything_ros.node.config import runtime_problem
+    from matchanything_ros.pipeline import PipelineConfig
+
+    for model in ("minima_splg", "minima_loftr"):
+        assert runtime_problem(PipelineConfig(model=model, weights=str(ckpt_dir))) is None
+        empty = tmp_path / model
+        empty.mkdir()
+        assert "not found" in runtime_problem(PipelineConfig(model=model, weights=str(empty)))
+
+
 def test_registry_and_matcher_options(pair, ckpt_dir):
     from matchanything_ros.node.config import parameter_specs
     from matchanything_ros.pipeline import PipelineConfig

@@ -569,7 +569,9 @@ def test_runtime_hostile_weights_never_run(harness, tmp_path):
     path, marker = hostile(tmp_path, "pickle0", "top")
     before, _ = harness.diagnostics()
     errors = int(before.get("reconfigure_errors", 0))
-    res = harness.set_parameters(model="matchanything_eloftr", backend="torch", weights=str(path))
+    # in this order: the SetParameters service checks one parameter at a time, and a model that
+    # needs weights is refused while none are set (runtime_problem)
+    res = harness.set_parameters(weights=str(path), backend="torch", model="matchanything_eloftr")
     assert all(r.successful for r in res), [r.reason for r in res]
     _, status = harness.diagnostics(
         lambda v, s: int(v.get("reconfigure_errors", 0)) > errors and "not a safe checkpoint" in s.message,

@@ -411,6 +411,16 @@ def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
     Beyond :func:`split_parameters` (types, ranges), a change must name a matcher that can be
     built now without a download: the node builds it on a side thread after accepting, and a
     failure there would leave a parameter naming a model that is not running."""
+    if pipe_cfg.model in ("minima_splg", "minima_loftr"):  # MINIMA files, never downloaded here
+        try:
+            from ..models.minima.weights import resolve_files
+
+            resolve_files(pipe_cfg.model, pipe_cfg.weights or None, allow_download=False)
+        except ImportError as exc:
+            return f"model {pipe_cfg.model!r} is not installed ({exc}; pip install kornia)"
+        except Exception as exc:  # WeightsError: what is missing and how to get it
+            return str(exc)
+        return None
     if pipe_cfg.model != "matchanything_eloftr" and not pipe_cfg.weights:
         return None
     try:
