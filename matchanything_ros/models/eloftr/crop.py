@@ -13,13 +13,18 @@ from what the outputs read, how many leading rows (or columns) each stage needs 
   after, so ``n`` exact output rows need ``(2 n - 3) // 4 + 2`` exact source rows.
 
 A crop equal to the whole map has its true edge, so every count is capped at the map size (then
-nothing is cut). The counts depend only on the input size, so the exported graph stays static.
+nothing is cut); a longer crop than needed is as exact. The counts depend only on the input size, so the exported graph stays static.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .config import ELoFTRConfig
+
+
+#: a cut backbone map costs ONNX Runtime a Slice between two blocked-layout reorders; below this
+#: share of the rows it saves less than that costs
+MIN_CUT = 0.05
 
 
 def upsample_need(rows: int) -> int:
@@ -57,30 +62,35 @@ def axis_crop(config: ELoFTRConfig, valid: int, full: int, half_span: int) -> Ax
         lengths.append(length)
     # fine stage: the last (finest) fusion output must be exact over the rows its windows read
     n_blocks = len(config.stage_channels) - 2
-    need = min(lengths[-1 - n_blocks] if n_blocks else lengths[-1], (cs // 2) * (cells - 1) - 1 + half_span)
-    fine_inputs = []
-    # the fusion blocks run at the outputs of stages -2, -3, ... (coarsest first)
-    block_lengths = [lengths[-2 - i] for i in range(n_blocks)]  # coarsest first
-    skip_need = [0] * len(strides)
+    block_lengths = [lengths[-2 - i] for i in range(n_blocks)]  # fusion levels, coarsest first
+    need = (cs // 2) * (cells - 1) - 1 + half_span
+    needs = []  # exact input rows per fusion block, finest first
     for i in reversed(range(n_blocks)):
-        x_len = min(block_lengths[i], need + 2)  # conv2 and conv3 are 3x3, stride 1
-        fine_inputs.append(x_len)
-        skip_need[len(strides) - 2 - i] = x_len
+        x_len = need + 2  # conv2 and conv3 are 3x3, stride 1
+        needs.append(x_len)
         need = upsample_need(x_len)
-    fine_inputs.reverse()
-    coarse = min(lengths[-1], need)
+    # the coarse map's length sets every level's (x2 per level), so no upsampled map is sliced
+    coarse = max([need] + [-(-n // 2 ** (k + 1)) for k, n in enumerate(reversed(needs))])
+    coarse = min(lengths[-1], coarse)
+    fine_inputs = tuple(min(block_lengths[i], coarse * 2 ** (i + 1)) for i in range(n_blocks))
+    skip_need = [0] * len(strides)
+    for i in range(n_blocks):
+        skip_need[len(strides) - 2 - i] = fine_inputs[i]
     # backbone: the last stage must be exact over the valid cells, earlier ones over what the
     # next stage and the fine stage read
     out_need = cells
-    stage_inputs = []
-    input_lengths = [full] + lengths[:-1]
+    in_needs = []
     for i in reversed(range(len(strides))):
-        out_need = max(out_need, skip_need[i])
-        n = out_need
+        n = max(out_need, skip_need[i])
         for b in reversed(range(config.stage_blocks[i])):
             n = 2 * n if (b == 0 and strides[i] == 2) else n + 1
-        n = min(input_lengths[i], n)
-        stage_inputs.append(n)
+        in_needs.append(n)
         out_need = n
-    stage_inputs.reverse()
-    return AxisCrop(tuple(stage_inputs), tuple(fine_inputs), coarse, full)
+    in_needs.reverse()
+    # each stage takes what arrives, cut only where that saves MIN_CUT of it
+    stage_inputs, arriving = [], full
+    for n, s in zip(in_needs, strides):
+        take = n if n <= arriving * (1 - MIN_CUT) else arriving
+        stage_inputs.append(take)
+        arriving = (take - 1) // s + 1
+    return AxisCrop(tuple(stage_inputs), fine_inputs, coarse, full)
