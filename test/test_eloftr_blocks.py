@@ -63,3 +63,61 @@ def test_select_matches_rules_and_count(rule):
     _, _, scores_k, count_k = select_matches(conf, (h, w), (h, w), torch.tensor(thr), 1, k, rule)
     assert int((scores_k > 0).sum()) == k and int(count_k) == len(want)
     assert torch.equal(scores_k, scores[:k])
+
+
+def _every_window(model, image0, image1):
+    """Coarse features and the fine windows of every valid cell, as match_features cuts them."""
+    h, w = image0.shape[-2:]
+    c0, c1, padded, skips = model.coarse(image0, image1)
+    rows, cols = model.crop_plan(h, w)
+    half = model.fine(padded, skips, list(zip(rows.fine_inputs, cols.fine_inputs)))
+    wc = c0.shape[-1]
+    cells = torch.arange(c0.shape[-2] * wc)
+    bounds = (rows.full, cols.full)
+    return c0, c1, fine_windows(half[:1], cells, wc, bounds, 8, 8, 0), fine_windows(half[1:], cells, wc, bounds, 8, 8, 1)
+
+
+@pytest.mark.parametrize("shape", [(128, 384), (384, 128)])
+def test_cropped_padding_gives_the_uncropped_results(shape, monkeypatch):
+    """The backbone and fine stage compute only the part of the square-padded maps that valid
+    cells can reach (crop.py); in float64 their results equal computing the whole padded maps,
+    and one row/column less than the tightest margin changes them (the margins are not guesses)."""
+    import dataclasses
+
+    from matchanything_ros.models.eloftr.config import ELoFTRConfig
+    from matchanything_ros.models.eloftr.crop import axis_crop
+    from matchanything_ros.models.eloftr.fine import window_span
+    from matchanything_ros.models.eloftr.model import ELoFTRDeploy
+
+    torch.manual_seed(0)
+    # the released depth (so the backbone's reach is real), few channels (so it runs quickly)
+    config = ELoFTRConfig(stage_channels=(8, 16, 16, 32), num_layers=1, num_heads=2)
+    model = ELoFTRDeploy(config, top_k=16).double().eval()
+    for conv in model.backbone.modules():  # He init: activations stay O(1) through 21 layers
+        if isinstance(conv, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+    images = [torch.rand(1, 1, *shape, dtype=torch.float64) for _ in range(2)]
+    side = max(shape)
+    plan = model.crop_plan(*shape)
+    axis = 0 if shape[0] < shape[1] else 1
+    assert plan[axis].stage_inputs[-1] < side // 4 and plan[axis].fine_inputs[-1] < side // 2  # it does crop
+    with torch.no_grad():
+        cropped = _every_window(model, *images)
+        whole = (axis_crop(model.config, side, side, window_span(8)),) * 2
+        monkeypatch.setattr(model, "crop_plan", lambda h, w: whole)
+        want = _every_window(model, *images)
+        # the last backbone stage's input is cut to the minimum; the finest fusion input must
+        # hold the rows the windows read (4 per cell row + a 6-row span from one row above) + 2
+        tight = {"stage_inputs": plan[axis].stage_inputs[-1], "fine_inputs": 4 * (min(shape) // 8 - 1) - 1 + window_span(8) + 2}
+        for field in ("stage_inputs", "fine_inputs"):
+            short = list(plan)
+            lengths = list(getattr(plan[axis], field))
+            assert lengths[-1] >= tight[field]
+            lengths[-1] = tight[field] - 1
+            short[axis] = dataclasses.replace(plan[axis], **{field: tuple(lengths)})
+            monkeypatch.setattr(model, "crop_plan", lambda h, w: tuple(short))
+            worse = _every_window(model, *images)
+            assert max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(worse, want)) > 1e-8, field
+    for got, ref in zip(cropped, want):
+        assert got.shape == ref.shape
+        assert (got - ref).abs().max().item() <= 1e-12 * ref.abs().max().item()

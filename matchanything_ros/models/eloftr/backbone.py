@@ -67,9 +67,13 @@ class RepVGGBackbone(nn.Module):
                 in_ch = out_ch
             self.stages.append(nn.ModuleList(convs))
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, crops: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+        """crops: per stage, the leading (rows, cols) of its input to compute (see :mod:`.crop`);
+        None: everything."""
         outputs = []
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages):
+            if crops is not None and x.shape[-2:] != crops[i]:
+                x = x[..., : crops[i][0], : crops[i][1]]
             for conv in stage:
                 x = F.relu(conv(x))
             outputs.append(x)

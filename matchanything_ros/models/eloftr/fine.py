@@ -5,7 +5,8 @@ backbone features); the released model then upsamples that map x2 (bilinear) to 
 and cuts an 8x8 window around each image-0 cell and a 10x10 window around each image-1 cell.
 Here only the K selected windows are ever made: each is a 6x6 patch of the 1/2-resolution map
 times a fixed bilinear-weight matrix (exactly the pixels the full-resolution map would hold there),
-so the 64-channel full-resolution map never exists. Then:
+so the 64-channel full-resolution map never exists. With square padding the pyramid is computed
+only as far into the padding as the valid cells' windows reach (``sizes``, see :mod:`.crop`). Then:
 stage 1 picks the best pixel pair by dual-softmax over the windows; stage 2 refines the image-1
 position to sub-pixel with a softmax expectation over the 3x3 neighbourhood.
 """
@@ -59,11 +60,21 @@ class FineFeatures(nn.Module):
             FusionBlock(dims[i], dims[i - 1], config.mlp_negative_slope) for i in range(1, len(dims))
         )
 
-    def forward(self, coarse: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
-        """coarse: (N, C, h, w) transformer output; skips: backbone features finest first."""
+    def forward(
+        self, coarse: torch.Tensor, skips: list[torch.Tensor], sizes: list[tuple[int, int]] | None = None
+    ) -> torch.Tensor:
+        """coarse: (N, C, h, w) transformer output; skips: backbone features finest first;
+        sizes: per block (coarsest first), the leading (rows, cols) of its input to compute
+        (see :mod:`.crop`); None: the skip features' whole size."""
         x = self.out_conv(coarse / self.hidden_size**0.5)
-        for block, skip in zip(self.blocks, reversed(skips)):
-            x = block(upsample2(x), skip)
+        skips = list(reversed(skips))
+        for i, block in enumerate(self.blocks):
+            h, w = sizes[i] if sizes is not None else skips[i].shape[-2:]
+            x = upsample2(x)
+            if x.shape[-2:] != (h, w):
+                x = x[..., :h, :w]
+            skip = skips[i] if skips[i].shape[-2:] == (h, w) else skips[i][..., :h, :w]
+            x = block(x, skip)
         return x
 
 
@@ -82,6 +93,11 @@ def gather_patches(features: torch.Tensor, cells: torch.Tensor, coarse_width: in
     flat = (pix_r[:, :, None] * w + pix_c[:, None, :]).reshape(-1)  # (K*size*size,)
     patches = features.flatten(2)[0].index_select(1, flat)  # (C, K*size*size)
     return patches.reshape(c, -1, size * size).permute(1, 2, 0)
+
+
+def window_span(window: int) -> int:
+    """Rows (and columns) of the 1/2-resolution map that one refinement window reads."""
+    return max(_upsample_weights(window, pad)[1] for pad in (0, 1))
 
 
 @functools.lru_cache(maxsize=8)

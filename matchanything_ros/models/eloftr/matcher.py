@@ -27,7 +27,7 @@ BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 MAX_TOP_K = 3840  # TensorRT TopK limit; the network refuses larger K
 #: bump when the exported graph changes, so cached ONNX files are re-exported
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 
 
 def default_cache_dir() -> Path:

@@ -3,7 +3,9 @@
 Graph (as the authors' MatchAnything code runs it): zero padding bottom-right to a square ->
 fused RepVGG backbone -> aggregated-attention transformer on the valid cells -> fp32 dual-softmax
 over the valid cells -> every pair above the threshold (or mutual nearest neighbours) -> fixed
-top-K -> fine refinement of the K pairs on the padded maps. Every shape depends only on the
+top-K -> fine refinement of the K pairs on the padded maps. The backbone and the fine pyramid
+compute only the leading rows/columns of the padded maps that the valid cells and their fine
+windows depend on (:mod:`.crop`; same results, less work). Every shape depends only on the
 input resolution and ``top_k`` (no NonZero, no data-dependent shapes), so the module exports to
 ONNX / TensorRT as one static graph per resolution.
 """
@@ -18,7 +20,8 @@ from torch import nn
 from .backbone import RepVGGBackbone
 from .coarse import CoarseMatching, cell_to_pixel
 from .config import ELoFTRConfig
-from .fine import FineFeatures, fine_windows, refine
+from .crop import AxisCrop, axis_crop
+from .fine import FineFeatures, fine_windows, refine, window_span
 from .transformer import CoarseTransformer
 
 #: TensorRT's TopK supports K <= 3840
@@ -61,15 +64,26 @@ class ELoFTRDeploy(nn.Module):
         side = max(height, width)
         if self.config.pad_to_square and height != width:
             images = F.pad(images, (0, side - width, 0, side - height))
-        feats = self.backbone(images)
+        rows, cols = self.crop_plan(height, width)
+        feats = self.backbone(images, list(zip(rows.stage_inputs, cols.stage_inputs)))
         stride = self.config.coarse_stride
         hc, wc = height // stride, width // stride
         full = feats[-1]
         coarse0, coarse1 = self.transformer(full[:1, :, :hc, :wc], full[1:, :, :hc, :wc])  # channels-last
         both = torch.cat([coarse0, coarse1], dim=0).permute(0, 3, 1, 2)
-        hp, wp = full.shape[-2:]
+        hp, wp = rows.coarse, cols.coarse
         padded = F.pad(both, (0, wp - wc, 0, hp - hc)) if (hp, wp) != (hc, wc) else both
         return both[:1], both[1:], padded, feats[:-1]
+
+    def crop_plan(self, height: int, width: int) -> tuple[AxisCrop, AxisCrop]:
+        """(rows, cols): how much of each padded map the outputs depend on (:mod:`.crop`); the
+        backbone and fine stage compute only that, with the same results."""
+        side = max(height, width) if self.config.pad_to_square else None
+        span = window_span(self.config.fine_window)
+        return (
+            axis_crop(self.config, height, side or height, span),
+            axis_crop(self.config, width, side or width, span),
+        )
 
     def forward(self, image0: torch.Tensor, image1: torch.Tensor, threshold: torch.Tensor):
         kpts0, kpts1, scores, candidates, _, _ = self.match_cells(image0, image1, threshold)
@@ -96,8 +110,10 @@ class ELoFTRDeploy(nn.Module):
         hc, wc = coarse0.shape[-2:]
         stride = height // hc
         idx0, idx1, scores, candidates = self.coarse_matching(coarse0, coarse1, threshold)
-        half = self.fine(padded, skips)  # fine features at 1/2 res of the (padded) input
-        bounds = (half.shape[-2] * 2, half.shape[-1] * 2)  # full-res map the windows are cut from
+        rows, cols = self.crop_plan(height, wc * stride)
+        # fine features at 1/2 res of the (padded) input, as far as the windows read them
+        half = self.fine(padded, skips, list(zip(rows.fine_inputs, cols.fine_inputs)))
+        bounds = (rows.full, cols.full)  # full-res map the windows are cut from
         win0 = fine_windows(half[:1], idx0, wc, bounds, stride, cfg.fine_window, pad=0)
         win1 = fine_windows(half[1:], idx1, wc, bounds, stride, cfg.fine_window, pad=1)
         kpts0_c = cell_to_pixel(idx0, wc, stride)
