@@ -201,10 +201,7 @@ def read_outputs(
                 f.kpts0, f.kpts1, f.scores, f.inliers = _cloud_to_arrays(msg)
             elif name == topic["pose"]:
                 f = frame(stamp_ns(msg.header), t_ns)
-                p = msg.pose.pose
-                f.R01 = _quaternion_to_rotation(p.orientation)
-                f.t01 = np.array([p.position.x, p.position.y, p.position.z])
-                f.cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+                f.R01, f.t01, f.cov = _pose_arrays(msg)
             elif name == topic["timings"]:
                 status = next((s for s in msg.status if s.name == TIMINGS_STATUS), None)
                 if status is not None:
@@ -214,10 +211,7 @@ def read_outputs(
                 homographies.append((t_ns, np.asarray(msg.data, dtype=np.float64).reshape(3, 3), attr))
             elif name == topic["rig_pose"]:
                 f = frame(stamp_ns(msg.header), t_ns)
-                p = msg.pose.pose
-                f.rig_R01 = _quaternion_to_rotation(p.orientation)
-                f.rig_t01 = np.array([p.position.x, p.position.y, p.position.z])
-                f.rig_cov = np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6)
+                f.rig_R01, f.rig_t01, f.rig_cov = _pose_arrays(msg)
     if homographies and not stamped_times:
         raise BagError(f"{bag}: homography messages have no header; the bag needs correspondences or replay/timings to place them")
     if stamped_times:
@@ -231,6 +225,13 @@ def read_outputs(
             if abs(int(times[best]) - t_ns) <= ASSOCIATION_TOLERANCE_NS:
                 setattr(frames[stamps[order[best]]], attr, H)
     return frames, present, node_info, run
+
+
+def _pose_arrays(msg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PoseWithCovarianceStamped -> (R01, t01, 6x6 covariance)."""
+    p = msg.pose.pose
+    return (_quaternion_to_rotation(p.orientation), np.array([p.position.x, p.position.y, p.position.z]),
+            np.asarray(msg.pose.covariance, dtype=np.float64).reshape(6, 6))
 
 
 def translation_unclaimed(cov: np.ndarray | None) -> bool:
