@@ -277,8 +277,8 @@ def test_essential_rig_covariance_is_consistent_on_clean_data():
     nees = []
     for seed in range(8):
         rng = np.random.default_rng(100 + seed)
-        # clean data share no bias: the bootstrap alone (no systematic floor)
-        rig = RigEstimator(RigConfig(enabled=True, systematic_px=0.0), "essential", 2.0, seed=seed)
+        # clean data share no bias: the bootstrap alone (no systematic floors)
+        rig = RigEstimator(RigConfig(enabled=True, systematic_px=0.0, systematic_deg=0.0), "essential", 2.0, seed=seed)
         for _ in range(15):
             rig.update(_stereo_frame(rng, K, R, t), K, K)
         e = rig.snapshot()
@@ -286,6 +286,51 @@ def test_essential_rig_covariance_is_consistent_on_clean_data():
         nees.append(float(d @ np.linalg.solve(e.covariance[3:, 3:], d)))
     assert np.median(nees) < 7.81 and np.mean(np.asarray(nees) <= 7.81) >= 0.75, nees
     assert np.median(nees) > 0.35  # nor far too large (chi-square 3 dof: 5 % quantile)
+
+
+def test_essential_rig_warm_start_keeps_the_better_of_previous_and_fresh():
+    """The pooled refit also refines the previous estimate and keeps whichever explains the
+    pool better: a good previous estimate stays (no jump to another MAGSAC++ minimum), a wrong
+    one is replaced by the fresh fit."""
+    from matchanything_ros.rig import RigModel, _Essential, direction_angle_deg, rotation_angle_deg
+
+    rng = np.random.default_rng(5)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))[0]
+    t = -R @ np.array([0.25, 0.02, 0.01])
+    frames = [_stereo_frame(rng, K, R, t) for _ in range(6)]
+    n = [cv2.undistortPoints(np.concatenate([f.matches.kpts0 for f in frames]).reshape(-1, 1, 2).astype(np.float64), K, None).reshape(-1, 2),
+         cv2.undistortPoints(np.concatenate([f.matches.kpts1 for f in frames]).reshape(-1, 1, 2).astype(np.float64), K, None).reshape(-1, 2)]
+    ops = _Essential(2.0, 500.0)
+    good = ops.fit(*n, start=RigModel("essential", R=R, t=t / np.linalg.norm(t)))[0]
+    assert rotation_angle_deg(good.R, R) < 0.05 and direction_angle_deg(good.t, t) < 1.0
+    wrong_t = cv2.Rodrigues(np.array([0.0, 0.0, np.radians(40)]))[0] @ t
+    fixed = ops.fit(*n, start=RigModel("essential", R=R, t=wrong_t / np.linalg.norm(wrong_t)))[0]
+    assert direction_angle_deg(fixed.t, t) < 1.0
+    assert ops._cost(fixed, *n) < ops._cost(RigModel("essential", R=R, t=wrong_t), *n)
+
+
+def test_essential_rig_systematic_floors():
+    """The direction's floor (systematic_deg) is in the published covariance and sigma."""
+    rng = np.random.default_rng(3)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))[0]
+    t = -R @ np.array([0.25, 0.02, 0.01])
+    frames = [_stereo_frame(rng, K, R, t) for _ in range(10)]
+    sig = {}
+    for deg in (0.0, 3.0):
+        rig = RigEstimator(RigConfig(enabled=True, systematic_deg=deg), "essential", 2.0, seed=1)
+        for f in frames:
+            rig.update(f, K, K)
+        e = rig.snapshot()
+        u = -e.model.R.T @ e.model.t
+        tangential = e.covariance[:3, :3] - np.outer(u, u) * (u @ e.covariance[:3, :3] @ u)
+        sig[deg] = (e.sigma_translation_deg, np.degrees(np.sqrt(np.trace(tangential) / 2)))
+    assert sig[0.0][0] < 1.0  # clean data: the bootstrap alone is small
+    assert sig[3.0][0] == pytest.approx(np.hypot(sig[0.0][0], 3.0), rel=1e-6)
+    assert sig[3.0][1] == pytest.approx(np.hypot(sig[0.0][1], 3.0), rel=1e-3)
+    with pytest.raises(ValueError, match="systematic_deg"):
+        RigConfig(systematic_deg=-1.0).validate()
 
 
 def test_rig_outputs_pose_tf_static_schedule_and_frames():

@@ -241,6 +241,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "rig.alarm_frames": (1, 1000),
     "rig.alarm_hold": (0, 100000),
     "rig.systematic_px": (0.0, 100.0),
+    "rig.systematic_deg": (0.0, 89.0),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"),
@@ -322,7 +323,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "rig.recent": "frames of the candidate estimate that watches for a changed rig (drift alarm)",
     "rig.alarm_frames": "frames in a row the candidate must differ before the rig counts as changed (ERROR, restart)",
     "rig.alarm_hold": "frames the ERROR stays after a detected rig change",
-    "rig.systematic_px": "essential: shared match bias (px) added to the rig rotation covariance (0 = bootstrap only)",
+    "rig.systematic_px": "essential: shared match error (px) added to the rig rotation covariance (0 = bootstrap only)",
+    "rig.systematic_deg": "essential: shared match error (deg) added to the rig translation-direction covariance (0 = bootstrap only)",
     "publish.rig": "rig mode: publish rig/pose and rig/homography (latched) once converged",
     "publish.rig_tf_static": "rig mode: also send the rig estimate on /tf_static (opt-in: it may fight a URDF)",
     "output.rig_calibration_file": "rig mode: write the estimate to this YAML file (atomic; empty = none)",
