@@ -35,5 +35,7 @@ if [[ ${RIG_STEREO_ALL:-1} == 1 ]]; then
     run "st_fixed_$base" --synthetic stereo --rig-fixed --frames 30 --size 640x512 --seed "$base" -- \
       --config "$here/config/driving_rig.yaml" -p rig.enabled=true > /dev/null
   done
-  python3 "$here/scripts/rig_summary.py" "$out"/st_fixed.json "$out"/st_fixed_*.json | tee "$out/stereo_summary.txt"
+  reports=("$out/st_fixed.json")
+  for base in 100 200 300 400 500 600 700 800 900; do reports+=("$out/st_fixed_$base.json"); done
+  python3 "$here/scripts/rig_summary.py" "${reports[@]}" | tee "$out/stereo_summary.txt"
 fi
