@@ -151,3 +151,26 @@ def test_tensorrt_check_flags_an_integer_clip(tmp_path):
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     problems = check_tensorrt_compatible(path)
     assert any("clamp_indices" in p and "float tensors only" in p for p in problems), problems
+
+
+def test_onnxruntime_idle_threads_sleep_unless_asked(exported, monkeypatch):
+    """The session's pool threads do not spin by default (a shared robot computer), the option
+    and $MATCHANYTHING_ORT_SPINNING turn spinning on, and the results do not depend on it."""
+    path, height, width = exported
+    image0, image1 = benchmark_pair(height, width)
+    keys = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+    monkeypatch.delenv("MATCHANYTHING_ORT_SPINNING", raising=False)
+    runs = {}
+    for label, kwargs, env in (("default", {}, None), ("option", {"allow_spinning": True}, None),
+                               ("env", {}, "1")):
+        if env is not None:
+            monkeypatch.setenv("MATCHANYTHING_ORT_SPINNING", env)
+        engine = create_engine("onnxruntime", onnx_path=path, **kwargs)
+        options = engine.session.get_session_options()
+        expect = "0" if label == "default" else "1"
+        assert [options.get_session_config_entry(k) for k in keys] == [expect, expect], label
+        assert engine.describe()["allow_spinning"] is (label != "default")
+        runs[label] = engine.run(image0, image1, 1e-3)
+    for label in ("option", "env"):
+        for a, b in zip(runs["default"], runs[label]):
+            np.testing.assert_array_equal(a, b)

@@ -25,6 +25,10 @@ class OnnxRuntimeEngine(Engine):
     """Run an ONNX export from :func:`matchanything_ros.engines.export.export_onnx`.
 
     ``intra_op_threads``: threads per operator (default: all cores this process may use).
+    ``allow_spinning``: let ONNX Runtime's idle pool threads spin instead of sleeping (ORT's own
+    default). Off by default, like OpenMP's PASSIVE wait for torch: on a shared robot computer
+    spinning threads burn the cores other nodes need (measured: docs/BENCHMARKS.md, "ONNX
+    Runtime thread spinning"); ``MATCHANYTHING_ORT_SPINNING=1`` turns it on.
     ``optimized_model_path``: where ONNX Runtime saves the graph after its optimisations
     (useful to inspect what it fused). ``profile_prefix``: turn on ORT's JSON profiler.
     """
@@ -39,6 +43,7 @@ class OnnxRuntimeEngine(Engine):
         precision: str = "fp32",
         intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
+        allow_spinning: bool | None = None,
         optimized_model_path: str | Path | None = None,
         profile_prefix: str | None = None,
     ):
@@ -63,6 +68,11 @@ class OnnxRuntimeEngine(Engine):
         self.intra_op_threads = int(intra_op_threads or default_threads())
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = int(inter_op_threads)
+        if allow_spinning is None:
+            allow_spinning = os.environ.get("MATCHANYTHING_ORT_SPINNING", "0").strip() == "1"
+        self.allow_spinning = bool(allow_spinning)
+        for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+            options.add_session_config_entry(key, "1" if self.allow_spinning else "0")
         if optimized_model_path:
             options.optimized_model_filepath = str(optimized_model_path)
         if profile_prefix:
@@ -125,6 +135,7 @@ class OnnxRuntimeEngine(Engine):
             onnx=str(self.onnx_path),
             top_k=self.top_k,
             intra_op_threads=self.intra_op_threads,
+            allow_spinning=self.allow_spinning,
             providers=self.session.get_providers(),
         )
         return info
