@@ -45,3 +45,5 @@ def test_authors_arithmetic_is_biased(image):
     assert np.linalg.norm(biases[0]) > 0.6  # about 1 px without rotation
     assert np.linalg.norm(biases[1]) > 1.2  # about 2 px at 20 degrees
     assert np.linalg.norm(biases[1] - biases[0]) > 0.6  # and it changes with the rotation
+    assert "authors' coordinates" in matcher.describe()  # reports say which reading they used
+    assert "coordinates" not in XFeatMatcher(resolution=480, device="cpu").describe()

@@ -128,7 +128,9 @@ class XFeatMatcher(Matcher):
 
     def describe(self) -> str:
         extras = "".join(
-            f", {name}" for name, on in (("clahe", self.clahe), ("both polarities", self.both_polarities)) if on
+            f", {name}" for name, on in (("clahe", self.clahe), ("both polarities", self.both_polarities),
+                                         ("authors' coordinates", self.method == "star" and not self.exact_coordinates))
+            if on
         )
         return f"xfeat ({self.method}, {self.device.type}, {self.resolution} px, top-{self.top_k}{extras})"
 
