@@ -48,3 +48,30 @@ def test_commands_quoted_in_the_docs_parse(repo_root):
     res = subprocess.run([sys.executable, "scripts/check_doc_commands.py"], cwd=repo_root, capture_output=True,
                          text=True, timeout=900)
     assert res.returncode == 0, "\n".join(line for line in res.stdout.splitlines() if line.startswith("FAIL"))
+
+
+def test_rig_summary_tables_stereo_reports_and_refuses_other_files(repo_root, tmp_path):
+    """scripts/rig_summary.py (rig_sequences.sh's last step): a table of evaluate reports, the
+    frame-weighted NEES shares; a file that is not such a report is one line and exit 2."""
+    import json
+    import sys
+
+    def report(name, rot, tr_med, tr_max, nr, nt, frames=10):
+        rig = {"rotation": {"after_20_frames_max_deg": rot},
+               "translation": {"after_20_frames_median_deg": tr_med, "after_20_frames_max_deg": tr_max},
+               "nees_rotation": {"share_within_chi2_95": nr, "frames": frames},
+               "nees_translation": {"share_within_chi2_95": nt, "frames": frames}}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"summary": {"rig": rig}}))
+        return str(path)
+
+    script = str(repo_root / "scripts" / "rig_summary.py")
+    a, b = report("st_a", 0.1, 1.0, 2.0, 1.0, 1.0), report("st_b", 0.3, 4.0, 7.0, 1.0, 0.6)
+    res = subprocess.run([sys.executable, script, a, b], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "| st_b | 0.30 | 4.00 / 7.00 | 1.00 / 0.60 |" in res.stdout
+    assert "below 5 deg throughout in 1 of 2; NEES within bound: rotation 1.00, direction 0.80" in res.stdout
+    gt = tmp_path / "st_a.gt.json"
+    gt.write_text(json.dumps({"frames": {}}))
+    res = subprocess.run([sys.executable, script, a, str(gt)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "st_a.gt.json" in res.stderr
