@@ -3,7 +3,7 @@
 An image against an exactly known affine copy of itself: the mean offset of the matches from
 the truth is the matcher's coordinate bias (noise averages out over hundreds of matches). Read
 with the authors' arithmetic the bias is about 1 px without rotation and about 2 px at 20 degrees;
-read as XFeat's training defined the cells and bins, it is below 0.15 px in every case measured
+read with the corrected cell and bin positions, it is below 0.15 px in every case measured
 (docs/ACCURACY.md, "XFeat* coordinates")."""
 import cv2
 import numpy as np

@@ -33,7 +33,7 @@ class XFeatMatcher(Matcher):
     LighterGlue's match threshold. clahe: equalise both images (CLAHE) before extraction, which
     lifts dark night-time visible images. both_polarities: match image 1 and its inverse and
     return both sets (use with the pipeline's polarity "normal"). exact_coordinates: XFeat*
-    points where its training defined them (False: the authors' arithmetic, see _refine). device:
+    points where the ground truth puts them (False: the authors' arithmetic, see _refine). device:
     "auto", "cpu" or "cuda[:N]".
     """
 
@@ -153,16 +153,18 @@ class XFeatMatcher(Matcher):
 
     def _refine(self, d0: dict, d1: dict, pairs, shape0, shape1) -> tuple[np.ndarray, np.ndarray]:
         """XFeat.refine_matches (image 0's coarse points moved by the fine offsets, confidence >
-        0.25), with the points placed where XFeat's training put them.
+        0.25), with the points placed where the ground truth puts them.
 
         The authors' inference reads a coarse cell as its top-left pixel (8 j), the 8x8 offset
-        bins as -4..3 and the resizes as plain scalings. Training supervised image 1's cell at its
-        centre (8 j + 3.5) and image 0's bin k as the pixel interval [k, k + 1) of its cell
-        (centre 8 i + k + 0.5); both resizes (F.interpolate, align_corners=False) align pixel
-        areas. Read that way, points lie where the ground truth says, for any relative rotation
-        and scale; read the authors' way they are off by about 1 px between the two images
-        without rotation and 2-3 px at 20-30 degrees (docs/ACCURACY.md, "XFeat* coordinates";
-        test_xfeat_coordinates.py). ``exact_coordinates=False`` keeps the authors' arithmetic."""
+        bins as -4..3 and the resizes as plain scalings. Their training code labels image 0's bin
+        k as the pixel interval [k, k + 1) of its cell (the point 8 i + k + 0.5); the released
+        network behaves as if image 1's cell stood for its centre (8 j + 3.5: a bias fit over
+        rotations and scales gives 3.4 / 3.6 and, for image 0, 4.4 / 4.7 extraction px); both
+        resizes (F.interpolate, align_corners=False) align pixel areas. Read that way the points
+        lie on the truth for any relative rotation and scale; read the authors' way they are off
+        by about 1 px between the two images without rotation and 2-3 px at 20-30 degrees
+        (docs/ACCURACY.md, "XFeat* coordinates"; test_xfeat_coordinates.py).
+        ``exact_coordinates=False`` keeps the authors' arithmetic."""
         import torch
 
         idx0, idx1 = pairs[0]
