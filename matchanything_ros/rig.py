@@ -366,7 +366,8 @@ class _Essential:
         if m.sum() < 8:
             return fresh
         R, t = refine_pose(start.R, start.t, x0[m], x1[m], iters=8, scale=self.robust_scale)
-        warm = self._oriented(RigModel(self.mode, R=R, t=t), x0, x1)
+        m = self.residuals(RigModel(self.mode, R=R, t=t), x0, x1) <= self.threshold
+        warm = RigModel(self.mode, R=R, t=_facing(R, t, x0[m], x1[m])), m
         if fresh is None or self._cost(warm[0], x0, x1) <= self._cost(fresh[0], x0, x1):
             return warm
         return fresh
@@ -374,13 +375,6 @@ class _Essential:
     def _cost(self, model: RigModel, x0, x1) -> float:
         """Truncated quadratic (MSAC) cost of the pool, px^2."""
         return float(np.sum(np.minimum(self.residuals(model, x0, x1), self.threshold) ** 2))
-
-    def _oriented(self, model: RigModel, x0, x1) -> tuple[RigModel, np.ndarray]:
-        """The model with the sign of t that puts its inliers in front, and its inlier mask."""
-        m = self.residuals(model, x0, x1) <= self.threshold
-        if _in_front(model.R, model.t, x0[m], x1[m]) < 0.5:
-            model.t = -model.t
-        return model, m
 
     def _fit_fresh(self, x0, x1) -> tuple[RigModel, np.ndarray] | None:
         import cv2
@@ -401,13 +395,7 @@ class _Essential:
         if R is None or good == 0:
             return None
         R, t = refine_pose(R, t.ravel(), x0[m], x1[m], iters=8, scale=self.robust_scale)
-        # cheirality of the refined pose decides the sign of t; whether the direction is
-        # observable is decided by its bootstrap spread (covariance below), not by the share in
-        # front: among thousands of pooled inliers some wrong ones always land behind a camera
-        front = _in_front(R, t, x0[m], x1[m])
-        if front < 0.5:
-            t = -t
-        return RigModel(self.mode, R=R, t=t), m
+        return RigModel(self.mode, R=R, t=_facing(R, t, x0[m], x1[m])), m
 
     def bootstrap(self, model: RigModel, x0, x1, samples: list[np.ndarray]) -> list[RigModel]:
         """A robust Gauss-Newton refit per bootstrap sample, started at the estimate. (A single
@@ -461,6 +449,13 @@ class _Essential:
             cov[:, :3] = 0.0
             cov[:3, :3] = UNKNOWN_SCALE_VARIANCE * np.eye(3)
         return 0.5 * (cov + cov.T), rot_sigma, trans_sigma
+
+
+def _facing(R, t, x0, x1) -> np.ndarray:
+    """t or -t: the sign that puts most of the inliers in front of both cameras. (Whether the
+    direction is observable is decided by its bootstrap spread, covariance above, not by the
+    share in front: among thousands of pooled inliers some wrong ones always land behind.)"""
+    return t if _in_front(R, t, x0, x1) >= 0.5 else -t
 
 
 def _in_front(R, t, x0, x1) -> float:
