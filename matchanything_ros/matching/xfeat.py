@@ -12,6 +12,8 @@ RoadScene development pairs among these methods, see docs/ACCURACY.md.
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .base import Matcher, MatcherError, Matches, to_gray_uint8
@@ -20,8 +22,6 @@ from .resize import resize_for_matcher, to_original
 
 METHODS = ("sparse", "star", "lighterglue")
 XFEAT_MIN_SIDE = 64  # px after resizing, see _match
-# XFeat.extract_dualscale's two extraction scales (its defaults, hard-coded there too)
-XFEAT_SCALES = (0.6, 1.3)
 
 
 class XFeatMatcher(Matcher):
@@ -78,6 +78,10 @@ class XFeatMatcher(Matcher):
         with XFEAT_PRETRAINED_WEIGHTS_PATH.open("rb") as f:
             state = torch.load(f, map_location="cpu", weights_only=True)
         self._xfeat = XFeat(weights=state, top_k=self.top_k, detection_threshold=detection_threshold)
+        # the two extraction scales of XFeat*, read from XFeat.extract_dualscale's defaults (the
+        # values detectAndComputeDense uses), so _refine maps points as that version extracts them
+        dual = inspect.signature(XFeat.extract_dualscale).parameters
+        self._dense_scales = (float(dual["s1"].default), float(dual["s2"].default))
         self._xfeat.dev = self.device
         self._xfeat.net.to(self.device).eval()
         self._cache: tuple[bytes, dict] | None = None
@@ -178,8 +182,8 @@ class XFeatMatcher(Matcher):
         if not self.exact_coordinates:
             k0 = kp0 + offsets * sc0[:, None]  # the authors' refine_matches
             return k0[good].astype(np.float32), kp1[good]
-        g0 = _grid_factor(shape0, sc0)
-        g1 = _grid_factor(shape1, d1["scales"][0][idx1].cpu().numpy())
+        g0 = _grid_factor(shape0, sc0, self._dense_scales)
+        g1 = _grid_factor(shape1, d1["scales"][0][idx1].cpu().numpy(), self._dense_scales)
         # extraction pixel e -> input pixel (e + 0.5) g - 0.5 (both resizes area-aligned)
         k0 = kp0 + (offsets + 4.5 + 0.5) * g0 - 0.5  # bin k -> 8 i + k + 0.5
         k1 = kp1 + (3.5 + 0.5) * g1 - 0.5  # cell j -> 8 j + 3.5
@@ -235,13 +239,14 @@ class XFeatMatcher(Matcher):
         return Matches(to_original(k0, s0), to_original(k1, s1), scores, {"method": self.method})
 
 
-def _grid_factor(shape: tuple[int, ...], scales: np.ndarray) -> np.ndarray:
+def _grid_factor(shape: tuple[int, ...], scales: np.ndarray, extraction_scales: tuple[float, ...]) -> np.ndarray:
     """Per keypoint, (x, y) input pixels per extraction pixel, as XFeat computes them: the image
-    (h, w) is interpolated by s (``scales`` holds 1 / s) to floor(h s) x floor(w s), then resized
-    to multiples of 32 (XFeat.preprocess_tensor)."""
+    (h, w) is interpolated by s, one of ``extraction_scales`` (``scales`` holds 1 / s per
+    keypoint), to floor(h s) x floor(w s), then resized to multiples of 32
+    (XFeat.preprocess_tensor)."""
     h, w = shape[-2:]
     out = np.full((len(scales), 2), np.nan)
-    for s in XFEAT_SCALES:
+    for s in extraction_scales:
         on = np.abs(scales * s - 1.0) < 1e-3
         hs, ws = int(np.floor(h * s)), int(np.floor(w * s))
         out[on] = ((ws / (ws // 32 * 32)) / s, (hs / (hs // 32 * 32)) / s)
