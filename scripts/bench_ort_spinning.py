@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+SETTINGS = (("spinning (ORT default)", "1"), ("sleeping (package default)", "0"))  # name, allow_spinning
 
 CHILD = r"""
 import json, resource, sys, time
@@ -73,14 +74,14 @@ def main() -> int:
         export_onnx(random_deploy_model(), onnx_path, h, w)
     env = {k: v for k, v in os.environ.items() if k != "MATCHANYTHING_ORT_SPINNING"}
     env["PYTHONPATH"] = str(REPO)
-    rows: dict[str, list[dict]] = {"spinning (ORT default)": [], "sleeping (package default)": []}
+    rows: dict[str, list[dict]] = {name: [] for name, _ in SETTINGS}
     for _ in range(args.rounds):
-        for name, spin in (("spinning (ORT default)", "1"), ("sleeping (package default)", "0")):
+        for name, spin in SETTINGS:
             out = subprocess.run([sys.executable, "-c", CHILD, str(onnx_path), spin, str(args.threads),
                                   str(args.warmup), str(args.calls), str(w), str(h)],
                                  env=env, capture_output=True, text=True, check=True)
             rows[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"ELoFTR {w}x{h}, ONNX Runtime CPU, {rows['spinning (ORT default)'][0]['threads']} intra-op threads, "
+    print(f"ELoFTR {w}x{h}, ONNX Runtime CPU, {rows[SETTINGS[0][0]][0]['threads']} intra-op threads, "
           f"{args.calls} calls x {args.rounds} rounds; load average {os.getloadavg()[0]:.1f} after the run")
     print("| idle pool threads | CPU-s per call (each round) | wall s per call, median (each round) |")
     print("|---|---|---|")

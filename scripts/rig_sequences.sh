@@ -31,11 +31,11 @@ run st_fixed --synthetic stereo --rig-fixed --frames 30 --size 640x512 -- --conf
   -p rig.enabled=true -p output.rig_calibration_file="$out/st_fixed.rig.yaml"
 # nine more rigs (the cameras of seeds 100, ..., 900), the same way; then one table of all ten
 if [[ ${RIG_STEREO_ALL:-1} == 1 ]]; then
+  reports=("$out/st_fixed.json")
   for base in 100 200 300 400 500 600 700 800 900; do
     run "st_fixed_$base" --synthetic stereo --rig-fixed --frames 30 --size 640x512 --seed "$base" -- \
       --config "$here/config/driving_rig.yaml" -p rig.enabled=true > /dev/null
+    reports+=("$out/st_fixed_$base.json")
   done
-  reports=("$out/st_fixed.json")
-  for base in 100 200 300 400 500 600 700 800 900; do reports+=("$out/st_fixed_$base.json"); done
   python3 "$here/scripts/rig_summary.py" "${reports[@]}" | tee "$out/stereo_summary.txt"
 fi

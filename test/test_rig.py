@@ -298,10 +298,9 @@ def test_essential_rig_warm_start_keeps_the_better_of_previous_and_fresh():
     K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
     R = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))[0]
     t = -R @ np.array([0.25, 0.02, 0.01])
-    frames = [_stereo_frame(rng, K, R, t) for _ in range(6)]
-    n = [cv2.undistortPoints(np.concatenate([f.matches.kpts0 for f in frames]).reshape(-1, 1, 2).astype(np.float64), K, None).reshape(-1, 2),
-         cv2.undistortPoints(np.concatenate([f.matches.kpts1 for f in frames]).reshape(-1, 1, 2).astype(np.float64), K, None).reshape(-1, 2)]
     ops = _Essential(2.0, 500.0)
+    points = [ops.frame_points(_stereo_frame(rng, K, R, t), K, K) for _ in range(6)]  # each frame's inliers
+    n = [np.concatenate([p[0] for p in points]), np.concatenate([p[1] for p in points])]
     good = ops.fit(*n, start=RigModel("essential", R=R, t=t / np.linalg.norm(t)))[0]
     assert rotation_angle_deg(good.R, R) < 0.05 and direction_angle_deg(good.t, t) < 1.0
     wrong_t = cv2.Rodrigues(np.array([0.0, 0.0, np.radians(40)]))[0] @ t
