@@ -19,6 +19,7 @@ import torch
 from test_eloftr_common import build_deploy, build_reference, textured_image
 
 from matchanything_ros.models.eloftr.coarse import coarse_confidence
+from matchanything_ros.models.eloftr.compare import captured_confidence
 from matchanything_ros.models.eloftr.config import TRANSFORMERS_CHOICES, ELoFTRConfig
 
 SIZES = [(128, 160), (160, 224)]
@@ -71,16 +72,8 @@ def reference_internals(ref, img0, img1, threshold):
     keypoints of those pairs, all from the reference's own modules."""
     previous = ref.config.coarse_matching_threshold  # the reference is shared: restore it
     ref.config.coarse_matching_threshold = threshold
-    captured = {}
-    original = ref._get_matches_from_scores
-
-    def capture(scores):
-        captured["confidence"] = scores.detach().clone()
-        return original(scores)
-
-    ref._get_matches_from_scores = capture
     try:
-        with torch.no_grad():
+        with captured_confidence(ref) as captured, torch.no_grad():
             feats = ref.efficientloftr(torch.stack([img0, img1], dim=1)).feature_maps
             coarse = feats[0]
             h, w = coarse.shape[-2:]
@@ -95,7 +88,6 @@ def reference_internals(ref, img0, img1, threshold):
             kp1 = torch.stack([j_sel % w, j_sel // w], -1).float() * scale
             refined = authors_fine_matching(ref, win0[0, i_sel], win1[0, j_sel], kp0, kp1)
     finally:
-        del ref._get_matches_from_scores
         ref.config.coarse_matching_threshold = previous
     confidence = captured["confidence"].reshape(h * w, h * w)
     return confidence, i_sel, j_sel, s_of_i[i_sel], refined

@@ -15,6 +15,7 @@ in one process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
@@ -59,9 +60,11 @@ def build_reference(seed: int = 0, threshold: float = 0.1, weights=None):
     return ref.eval()
 
 
-def reference_coarse(ref, img0: torch.Tensor, img1: torch.Tensor):
-    """Reference coarse confidence (L0, L1) and its selected (i, j) cell pairs."""
-    captured = {}
+@contextlib.contextmanager
+def captured_confidence(ref):
+    """While inside, the reference's coarse confidence (what ``_get_matches_from_scores`` is
+    given) is copied into the yielded dict under "confidence"; the method is restored after."""
+    captured: dict = {}
     original = ref._get_matches_from_scores
 
     def capture(scores):
@@ -70,12 +73,17 @@ def reference_coarse(ref, img0: torch.Tensor, img1: torch.Tensor):
 
     ref._get_matches_from_scores = capture
     try:
-        with torch.no_grad():
-            feats = ref.efficientloftr(torch.stack([img0, img1], dim=1)).feature_maps
-            h = feats[0].shape[-2]
-            _, _, indices = ref._coarse_matching(feats[0], img0.shape[-2] / h)
+        yield captured
     finally:
         del ref._get_matches_from_scores
+
+
+def reference_coarse(ref, img0: torch.Tensor, img1: torch.Tensor):
+    """Reference coarse confidence (L0, L1) and its selected (i, j) cell pairs."""
+    with captured_confidence(ref) as captured, torch.no_grad():
+        feats = ref.efficientloftr(torch.stack([img0, img1], dim=1)).feature_maps
+        h = feats[0].shape[-2]
+        _, _, indices = ref._coarse_matching(feats[0], img0.shape[-2] / h)
     conf = captured["confidence"]
     conf = conf.reshape(conf.shape[1] * conf.shape[2], -1)
     j_of_i = indices[0, 1]
