@@ -65,11 +65,12 @@ class RigConfig:
     alarm_hold: int = 50  # frames the ERROR is held after a change
     # Essential: the bootstrap over frames sees how much frames disagree, not the error they
     # share. Cross-modal matches carry structured errors of a fraction of a pixel (not noise:
-    # with ground-truth-correct matches only, the pooled direction is still off by 0.2-4 deg
-    # where least squares claims 0.06 deg), so the covariance gets a floor the bootstrap cannot
+    # with ground-truth-correct matches only, the pooled direction is still off by up to 3.6 deg
+    # where least squares claims 0.6 deg), so the covariance gets a floor the bootstrap cannot
     # give: systematic_px per rotation axis (as a shift of that size at the focal length) and
     # systematic_deg on the translation direction (per tangent axis). Chosen on six synthetic
-    # fixed-rig sequences so that NEES stays in its 95 % bounds (docs/ACCURACY.md, "Rig mode").
+    # fixed-rig sequences so that NEES stays in its 95 % bounds (docs/ACCURACY.md, "Rig mode";
+    # scripts/rig_study.py).
     systematic_px: float = 1.0
     systematic_deg: float = 3.0
 
