@@ -43,6 +43,9 @@ FLIP_SHARE = 1e-3
 MODES = ("demo", "mnn")
 
 
+pytestmark = pytest.mark.slow  # runs the reference network: tens of seconds on 2 cores
+
+
 @pytest.fixture(scope="module")
 def pack():
     try:

@@ -90,6 +90,7 @@ def test_matcher_torch(weights_file, images):
     np.testing.assert_array_equal(again.kpts0, result.kpts0)
 
 
+@pytest.mark.slow
 def test_matcher_onnxruntime_agrees_with_torch(weights_file, images, tmp_path):
     from matchanything_ros.models.eloftr.matcher import ELoFTRMatcher
 

@@ -61,6 +61,7 @@ def test_round_robin_drops_a_failing_case():
     assert isinstance(errors["flaky"], RuntimeError) and "ok" not in errors
 
 
+@pytest.mark.slow
 def test_benchmark_rows_side_by_side(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     transformers = pytest.importorskip("transformers")

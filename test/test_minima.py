@@ -257,6 +257,7 @@ def test_loftr_matcher_equals_kornia(pair, ckpt_dir):
     assert np.median(got.kpts1 - got.kpts0, 0) == pytest.approx(SHIFT, abs=1.0)
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_torch(pair, tmp_path):
     pytest.importorskip("onnxruntime")
     from matchanything_ros.engines import create_engine
@@ -335,6 +336,7 @@ def test_cli_match_and_weights(pair, ckpt_dir, tmp_path):
     assert len(run.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_accuracy_protocol_runs_minima_models(tmp_path):
     """The accuracy protocol builds the MINIMA models like any other (random weights: plumbing only)."""
     data = os.path.join(os.getcwd(), "..", "shared", "data", "roadscene_dev")
@@ -349,6 +351,7 @@ def test_accuracy_protocol_runs_minima_models(tmp_path):
     assert "minima_loftr (kornia LoFTR" in text and "minima_splg (backend=" in text
 
 
+@pytest.mark.slow
 def test_benchmark_models_rows(tmp_path):
     """`benchmark --models` times whole matchers round-robin: one row per model[:backend]."""
     from matchanything_ros.matching.model_benchmark import parse_cases, run_model_benchmark

@@ -6,15 +6,22 @@ import subprocess
 from pathlib import Path
 
 
+def _stub_python(tmp_path) -> Path:
+    """A stand-in interpreter in .venv that prints its arguments (the pytest command line)."""
+    python = tmp_path / ".venv" / "bin" / "python"
+    if not python.exists():
+        python.parent.mkdir(parents=True, exist_ok=True)
+        python.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+        python.chmod(0o755)
+    return python
+
+
 def _run_test_sh(repo_root, tmp_path, *args) -> list[str]:
-    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts").mkdir(exist_ok=True)
     shutil.copy(repo_root / "scripts" / "test.sh", tmp_path / "scripts" / "test.sh")
     (tmp_path / "scripts" / "setup_env.sh").write_text("exit 0\n")
-    (tmp_path / ".venv" / "bin").mkdir(parents=True)
-    python = tmp_path / ".venv" / "bin" / "python"
-    python.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')  # prints the pytest command line
-    python.chmod(0o755)
-    (tmp_path / "test").mkdir()
+    _stub_python(tmp_path)
+    (tmp_path / "test").mkdir(exist_ok=True)
     (tmp_path / "test" / "test_node.py").write_text("")
     res = subprocess.run(["bash", "scripts/test.sh", *args], cwd=tmp_path, capture_output=True, text=True,
                          env=dict(os.environ), timeout=60)
@@ -22,22 +29,35 @@ def _run_test_sh(repo_root, tmp_path, *args) -> list[str]:
     return res.stdout.split("\n")[:-1]
 
 
-def test_test_sh_runs_the_whole_suite_by_default(repo_root, tmp_path):
-    assert _run_test_sh(repo_root, tmp_path) == ["-m", "pytest", "test"]
+def test_test_sh_runs_the_quick_suite_by_default_and_everything_with_all(repo_root, tmp_path):
+    assert _run_test_sh(repo_root, tmp_path) == ["-m", "pytest", "test", "-m", "not slow"]
+    shutil.rmtree(tmp_path / "scripts")
+    assert _run_test_sh(repo_root, tmp_path, "--all") == ["-m", "pytest", "test"]
 
 
 def test_test_sh_keeps_the_suite_with_options_only(repo_root, tmp_path):
-    # "-k slop": the expression is no path, so the whole suite is filtered
-    assert _run_test_sh(repo_root, tmp_path, "-k", "slop", "-x") == ["-m", "pytest", "test", "-k", "slop", "-x"]
+    # "-k slop": the expression is no path, so the (quick) suite is filtered
+    assert _run_test_sh(repo_root, tmp_path, "-k", "slop", "-x") == [
+        "-m", "pytest", "test", "-m", "not slow", "-k", "slop", "-x"]
 
 
 def test_test_sh_forwards_test_paths(repo_root, tmp_path):
+    # a named file runs whole, slow tests included
     assert _run_test_sh(repo_root, tmp_path, "test/test_node.py", "-k", "slop") == [
         "-m", "pytest", "test/test_node.py", "-k", "slop"]
 
 
-def test_ci_runs_the_readme_test_command(repo_root):
-    assert Path(repo_root / ".ci" / "run").read_text().strip().endswith("exec bash scripts/test.sh")
+def test_test_sh_latest_uses_its_own_venv_and_shows_the_drift(repo_root, tmp_path):
+    latest = tmp_path / ".venv-latest" / "bin" / "python"
+    latest.parent.mkdir(parents=True)
+    latest.write_text('#!/bin/sh\necho latest; for a in "$@"; do echo "$a"; done\n')
+    latest.chmod(0o755)
+    out = _run_test_sh(repo_root, tmp_path, "--latest", "--all", "-x")
+    assert out == ["latest", "scripts/lock.py", "diff", "requirements.lock", "latest", "-m", "pytest", "test", "-x"]
+
+
+def test_ci_runs_the_readme_test_command_with_the_slow_tests(repo_root):
+    assert Path(repo_root / ".ci" / "run").read_text().strip().endswith("exec bash scripts/test.sh --all")
 
 
 def test_commands_quoted_in_the_docs_parse(repo_root):
