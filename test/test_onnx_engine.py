@@ -6,6 +6,8 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
+pytestmark = pytest.mark.slow  # exports / runs the reference network: tens of seconds on 2 cores
+
 from matchanything_ros.engines import EngineError, create_engine  # noqa: E402
 from matchanything_ros.engines.export import (  # noqa: E402
     FP32_TAG,
@@ -46,16 +48,34 @@ def test_onnxruntime_matches_pytorch(model, exported):
         assert s_o.shape == s_t.shape == (TOP_K,) and k0_o.shape == k1_o.shape == (TOP_K, 2)
         assert np.abs(s_o - s_t).max() <= 1e-4
         valid = s_t > 0
-        # identical selected matches: same slots filled, same order, same cells
+        # the same number of matches (slots filled in score order)
         np.testing.assert_array_equal(s_o > 0, valid)
         if threshold == 0.0:
             assert valid.sum() >= 10, "random weights should give tens of matches"
         assert c_o == c_t
-        # keypoints: every slot within 0.05 px but for fine-stage-1 near-ties, which these random
+        # keypoints: every match within 0.05 px but for fine-stage-1 near-ties, which these random
         # weights (flat window softmax, hundreds of weak pairs kept at threshold 0) make common;
-        # at most 1 % of the slots may pick a neighbouring window pixel
-        err = np.maximum(np.abs(k0_o - k0_t).max(-1), np.abs(k1_o - k1_t).max(-1))[valid]
+        # at most 1 % of the matches may pick a neighbouring window pixel
+        err = _slot_errors(k0_o, k1_o, s_o, k0_t, k1_t, s_t)[valid]
         assert (err > 0.05).mean() <= 0.01 and err.max() <= 8.0, (err > 0.05).sum()
+
+
+def _slot_errors(k0_o, k1_o, s_o, k0_t, k1_t, s_t, score_tol=1e-4) -> np.ndarray:
+    """Per ONNX Runtime slot, the keypoint distance (px) to its PyTorch twin.
+
+    The engines guarantee the same matches with scores within ``score_tol``, sorted by score;
+    the order of matches whose scores differ by float rounding (1e-8 apart here: these random
+    weights give hundreds of near-equal scores) is not defined, so a slot's twin is the nearest
+    unused PyTorch match among those with a score within ``score_tol``, not the same slot."""
+    used = np.zeros(len(s_t), bool)
+    err = np.full(len(s_o), np.inf)
+    for i in range(len(s_o)):
+        cand = np.flatnonzero(~used & (np.abs(s_t - s_o[i]) <= score_tol))
+        if len(cand):
+            d = np.maximum(np.abs(k0_t[cand] - k0_o[i]).max(-1), np.abs(k1_t[cand] - k1_o[i]).max(-1))
+            j = cand[np.argmin(d)]
+            used[j], err[i] = True, d.min()
+    return err
 
 
 def test_export_metadata_and_fp32_tags(exported):
