@@ -55,6 +55,37 @@ def _title(canvas: np.ndarray, text: str) -> None:
     cv2.putText(canvas, text, (5, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
+def match_plan(
+    n: int,
+    valid: np.ndarray,
+    inliers: np.ndarray | None,
+    max_draw: int,
+    outliers: bool,
+) -> tuple[np.ndarray, str]:
+    """Which matches :func:`draw_matches` draws, in drawing order, and its caption.
+
+    ``valid``: the indices of the matches with finite keypoints. Without ``outliers`` only
+    inliers are drawn; past ``max_draw`` an evenly spread, deterministic subset (keeping the
+    inlier / outlier mix); outliers first, so that inliers are drawn on top."""
+    if inliers is not None and not outliers:
+        valid = valid[inliers[valid]]
+    if len(valid) > max_draw:
+        valid = valid[np.linspace(0, len(valid) - 1, max_draw).round().astype(int)] if max_draw else valid[:0]
+    order = valid if inliers is None else np.concatenate([valid[~inliers[valid]], valid[inliers[valid]]])
+    caption = f"{n} matches" if inliers is None else f"{int(inliers.sum())}/{n} inliers"
+    shown = n if inliers is None or outliers else int(inliers.sum())
+    if len(order) < shown:
+        caption += f" (drawn {len(order)})"
+    if inliers is not None and not outliers and shown < n:
+        caption += ", outliers not drawn"
+    return order, caption
+
+
+def match_colour(inliers: np.ndarray | None, i: int) -> tuple[int, int, int]:
+    """BGR colour of match ``i``: green inlier, red outlier, yellow when no mask was given."""
+    return UNVERIFIED_BGR if inliers is None else (INLIER_BGR if inliers[i] else OUTLIER_BGR)
+
+
 def draw_matches(
     visible: np.ndarray,
     thermal: np.ndarray,
@@ -70,8 +101,8 @@ def draw_matches(
     original pixels. Inliers are drawn green; outliers only with ``outliers=True``, in red (on
     cross-modal pairs they are often most of the raw matches, and their crossing lines hide the
     result). Without an ``inliers`` mask every match is yellow. At most ``max_draw`` matches are
-    drawn (an evenly spread, deterministic subset of those shown). A title line at the top left
-    gives the counts, prefixed by ``title`` if given. Returns a (max(h0, h1), w0 + w1, 3) uint8 BGR image; 16-bit
+    drawn (:func:`match_plan` says which). A title line at the top left gives the counts,
+    prefixed by ``title`` if given. Returns a (max(h0, h1), w0 + w1, 3) uint8 BGR image; 16-bit
     or float inputs are stretched with the default thermal normalisation.
     """
     import cv2
@@ -94,29 +125,16 @@ def draw_matches(
     canvas[:h1, w0:] = right
 
     valid = np.flatnonzero(np.isfinite(k0).all(axis=1) & np.isfinite(k1).all(axis=1))
-    if inliers is not None and not outliers:
-        valid = valid[inliers[valid]]
-    if len(valid) > max_draw:
-        # Evenly spaced indices: deterministic, and keeps the inlier/outlier mix of the input.
-        valid = valid[np.linspace(0, len(valid) - 1, max_draw).round().astype(int)] if max_draw else valid[:0]
-    # Outliers first so that inliers are drawn on top.
-    order = valid if inliers is None else np.concatenate([valid[~inliers[valid]], valid[inliers[valid]]])
+    order, caption = match_plan(n, valid, inliers, max_draw, outliers)
     radius = max(2, round(min(canvas.shape[:2]) / 200))
     for i in order:
-        colour = UNVERIFIED_BGR if inliers is None else (INLIER_BGR if inliers[i] else OUTLIER_BGR)
+        colour = match_colour(inliers, i)
         a = (int(round(k0[i, 0])), int(round(k0[i, 1])))
         b = (int(round(k1[i, 0])) + w0, int(round(k1[i, 1])))
         cv2.line(canvas, a, b, colour, 1, cv2.LINE_AA)
         cv2.circle(canvas, a, radius, colour, -1, cv2.LINE_AA)
         cv2.circle(canvas, b, radius, colour, -1, cv2.LINE_AA)
-
-    counts = f"{n} matches" if inliers is None else f"{int(inliers.sum())}/{n} inliers"
-    shown = n if inliers is None or outliers else int(inliers.sum())
-    if len(order) < shown:
-        counts += f" (drawn {len(order)})"
-    if inliers is not None and not outliers and shown < n:
-        counts += ", outliers not drawn"
-    _title(canvas, f"{title}: {counts}" if title else counts)
+    _title(canvas, f"{title}: {caption}" if title else caption)
     return canvas
 
 
