@@ -28,7 +28,9 @@ DEADLINE_S = 240  # generous: the CI machine is shared
 def long_input(tmp_path_factory):
     """600 pairs: far more than a test lets a replay process before it is killed."""
     root = tmp_path_factory.mktemp("crash")
-    gt = write_bag(easy_frames(2, size=(160, 128)) * 300, root / "in")
+    # seeds 1-2: 70-170 SIFT matches at this size (seed 0 has 11-13 there, at the 12-match
+    # minimum: whether it registers moves with OpenCV's SIFT, and this test is about the bag)
+    gt = write_bag(easy_frames(2, size=(160, 128), seed=1) * 300, root / "in")
     return root, gt
 
 
