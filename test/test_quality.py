@@ -143,10 +143,12 @@ def test_fundamental_has_no_calibrated_score_and_is_not_gated():
 
 
 def test_pose_covariance_consistent_or_not_ok_on_synthetic_stereo():
-    """Real matches (XFeat) on synthetic stereo pairs: every OK frame's rotation error is
-    consistent with its published covariance (NEES within chi-square 99 % bounds); a frame
-    whose error the covariance would not cover (seed 7, 4.7 deg) is LOW_QUALITY instead.
-    (The >= 90 % figure over 100 pairs is scripts/verdict_study.py's, docs/ACCURACY.md.)"""
+    """Real matches (XFeat) on synthetic stereo pairs: every OK frame's published covariance
+    covers its rotation error (NEES below the chi-square 99 % bound); a frame whose error the
+    covariance would not cover (seed 7 once gave 4.7 deg) must be LOW_QUALITY instead. A frame
+    more accurate than its covariance says is no breach (the lower bound is a property of many
+    frames: the >= 90 % within both bounds over 100 pairs is scripts/verdict_study.py's,
+    docs/ACCURACY.md)."""
     from matchanything_ros.synthetic import make_stereo_pair
 
     pipe = Pipeline(PipelineConfig(model="xfeat", geometry="essential"))
@@ -165,7 +167,7 @@ def test_pose_covariance_consistent_or_not_ok_on_synthetic_stereo():
         R01_gt, _ = camera1_pose_in_camera0(pair.R, pair.t)
         d = _log_so3(R01_gt @ R01.T)
         nees = float(d @ np.linalg.solve(g.covariance[3:, 3:], d))
-        assert CHI2_3_99[0] <= nees <= CHI2_3_99[1], (seed, nees, np.degrees(np.linalg.norm(d)))
+        assert nees <= CHI2_3_99[1], (seed, nees, np.degrees(np.linalg.norm(d)))
     assert ok >= 1
 
 
