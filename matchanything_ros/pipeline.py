@@ -55,6 +55,10 @@ class PipelineConfig:
     # (pool the matches of both into one fit: thermal contrast flips per object, not per image;
     # roadscene_dev SR@10 0.73 vs 0.66 for auto, docs/ACCURACY.md)
     polarity: str = "both"
+    # homography / affine: match again with the thermal image warped by the first fit (near
+    # identity: the matcher sees aligned views, so matches spread over the image), refit, and
+    # keep the refit when its quality score is higher. Doubles the matching time.
+    refine: bool = False
     thermal: ThermalConfig = field(default_factory=ThermalConfig)
     # rig mode: the rig's geometry estimated over frames, per-frame results gated by it (rig.py)
     rig: RigConfig = field(default_factory=RigConfig)
@@ -316,13 +320,21 @@ class Pipeline:
         th_wh = (np.asarray(thermal).shape[1], np.asarray(thermal).shape[0])
         matches, geom, polarity, quality = self.fit(found, polarities, vis_wh, th_wh, K0, K1)
         t_geom = time.perf_counter() - tb
+        refine_s = None
+        if cfg.refine and cfg.geometry in ("homography", "affine"):
+            tr = time.perf_counter()
+            refined = self.refine(vis, th, geom, quality, polarities, vis_wh, th_wh)
+            if refined is not None:
+                matches, geom, polarity, quality = refined
+            refine_s = time.perf_counter() - tr
         total = time.perf_counter() - t0
         result = PipelineResult(
             matches=matches,
             geometry=geom,
             polarity=polarity,
             model=self.matcher.describe(),
-            timings={"preprocess": t1 - t0, "match": t_match, "geometry": t_geom, "total": total},
+            timings={"preprocess": t1 - t0, "match": t_match, "geometry": t_geom, "total": total,
+                     **({} if refine_s is None else {"refine": refine_s})},
             visible_shape=tuple(np.asarray(visible).shape[:2]),
             thermal_shape=tuple(np.asarray(thermal).shape[:2]),
             quality=quality,
@@ -334,6 +346,58 @@ class Pipeline:
             result.timings["total"] += result.timings["rig"]
         return result
 
+    def refine(
+        self,
+        vis: np.ndarray,
+        th: np.ndarray,
+        first: GeometryResult,
+        first_quality: Quality,
+        polarities: tuple[str, ...],
+        visible_wh: tuple[int, int],
+        thermal_wh: tuple[int, int],
+    ) -> tuple[Matches, GeometryResult, str, Quality] | None:
+        """The refinement pass (``refine``): match again with the thermal image warped by the
+        first fit's model (withheld or not, :meth:`match_refined`), fit as in :meth:`fit`, and
+        return that fit when its quality score beats the first one's, else None (keep the first)."""
+        H0 = first.matrix if first.matrix is not None else first.rejected_matrix
+        if H0 is None:
+            return None
+        found = self.match_refined(vis, th, H0, polarities, visible_wh, thermal_wh)
+        refined = self.fit(found, polarities, visible_wh, thermal_wh, refined=True)
+        return refined if refined_is_better(first_quality, refined[3]) else None
+
+    def match_refined(
+        self,
+        vis: np.ndarray,
+        th: np.ndarray,
+        H0: np.ndarray,
+        polarities: tuple[str, ...],
+        visible_wh: tuple[int, int],
+        thermal_wh: tuple[int, int],
+    ) -> list[Matches]:
+        """Matches of ``vis`` against the preprocessed thermal image ``th`` warped into the
+        visible frame by ``H0`` (visible px -> thermal px), per polarity, with the thermal
+        points mapped back to thermal pixels (those that land outside the thermal image dropped)."""
+        import cv2
+
+        H0 = np.asarray(H0, dtype=np.float64)
+        w, h = int(visible_wh[0]), int(visible_wh[1])
+        # dst(x) = th(H0 x). Replicated borders: a black border would be a strong edge that
+        # exists in neither camera.
+        warped = cv2.warpPerspective(th, H0, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        found = []
+        for polarity in polarities:
+            m = self.matcher.match(vis, 255 - warped if polarity == "inverted" else warped)
+            k1 = np.asarray(m.kpts1, dtype=np.float64).reshape(-1, 2)
+            q = np.column_stack([k1, np.ones(len(k1))]) @ H0.T
+            with np.errstate(divide="ignore", invalid="ignore"):
+                k1 = q[:, :2] / q[:, 2:3]
+            keep = (np.isfinite(k1).all(1) & (k1[:, 0] >= -0.5) & (k1[:, 1] >= -0.5)
+                    & (k1[:, 0] <= thermal_wh[0] - 0.5) & (k1[:, 1] <= thermal_wh[1] - 0.5))
+            found.append(Matches(np.asarray(m.kpts0)[keep], k1[keep].astype(np.float32), np.asarray(m.scores)[keep]))
+        return found
+
     def fit(
         self,
         found: list[Matches],
@@ -342,10 +406,12 @@ class Pipeline:
         thermal_wh: tuple[int, int],
         K0: np.ndarray | None = None,
         K1: np.ndarray | None = None,
+        refined: bool = False,
     ) -> tuple[Matches, GeometryResult, str, Quality]:
         """Geometry and verdict for the matches of each polarity (``found[i]`` for
         ``polarities[i]``): the step after matching, also run by scripts/verdict_study.py on
-        cached matches. Returns (matches, geometry, polarity used, quality); an OK fit whose
+        cached matches. ``refined``: matches of the refinement pass (scored with their own
+        coefficients, quality.family_of). Returns (matches, geometry, polarity used, quality); an OK fit whose
         quality score is below ``min_quality`` comes back as LOW_QUALITY, and so does (verdict
         on, polarity "both") an essential fit whose rotation neither polarity alone reproduces."""
         cfg = self.config
@@ -375,7 +441,7 @@ class Pipeline:
             for m, g, p in fits[1:]:
                 if _better(g, geom, len(m), len(matches)):
                     matches, geom, polarity = m, g, p
-        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh) if geom.ok else Quality(None)
+        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh, refined) if geom.ok else Quality(None)
         unstable = None
         if geom.ok and cfg.geometry == "essential" and cfg.polarity == "both":
             # an unstable pose: each polarity's matches alone give another rotation
@@ -389,6 +455,15 @@ class Pipeline:
                 geom, f"rotation differs by {unstable:.1f} deg from each single-polarity fit (> {MAX_POLARITY_DISAGREEMENT_DEG:g})"
             )
         return matches, geom, polarity, quality
+
+
+def refined_is_better(first: Quality, refined: Quality) -> bool:
+    """Keep the refinement pass's fit only when its quality score beats the first fit's (a first
+    fit without a score loses to any scored refit). Marks the kept one (feature ``refined``)."""
+    if refined.score is None or (first.score is not None and refined.score <= first.score):
+        return False
+    refined.features["refined"] = 1.0
+    return True
 
 
 def _pool(found: list[Matches]) -> Matches:

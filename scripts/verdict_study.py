@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
-"""Calibrate and check the per-frame verdict (quality score, OK threshold, pose covariance).
+"""Calibrate and check the per-frame verdict (quality score, OK threshold, pose covariance) on
+pairs it was not fitted on.
 
-  .venv/bin/python scripts/verdict_study.py collect [--bases 0,100,...,700] [--synthetic 200]
-  .venv/bin/python scripts/verdict_study.py report  [--fit] [--refresh] [--plot docs/verdict_curve.png]
+  .venv/bin/python scripts/verdict_study.py collect --bases 0,100,200,300 --synthetic 200 [--refine]
+  .venv/bin/python scripts/verdict_study.py aligned     # RoadScene's own alignment vs the fit, per pair
+  .venv/bin/python scripts/verdict_study.py report [--refine] [--fit --select [--fit-families F]] [--plot PNG]
   (``features`` recomputes the per-case features from the match cache; ``report`` does it once)
 
 ``collect`` runs the matcher (the pipeline's preprocessing, both thermal polarities) once per
 case and caches the matches under ``--cache`` (default /tmp/verdict_cache), so that iterations
-on features and score never re-run the matcher. Cases:
+on features and score never re-run the matcher; ``--refine`` also caches the refinement pass's
+matches (Pipeline.match_refined). Cases:
 
-* roadscene_dev: the 56 aligned pairs under the accuracy protocol, pair i warped with seed
-  BASE + i, for every BASE of ``--bases`` (each base is an independent draw of homographies);
+* RoadScene: the aligned pairs of every ``--data`` folder (roadscene_dev and roadscene_calib)
+  under the accuracy protocol, pair i warped with seed BASE + i, for every BASE of ``--bases``;
 * synthetic planar pairs (``make_planar_pair``, 640x512, seeds 0..N-1), homography truth;
 * synthetic stereo pairs (``make_stereo_pair``, 640x512, seeds 0..N-1), essential truth.
 
+Splits: the RoadScene pairs are split **by drive** (evaluation.drives.split_by_drive over the
+pairs of all folders): the score is fitted on the fit drives and every figure quoted is from
+the check drives, with 95 % intervals that resample whole drives; synthetic seeds below 100
+are fitted on, the others held out.
+
 ``report`` fits the pipeline's geometry (pooled polarities, as the default ``polarity: both``)
 to the cached matches, computes the verdict features (matchanything_ros.geometry.quality),
-fits the logistic score on the training split (``--fit``: prints coefficients to paste into
-quality.py) and prints, on the held-out split, the precision-coverage curve of OK and the
-pose covariance consistency (NEES). See docs/ACCURACY.md, "Per-frame verdict".
+optionally fits the logistic score on the fit split (``--fit``; ``--select`` picks the
+homography features by leave-one-drive-out log-loss on the fit drives; the coefficients are
+printed to paste into quality.py) and prints per group the precision-coverage curve of OK, the
+reliability of the score buckets, the wrong OK fits, and the pose covariance consistency
+(NEES). See docs/ACCURACY.md, "Per-frame verdict".
 """
 from __future__ import annotations
 
@@ -43,13 +53,17 @@ def _cases(args):
     from matchanything_ros.synthetic import make_planar_pair, make_stereo_pair
 
     bases = [int(b) for b in args.bases.split(",") if b.strip()]
-    pairs = load_aligned_pairs(_find_data(args.data)) if args.data else []
+    folders = [_find_data(d) for d in args.data.split(",") if d.strip()]
     n = args.synthetic
 
     def road(base):
-        for i, pair in enumerate(pairs):
-            warped, H = warp_pair(pair, base + i)
-            yield f"road_{base}_{pair.name}", "homography", pair.visible, warped, {"H": H, "base": base, "seed": base + i}
+        for folder in folders:
+            # roadscene_dev keeps its old keys ("road_..."), so earlier caches stay valid
+            label = "road" if folder.name == "roadscene_dev" else folder.name.replace("roadscene_", "")
+            for i, pair in enumerate(load_aligned_pairs(folder)):
+                warped, H = warp_pair(pair, base + i)
+                yield (f"{label}_{base}_{pair.name}", "homography", pair.visible, warped,
+                       {"H": H, "base": base, "seed": base + i, "data": folder.name, "name": pair.name})
 
     def planar():
         for s in range(n):
@@ -69,6 +83,22 @@ def _cases(args):
         yield from road(b)
 
 
+POLARITIES = ("normal", "inverted")
+
+
+def _save(out: Path, **arrays) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out.with_suffix(".tmp.npz"), **arrays)
+    out.with_suffix(".tmp.npz").rename(out)
+
+
+def _found(z) -> list:
+    """The cached matches of each polarity."""
+    from matchanything_ros.matching import Matches
+
+    return [Matches(z[f"{p}_k0"], z[f"{p}_k1"], z[f"{p}_s"]) for p in POLARITIES]
+
+
 def collect(args) -> None:
     from matchanything_ros.pipeline import Pipeline, PipelineConfig
 
@@ -80,17 +110,31 @@ def collect(args) -> None:
     done = 0
     for key, kind, visible, thermal, truth in _cases(args):
         out = cache / f"{key}.npz"
-        if out.exists():
+        # --refine: the refinement pass's matches (Pipeline.match_refined) with the thermal
+        # image warped by the first fit, homography cases only, in refined/
+        ref_out = cache / "refined" / f"{key}.npz"
+        need_ref = args.refine and kind == "homography" and not ref_out.exists()
+        if out.exists() and not need_ref:
             continue
         vis, th = pipe.preprocess(visible, thermal)
-        arrays = {}
-        for pol in ("normal", "inverted"):
-            m = pipe.matcher.match(vis, 255 - th if pol == "inverted" else th)
-            arrays[f"{pol}_k0"], arrays[f"{pol}_k1"], arrays[f"{pol}_s"] = m.kpts0, m.kpts1, m.scores
-        meta = {"kind": kind, "vis_wh": [visible.shape[1], visible.shape[0]], "th_wh": [thermal.shape[1], thermal.shape[0]]}
-        meta.update({k: (np.asarray(v).tolist() if not isinstance(v, int) else v) for k, v in truth.items()})
-        np.savez_compressed(out.with_suffix(".tmp.npz"), meta=json.dumps(meta), **arrays)
-        out.with_suffix(".tmp.npz").rename(out)
+        vis_wh = (visible.shape[1], visible.shape[0])
+        th_wh = (thermal.shape[1], thermal.shape[0])
+        if not out.exists():
+            arrays = {}
+            for pol in POLARITIES:
+                m = pipe.matcher.match(vis, 255 - th if pol == "inverted" else th)
+                arrays[f"{pol}_k0"], arrays[f"{pol}_k1"], arrays[f"{pol}_s"] = m.kpts0, m.kpts1, m.scores
+            meta = {"kind": kind, "vis_wh": list(vis_wh), "th_wh": list(th_wh)}
+            meta.update({k: (np.asarray(v).tolist() if not isinstance(v, int) else v) for k, v in truth.items()})
+            _save(out, meta=json.dumps(meta), **arrays)
+        if need_ref:
+            _, g, _, _ = pipe.fit(_found(np.load(out)), POLARITIES, vis_wh, th_wh)
+            H0 = g.matrix if g.matrix is not None else g.rejected_matrix
+            arrays = {"H0": np.full((3, 3), np.nan) if H0 is None else np.asarray(H0)}
+            if H0 is not None:
+                for pol, m in zip(POLARITIES, pipe.match_refined(vis, th, H0, POLARITIES, vis_wh, th_wh)):
+                    arrays[f"{pol}_k0"], arrays[f"{pol}_k1"], arrays[f"{pol}_s"] = m.kpts0, m.kpts1, m.scores
+            _save(ref_out, **arrays)
         done += 1
         print(f"{key}: {time.perf_counter() - t0:.0f} s, {done} new", file=sys.stderr, flush=True)
 
@@ -149,7 +193,6 @@ def features(args) -> list[dict]:
     """One record per cached case: the pipeline's fit (pooled polarities), its verdict
     features, whether it is right, and (essential) its pose errors and NEES."""
     from matchanything_ros.evaluation.metrics import corner_error
-    from matchanything_ros.matching import Matches
     from matchanything_ros.pipeline import Pipeline, PipelineConfig
 
     pipes = {
@@ -162,19 +205,35 @@ def features(args) -> list[dict]:
             continue
         z = np.load(path)
         meta = json.loads(str(z["meta"]))
-        found = [Matches(z[f"{p}_k0"], z[f"{p}_k1"], z[f"{p}_s"]) for p in ("normal", "inverted")]
+        found = _found(z)
         kind = meta["kind"]
         K0 = np.asarray(meta["K0"]) if kind == "essential" else None
         K1 = np.asarray(meta["K1"]) if kind == "essential" else None
-        _, g, _, q = pipes[kind].fit(found, ("normal", "inverted"), meta["vis_wh"], meta["th_wh"], K0, K1)
+        _, g, _, q = pipes[kind].fit(found, POLARITIES, meta["vis_wh"], meta["th_wh"], K0, K1)
         key = path.stem
-        rec = {"key": key, "set": key.split("_")[0], "seed": meta["seed"], "base": meta.get("base"), "kind": kind,
-               "status": g.status.value, "score": q.score, "features": q.features}
+        refit = None
+        ref_path = path.parent / "refined" / path.name
+        if kind == "homography" and ref_path.exists() and "normal_k0" in np.load(ref_path):
+            # the refinement pass's fit, kept beside the first: which one the pipeline keeps
+            # depends on the coefficients (effective(), at report time)
+            _, g2, _, q2 = pipes[kind].fit(_found(np.load(ref_path)), POLARITIES, meta["vis_wh"], meta["th_wh"],
+                                           refined=True)
+            w, h = meta["vis_wh"]
+            err2 = corner_error(g2.matrix if g2.ok else None, np.asarray(meta["H"]), w, h)
+            refit = {"status": g2.status.value, "features": q2.features, "error": err2, "right": bool(err2 <= CORRECT_PX)}
+        road = "H" in meta and "base" in meta
+        rec = {"key": key, "set": "road" if road else key.split("_")[0], "seed": meta["seed"], "base": meta.get("base"),
+               "kind": kind, "status": g.status.value, "score": q.score, "features": q.features}
+        if road:  # older caches (roadscene_dev only) lack these: the key holds them
+            rec["data"] = meta.get("data", "roadscene_dev")
+            rec["name"] = meta.get("name", key.split("_", 2)[2])
         if kind == "homography":
             w, h = meta["vis_wh"]
             err = corner_error(g.matrix if g.ok else None, np.asarray(meta["H"]), w, h)
             rec["error"] = err
             rec["right"] = bool(err <= CORRECT_PX)
+            if refit is not None:
+                rec["refit"] = refit
         else:
             pe = _pose_errors(g, meta) if g.ok else {"rot_err_deg": float("inf"), "tdir_err_deg": float("inf")}
             rec.update(pe)
@@ -185,13 +244,24 @@ def features(args) -> list[dict]:
 
 # -- score fit and report ----------------------------------------------------------------------
 
-TRAIN_BASES = (0, 100, 200, 300)  # roadscene bases used to fit; the others are held out
 TRAIN_SYNTHETIC = 100  # synthetic seeds below this are used to fit
+_FIT_NAMES: set[str] | None = None
+
+
+def fit_names(recs) -> set[str]:
+    """RoadScene pairs whose drives are fitted on (evaluation.drives.split_by_drive over every
+    pair of every data folder); the other drives are never fitted on."""
+    global _FIT_NAMES
+    if _FIT_NAMES is None:
+        from matchanything_ros.evaluation.drives import split_by_drive
+
+        _FIT_NAMES = split_by_drive(sorted({r["name"] for r in recs if r["set"] == "road"}))[0]
+    return _FIT_NAMES
 
 
 def is_train(rec) -> bool:
     if rec["set"] == "road":
-        return rec["base"] in TRAIN_BASES
+        return rec["name"] in _FIT_NAMES
     return rec["seed"] < TRAIN_SYNTHETIC
 
 
@@ -233,23 +303,174 @@ def curve(recs, scores, thresholds) -> list[tuple]:
     return out
 
 
-def report(args, recs) -> None:
+#: homography features ``--select`` chooses from (quality.quality_features computes them all)
+CANDIDATES = ("inlier_ratio", "log_inliers", "coverage", "log_corner_sigma", "log_split_corner_px", "hull_fraction",
+              "rms_residual_px")
+
+
+def select_features(recs, max_size: int = 3) -> list[str]:
+    """The homography feature subset (up to ``max_size`` of CANDIDATES) with the lowest
+    leave-one-drive-out log-loss on the fit split's RoadScene drives: chosen without looking at
+    the check drives. Prints the best candidates."""
+    import itertools
+
+    from matchanything_ros.evaluation.drives import drives
+
+    train = [r for r in recs if r["kind"] == "homography" and r["status"] == "OK" and r["set"] == "road" and is_train(r)]
+    drive = drives(sorted({r["name"] for r in train}))
+    groups = np.array([drive[r["name"]] for r in train])
+    y = np.array([float(r["right"]) for r in train])
+    rows = []
+    for k in range(1, max_size + 1):
+        for names in itertools.combinations(CANDIDATES, k):
+            X = np.array([[r["features"][n] for n in names] for r in train])
+            p = np.empty(len(y))
+            for g in np.unique(groups):
+                out = groups == g
+                w = fit_logistic(X[~out], y[~out])
+                p[out] = 1.0 / (1.0 + np.exp(-(w[0] + X[out] @ w[1:])))
+            p = np.clip(p, 1e-6, 1 - 1e-6)
+            rows.append((float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))), names))
+    rows.sort()
+    print(f"feature selection: leave-one-drive-out log-loss on {len(train)} OK fits of {len(set(groups))} fit drives")
+    for loss, names in rows[:8]:
+        print(f"    {loss:.4f}  {', '.join(names)}")
+    return list(rows[0][1])
+
+
+def fitted_scores(args, recs) -> dict[str, dict[str, float]]:
+    """The coefficients the report scores with: quality.COEFFICIENTS, or with ``--fit`` a
+    logistic regression on the fit split's OK fits (``--fit-features`` picks the homography
+    features; printed, to paste into quality.py)."""
     from matchanything_ros.geometry import quality
 
-    families = {"homography": ["homography"], "essential": ["essential"]}
-    if args.fit:
-        for fam in families:
-            names = [k for k in quality.COEFFICIENTS[fam] if k != "bias"]
-            train = [r for r in recs if r["kind"] == fam and r["status"] == "OK" and is_train(r)]
-            X = np.array([[r["features"][k] for k in names] for r in train])
-            y = np.array([float(r["right"]) for r in train])
-            w = fit_logistic(X, y)
-            print(f"{fam}: fitted on {len(train)} OK fits ({int(y.sum())} right)")
-            print("    " + repr({"bias": round(float(w[0]), 3), **{k: round(float(v), 3) for k, v in zip(names, w[1:])}}))
+    coefs = {fam: dict(c) for fam, c in quality.COEFFICIENTS.items()}
+    if not args.fit:
+        return coefs
+    for fam in args.fit_families.split(","):
+        names = [k for k in coefs[fam] if k != "bias"]
+        # homography_refined: every refit of the fit split (kept or not: which is kept depends
+        # on these very coefficients)
+        pool = [{**r, **r["refit"]} for r in recs if "refit" in r] if fam == "homography_refined" else recs
+        kind = "homography" if fam == "homography_refined" else fam
+        if kind == "homography" and args.fit_features:
+            names = args.fit_features.split(",")
+        elif kind == "homography" and args.select:
+            names = select_features(pool)
+        train = [r for r in pool if r["kind"] == kind and r["status"] == "OK" and is_train(r)]
+        X = np.array([[r["features"][k] for k in names] for r in train])
+        y = np.array([float(r["right"]) for r in train])
+        w = fit_logistic(X, y)
+        coefs[fam] = {"bias": round(float(w[0]), 3), **{k: round(float(v), 3) for k, v in zip(names, w[1:])}}
+        print(f"{fam}: fitted on {len(train)} OK fits ({int(y.sum())} right) of the fit split")
+        print("    " + repr(coefs[fam]))
+    return coefs
+
+
+def score_of(coefs, rec) -> float | None:
+    from matchanything_ros.geometry import quality
+
+    fam = quality.family_of(rec["kind"], rec.get("refined", False))
+    if fam is None or not rec["features"]:
+        return None
+    c = coefs[fam]
+    z = c["bias"] + sum(w * rec["features"].get(k, 0.0) for k, w in c.items() if k != "bias")
+    return float(1.0 / (1.0 + np.exp(-max(min(z, 50.0), -50.0))))
+
+
+def effective(recs, coefs, refine: bool) -> list[dict]:
+    """The records as the pipeline would report them: with ``refine``, a case's refit replaces
+    its first fit where the pipeline keeps it (pipeline.refined_is_better on the two scores)."""
+    from matchanything_ros.geometry.quality import Quality
+    from matchanything_ros.pipeline import refined_is_better
+
+    out = []
+    for r in recs:
+        if refine and "refit" in r:
+            first = Quality(score_of(coefs, r) if r["status"] == "OK" else None)
+            ref = {**r, **r["refit"], "refined": True}
+            second = Quality(score_of(coefs, ref) if ref["status"] == "OK" else None, dict(ref["features"]))
+            if refined_is_better(first, second):
+                out.append({**ref, "first_error": r["error"]})
+                continue
+        out.append({**r, "refined": False, **({"first_error": r["error"]} if refine and "refit" in r else {})})
+    return out
+
+
+def _drive_of(recs):
+    from matchanything_ros.evaluation.drives import drives
+
+    d = drives(sorted({r["name"] for r in recs if r["set"] == "road"}))
+    return lambda item: d[item[0]["name"]] if item[0]["set"] == "road" else str(item[0]["seed"])
+
+
+def with_ci(recs, scores, t, drive_of) -> str:
+    """OK precision and coverage at min_quality t with 95 % cluster-bootstrap intervals (drives)."""
+    from matchanything_ros.evaluation.drives import cluster_bootstrap
+
+    items = list(zip(recs, scores))
+
+    def prec(its):
+        ok = [r for r, s in its if is_ok(r, s, t)]
+        return sum(r["right"] for r in ok) / len(ok) if ok else float("nan")
+
+    def cov(its):
+        return sum(is_ok(r, s, t) for r, s in its) / max(len(its), 1)
+
+    p, c = prec(items), cov(items)
+    plo, phi = cluster_bootstrap(items, drive_of, prec)
+    clo, chi = cluster_bootstrap(items, drive_of, cov)
+    return f"OK precision {p:.3f} [{plo:.3f}, {phi:.3f}], coverage {c:.2f} [{clo:.2f}, {chi:.2f}]"
+
+
+#: score buckets of the reliability table (lower edges; the last bucket ends at 1)
+BUCKETS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def reliability(recs, scores) -> list[tuple]:
+    """(bucket low, high, fits, mean score, share right) of OK-status fits per score bucket."""
+    rows = []
+    edges = list(BUCKETS) + [1.0 + 1e-9]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = [(r, s) for r, s in zip(recs, scores) if r["status"] == "OK" and s is not None and lo <= s < hi]
+        if sel:
+            rows.append((lo, min(hi, 1.0), len(sel), float(np.mean([s for _, s in sel])),
+                         float(np.mean([r["right"] for r, _ in sel]))))
+    return rows
+
+
+def wilson(share: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial share (frames of one bucket are not independent
+    across warps of one pair: read it as a lower bound on the uncertainty)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    c = share + z * z / (2 * n)
+    d = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (c - d) / (1 + z * z / n), (c + d) / (1 + z * z / n)
+
+
+def success_rates(recs) -> str:
+    """SR@3/5/10 of the fit's corner error, withheld fits included (the verdict ignored)."""
+    errs = np.array([r.get("error", np.inf) for r in recs])
+    return " / ".join(f"{np.mean(errs <= t):.2f}" for t in (3, 5, 10))
+
+
+def report(args, recs) -> None:
+    from matchanything_ros.pipeline import PipelineConfig
+
+    fit_names(recs)
+    coefs = fitted_scores(args, recs)
+    recs = effective(recs, coefs, args.refine)
+    if args.refine:
+        kept = [r for r in recs if r.get("refined")]
+        print(f"refinement pass: the refit kept for {len(kept)} of {sum('first_error' in r for r in recs)} cases")
+    default = PipelineConfig().min_quality
+    drive_of = _drive_of(recs)
     thresholds = [0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 0.98]
+    road = lambda r: r["set"] == "road"  # noqa: E731
     groups = [
-        ("roadscene_dev, held-out bases", lambda r: r["set"] == "road" and not is_train(r)),
-        ("roadscene_dev, training bases", lambda r: r["set"] == "road" and is_train(r)),
+        ("RoadScene, check drives (never fitted on)", lambda r: road(r) and not is_train(r)),
+        ("RoadScene, fit drives", lambda r: road(r) and is_train(r)),
         ("synthetic planar, held-out seeds", lambda r: r["set"] == "planar" and not is_train(r)),
         ("synthetic stereo (essential), held-out seeds", lambda r: r["set"] == "stereo" and not is_train(r)),
         ("synthetic stereo (essential), training seeds", lambda r: r["set"] == "stereo" and is_train(r)),
@@ -258,41 +479,64 @@ def report(args, recs) -> None:
         rs = [r for r in recs if sel(r)]
         if not rs:
             continue
-        scores = [quality.quality_score(r["kind"], r["features"]) for r in rs]
-        print(f"\n### {name}: {len(rs)} frames\n")
+        scores = [score_of(coefs, r) for r in rs]
+        n_img = len({r.get("name", r["key"]) for r in rs})
+        n_drv = len({drive_of((r, None)) for r in rs}) if road(rs[0]) else None
+        print(f"\n### {name}: {len(rs)} frames" + (f" ({n_img} pairs, {n_drv} drives)" if n_drv else "") + "\n")
+        if rs[0]["kind"] == "homography":
+            print(f"SR@3/5/10 of the fit (withheld fits included): {success_rates(rs)}")
+            if any("first_error" in r for r in rs):
+                before = [{"error": r.get("first_error", r.get("error", np.inf))} for r in rs]
+                print(f"SR@3/5/10 without the refinement pass: {success_rates(before)}")
+        print(f"at min_quality {default:g}: {with_ci(rs, scores, default, drive_of)} (95 % intervals, "
+              + ("resampling drives)" if n_drv else "resampling seeds)") + "\n")
         print("| min_quality | OK frames | coverage (OK / frames) | OK precision | right and OK / frames |")
         print("|---|---|---|---|---|")
         for t, n_ok, cov, prec, rec_ in curve(rs, scores, thresholds):
             print(f"| {t:.2f} | {n_ok} | {cov:.2f} | {prec:.3f} | {rec_:.2f} |")
+        print("\nReliability (fits with a model, by score bucket):\n")
+        print("| score bucket | fits | mean score | share right (95 % Wilson interval) | gap (points) |")
+        print("|---|---|---|---|---|")
+        for lo, hi, n, ms, sr in reliability(rs, scores):
+            wl, wh = wilson(sr, n)
+            print(f"| {lo:.2f}-{hi:.2f} | {n} | {ms:.3f} | {sr:.3f} ({wl:.2f}-{wh:.2f}) | {100 * (sr - ms):+.1f} |")
+    wrong_oks(recs, coefs, default, args.aligned)
     nees_report(recs, "all seeds", lambda r: True)
     nees_report(recs, "held-out seeds", lambda r: not is_train(r))
     if args.plot:
-        plot(recs, groups, args.plot)
+        plot(recs, groups, args.plot, coefs)
 
 
-def plot(recs, groups, path) -> None:
-    """Precision-coverage curves (one point per min_quality 0.00-0.99) as a PNG."""
+def plot(recs, groups, path, coefs) -> None:
+    """Precision-coverage curves (one point per min_quality 0.00-0.99) and the reliability
+    diagram of the never-fitted RoadScene drives, as one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from matchanything_ros.geometry import quality
     from matchanything_ros.pipeline import PipelineConfig
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
     ts = [i / 100 for i in range(100)]
     default = PipelineConfig().min_quality
     for name, sel in groups:
-        if "training" in name:
+        if "training" in name or "fit drives" in name:
             continue
         rs = [r for r in recs if sel(r)]
-        scores = [quality.quality_score(r["kind"], r["features"]) for r in rs]
+        if not rs:
+            continue
+        scores = [score_of(coefs, r) for r in rs]
         pts = [(c, p) for _, _, c, p, _ in curve(rs, scores, ts) if p == p]
         line, = ax.plot([c for c, _ in pts], [p for _, p in pts], marker=".", ms=3, label=f"{name} ({len(rs)})")
         (_, _, c, p, _), = curve(rs, scores, [default])
         if p == p:
             ax.plot([c], [p], "o", ms=8, mfc="none", color=line.get_color())
+        if rs[0]["set"] == "road":
+            rows = reliability(rs, scores)
+            ax2.plot([m for _, _, _, m, _ in rows], [s for _, _, _, _, s in rows], "o-", label=name)
+            for lo, hi, n, m, s_ in rows:
+                ax2.annotate(str(n), (m, s_), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.axhline(0.97, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("coverage (share of frames OK)")
     ax.set_ylabel("OK precision (share of OK frames right)")
@@ -301,6 +545,16 @@ def plot(recs, groups, path) -> None:
     ax.set_xlim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
+    x = np.linspace(0, 1, 11)
+    ax2.plot(x, x, color="grey", lw=0.8)
+    ax2.fill_between(x, x - 0.05, x + 0.05, color="grey", alpha=0.15, label="+-5 points")
+    ax2.set_xlabel("mean score in bucket (claimed p(right))")
+    ax2.set_ylabel("share of the bucket's fits right")
+    ax2.set_title("Reliability, score buckets " + ", ".join(f"{b:g}" for b in BUCKETS) + " (n per point)", fontsize=9)
+    ax2.set_xlim(0, 1.02)
+    ax2.set_ylim(0, 1.02)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     print(f"\nplot -> {path}")
@@ -346,19 +600,65 @@ def nees_report(recs, label, sel) -> None:
     del full
 
 
+def aligned(args) -> None:
+    """The pipeline's fit (defaults, verdict off) on each *unwarped* pair, scored against
+    RoadScene's own alignment (identity): how far the data's registration is from what the
+    matches say, i.e. the label noise under every warp of that pair. -> ``--aligned`` JSON."""
+    from matchanything_ros.commands.accuracy import _find_data
+    from matchanything_ros.evaluation.homography_protocol import load_aligned_pairs
+    from matchanything_ros.evaluation.metrics import corner_error
+    from matchanything_ros.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline(PipelineConfig(model=args.model, min_quality=0.0))
+    out = {}
+    for folder in [_find_data(d) for d in args.data.split(",") if d.strip()]:
+        for pair in load_aligned_pairs(folder):
+            res = pipe.process(pair.visible, pair.thermal)
+            h, w = pair.visible.shape[:2]
+            out[pair.name] = corner_error(res.geometry.matrix if res.ok else None, np.eye(3), w, h)
+            print(f"{pair.name}: {out[pair.name]:.1f} px", file=sys.stderr, flush=True)
+    Path(args.aligned).write_text(json.dumps(out))
+    errs = np.array(list(out.values()))
+    print(f"{len(out)} aligned pairs: the fit lands within 3 / 5 / 10 px of the data's alignment for "
+          + " / ".join(f"{np.mean(errs <= t):.2f}" for t in (3, 5, 10)) + f" of them -> {args.aligned}")
+
+
+def wrong_oks(recs, coefs, t, aligned_path) -> None:
+    """The check drives' OK fits beyond CORRECT_PX at min_quality t, with the pair's aligned
+    offset (``aligned``) where measured."""
+    offsets = json.loads(Path(aligned_path).read_text()) if aligned_path and Path(aligned_path).exists() else {}
+    bad = [r for r in recs if r["set"] == "road" and not is_train(r) and is_ok(r, score_of(coefs, r), t) and not r["right"]]
+    print(f"\nWrong OK fits on the check drives at min_quality {t:g}: {len(bad)}\n")
+    for r in sorted(bad, key=lambda r: (r["name"], r["base"])):
+        off = offsets.get(r["name"])
+        print(f"* {r['name']} (warp base {r['base']}): {r['error']:.1f} px, score {score_of(coefs, r):.3f}"
+              + (f"; unwarped, the fit is {off:.1f} px from the data's alignment" if off is not None else ""))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("action", choices=("collect", "features", "report"))
+    p.add_argument("action", choices=("collect", "features", "report", "aligned"))
+    p.add_argument("--aligned", default="/tmp/verdict_aligned.json",
+                   help="per-pair offset of the unwarped fit from the data's alignment (written by `aligned`)")
     p.add_argument("--features", default="/tmp/verdict_features.json", help="features cache (JSON)")
     p.add_argument("--cache", default="/tmp/verdict_cache")
-    p.add_argument("--data", default="../shared/data/roadscene_dev")
+    p.add_argument("--data", default="../shared/data/roadscene_dev,../shared/data/roadscene_calib",
+                   help="comma-separated folders of aligned pairs (split by drive across all of them)")
     p.add_argument("--bases", default="0,100,200,300,400,500,600,700", help="roadscene warp seed bases")
     p.add_argument("--synthetic", type=int, default=200, help="synthetic seeds per kind")
     p.add_argument("--model", default="xfeat")
-    p.add_argument("--fit", action="store_true", help="fit and print the logistic coefficients (training split)")
+    p.add_argument("--fit", action="store_true", help="fit the logistic coefficients on the fit split, print them, "
+                   "and report with them")
+    p.add_argument("--fit-features", help="with --fit: comma-separated homography features to fit (default: "
+                   "those of quality.COEFFICIENTS)")
+    p.add_argument("--fit-families", default="homography,essential", help="with --fit: the model families to refit")
+    p.add_argument("--select", action="store_true", help="with --fit: choose the homography features by "
+                   "leave-one-drive-out log-loss on the fit drives")
     p.add_argument("--refresh", action="store_true", help="recompute the features from the match cache")
     p.add_argument("--plot", help="write the precision-coverage curves as a PNG")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--refine", action="store_true", help="collect: also the refinement pass's matches; report: "
+                   "each case as the pipeline with refine=true reports it (the refit where it is kept)")
     args = p.parse_args()
     if args.threads:
         import torch
@@ -366,6 +666,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     if args.action == "collect":
         collect(args)
+    elif args.action == "aligned":
+        aligned(args)
     elif args.action == "features":
         recs = features(args)
         Path(args.features).write_text(json.dumps(recs, default=float))

@@ -165,3 +165,42 @@ def test_auto_model_builds_the_offline_default_with_its_own_options(tmp_path, mo
         pipe = Pipeline(config)
     assert pipe.matcher.name == "xfeat"
     assert [r.message for r in caplog.records if "offline default" in r.message]
+
+
+def test_refinement_pass_matches_the_prewarped_thermal_and_keeps_the_better_fit():
+    """``refine``: the thermal image warped by a first estimate is matched again; the matches
+    come back in thermal pixels, and the refit replaces the first only on a higher score."""
+    import dataclasses
+
+    from matchanything_ros.evaluation.metrics import corner_error
+    from matchanything_ros.geometry.quality import Quality
+    from matchanything_ros.pipeline import refined_is_better
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(3)
+    h, w = pair.visible.shape[:2]
+    pipe = Pipeline(PipelineConfig(model="xfeat", geometry="homography", refine=True))
+    vis, th = pipe.preprocess(pair.visible, pair.thermal)
+    # warped by the true H, matches mapped back: they agree with H in thermal pixels
+    found = pipe.match_refined(vis, th, pair.H, ("normal", "inverted"), (w, h), (th.shape[1], th.shape[0]))
+    k0, k1 = found[0].kpts0, found[0].kpts1  # normal polarity: this pair's own
+    mapped = np.column_stack([k0, np.ones(len(k0))]) @ pair.H.T
+    err = np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - k1, axis=1)
+    # (a mapping in the wrong direction or frame would leave next to none within 2 px)
+    assert (err < 2.0).sum() >= 50 and np.median(err[err < 2.0]) < 1.0
+    # a first estimate 8 px off: the refit lands near the truth and is kept
+    shifted = np.array([[1.0, 0, 8.0], [0, 1.0, -6.0], [0, 0, 1.0]]) @ pair.H
+    first, first_q = pipe.fit([found[0]], ("normal",), (w, h), (th.shape[1], th.shape[0]))[1::2]
+    assert first.ok
+    first_q.score = 0.0  # pretend the first fit scored nothing: any scored refit beats it
+    first = dataclasses.replace(first, matrix=shifted)
+    refined = pipe.refine(vis, th, first, first_q, ("normal", "inverted"), (w, h), (th.shape[1], th.shape[0]))
+    assert refined is not None and refined[3].features["refined"] == 1.0
+    assert corner_error(refined[1].matrix, pair.H, w, h) < 3.0 < corner_error(shifted, pair.H, w, h)
+    # the rule: a higher score wins; an equal or lower one, or no score, keeps the first
+    assert not refined_is_better(Quality(0.9), Quality(0.9)) and not refined_is_better(Quality(0.9), Quality(None))
+    assert refined_is_better(Quality(None), Quality(0.1)) and refined_is_better(Quality(0.5), Quality(0.6))
+    # through process(): timed, and the result is the better of the two
+    res = pipe.process(pair.visible, pair.thermal)
+    assert res.ok and "refine" in res.timings
+    assert corner_error(res.geometry.matrix, pair.H, w, h) < 5.0

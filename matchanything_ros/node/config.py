@@ -271,6 +271,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "min_inlier_ratio": "inliers/matches below this (0 <= r < 1; 0 = off): geometry status LOW_INLIER_RATIO",
     "min_quality": "OK needs the fit's calibrated quality score (p(right), 0-1) >= this, else LOW_QUALITY; 0 = off",
     "polarity": "thermal polarity: normal, inverted, auto (fit each, keep the better), both (pool both into one fit)",
+    "refine": "homography/affine: match again with the thermal image warped by the first fit, keep the refit when it scores higher (2x matching time)",
     "thermal.mode": "thermal to 8 bit: percentile stretch, fixed raw range, or min/max",
     "thermal.low_percentile": "percentile mode: raw percentile mapped to 0",
     "thermal.high_percentile": "percentile mode: raw percentile mapped to 255",
