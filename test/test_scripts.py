@@ -1,9 +1,12 @@
-"""scripts/test.sh forwards what it is given to pytest (run on a copy with a stub interpreter:
-the real script would set up .venv and run the suite)."""
+"""The repository's scripts: test.sh forwards what it is given to pytest (run on a copy with a
+stub interpreter: the real script would set up .venv and run the suite); the doc checks; the
+study summaries."""
 import os
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 
 def _stub_python(tmp_path) -> Path:
@@ -95,3 +98,43 @@ def test_rig_summary_tables_stereo_reports_and_refuses_other_files(repo_root, tm
     gt.write_text(json.dumps({"frames": {}}))
     res = subprocess.run([sys.executable, script, a, str(gt)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "st_a.gt.json" in res.stderr
+
+
+def _doc_figures_module(repo_root):
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("check_doc_figures", repo_root / "scripts" / "check_doc_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_doc_figures_read_and_format_like_the_docs(repo_root):
+    """scripts/check_doc_figures.py: every quoted figure is still in its doc, and a run's output
+    is turned into the figures as the doc writes them."""
+    import re
+
+    mod = _doc_figures_module(repo_root)
+    for fig in mod.FIGURES:
+        assert re.search(fig.quoted, (repo_root / fig.doc).read_text()), (fig.doc, fig.quoted)
+        assert fig.what in mod.RUNS and fig.fmt in mod.FORMATS
+    readme = next(f for f in mod.FIGURES if f.doc == "README.md")
+    out = "xfeat [both]: SR@3/5/10 0.09/0.36/0.786, AUC@3/5/10 0.021/0.107/0.377, OK 0.52"
+    assert mod.expected(readme, out) == ["79", "0.79", "0.38"]
+    report = next(f for f in mod.FIGURES if f.fmt == "pct1")
+    assert mod.expected(report, '{"ok": 29, "frames": 56, "sr": [8.93, 25.0, 50.0]}') == ["8.9", "25.0", "50.0"]
+
+
+@pytest.mark.slow
+def test_doc_figures_reproduce_with_the_installed_versions(repo_root):
+    """The quick doc figures (README headline accuracy, the RoadScene report) reproduce: a
+    version change that moves them fails here (docs/DEPENDENCIES.md)."""
+    import sys
+
+    if not (repo_root.parent / "shared" / "data" / "roadscene_dev").is_dir():
+        pytest.skip("../shared/data/roadscene_dev not found")
+    res = subprocess.run([sys.executable, "scripts/check_doc_figures.py"], cwd=repo_root, capture_output=True,
+                         text=True, timeout=1800)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
