@@ -228,3 +228,27 @@ def test_stamp_and_limit_parameters_are_validated(tmp_path):
     # a runtime change must name a matcher that can be built now
     assert runtime_problem(PipelineConfig(model="xfeat")) is None
     assert "not found" in runtime_problem(PipelineConfig(model="auto", weights=str(tmp_path / "none.safetensors")))
+
+
+def test_frames_and_the_output_file_are_validated(tmp_path):
+    """A frame id is a frame id; the calibration file is a start-up parameter whose folder
+    exists and which is a regular file or nothing yet (issue 18: a parameter that wrote anywhere)."""
+    import os
+
+    from matchanything_ros.node.config import valid_frame_id
+
+    assert valid_frame_id("thermal_optical_frame") and valid_frame_id("uav/ir-1.optical")
+    for bad in ("x ; touch PWNED", "a b", "$(id)", "'q'", "a\nb", "-x", "/abs", "", "f" * 300):
+        assert not valid_frame_id(bad), bad
+        if bad:
+            with pytest.raises(ValueError, match="frames.visible must be a frame id"):
+                NodeConfig.from_flat({"frames.visible": bad})
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    for path, message in ((tmp_path / "no" / "rig.yaml", "does not exist"), (tmp_path / "fifo", "not a regular file"),
+                          (tmp_path / "link", "not a regular file"), (tmp_path, "not a regular file")):
+        with pytest.raises(ValueError, match=message):
+            NodeConfig.from_flat({"output.rig_calibration_file": str(path)})
+    assert NodeConfig.from_flat({"output.rig_calibration_file": str(tmp_path / "rig.yaml")})
+    specs = {s.name: s for s in parameter_specs()}
+    assert specs["output.rig_calibration_file"].read_only and not specs["frames.visible"].read_only

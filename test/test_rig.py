@@ -181,6 +181,7 @@ def test_calibration_file_is_written_atomically_and_reads_back(tmp_path):
     rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
     for _ in range(8):
         rig.update(_h_frame(rng, H_TRUE))
+    (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "rig.yaml"
     write_calibration(path, rig.snapshot(), "vis", "th", 123)
     doc = read_calibration(path)
@@ -192,6 +193,39 @@ def test_calibration_file_is_written_atomically_and_reads_back(tmp_path):
     (tmp_path / "other.yaml").write_text("a: 1\n")
     with pytest.raises(ValueError, match="not a matchanything_ros rig calibration"):
         read_calibration(tmp_path / "other.yaml")
+
+
+def test_calibration_file_never_follows_or_replaces_what_is_not_its_file(tmp_path):
+    """Hostile paths and frames (issue 18): no folder is created, a symlink, FIFO or folder at
+    the path is left alone, a frame id that is not one is refused, and every string is quoted."""
+    import os
+
+    from matchanything_ros.node.rig_outputs import write_calibration
+
+    rng = np.random.default_rng(5)
+    rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+    for _ in range(8):
+        rig.update(_h_frame(rng, H_TRUE))
+    est = rig.snapshot()
+    with pytest.raises(ValueError, match="does not exist"):
+        write_calibration(tmp_path / "missing" / "rig.yaml", est, "vis", "th", 1)
+    assert not (tmp_path / "missing").exists()
+    victim = tmp_path / "victim.conf"
+    victim.write_text("important\n")
+    (tmp_path / "link.yaml").symlink_to(victim)
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    for name in ("link.yaml", "fifo.yaml", "dir.yaml"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            write_calibration(tmp_path / name, est, "vis", "th", 1)
+    assert victim.read_text() == "important\n" and (tmp_path / "link.yaml").is_symlink()
+    with pytest.raises(ValueError, match="not a frame id"):
+        write_calibration(tmp_path / "rig.yaml", est, "x ; touch PWNED", "th", 1)
+    assert not (tmp_path / "rig.yaml").exists()
+    write_calibration(tmp_path / "rig.yaml", est, "base_link/visible-1.optical", "th", 1)
+    text = (tmp_path / "rig.yaml").read_text()
+    assert "'parent_frame': 'base_link/visible-1.optical'" in text and "'mode': 'homography'" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.yaml", "fifo.yaml", "link.yaml", "rig.yaml", "victim.conf"]
 
 
 def test_make_bag_fixed_rig_stereo_frames_share_the_cameras_until_the_change():
@@ -222,6 +256,7 @@ def test_replay_in_rig_mode_publishes_the_estimate_and_evaluate_scores_it(tmp_pa
     from matchanything_ros.node.rig_outputs import read_calibration
 
     gt = write_bag(folder_frames(roadscene_dir, count=12, seed=0, rig=RigSequence()), tmp_path / "rig", rig=RigSequence())
+    (tmp_path / "calib").mkdir()  # the node and replay create no folder (issue 18)
     calib = tmp_path / "calib" / "rig.yaml"
     node_cfg, pipe_cfg = split_parameters({"model": "xfeat", "rig.enabled": True,
                                            "output.rig_calibration_file": str(calib)})

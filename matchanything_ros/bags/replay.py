@@ -413,9 +413,17 @@ class BagReplay:
         on shutdown."""
         last = getattr(self, "_rig_last", None)
         if last is not None and self.cfg.output.rig_calibration_file:
-            from ..node.rig_outputs import write_calibration
+            self._write_calibration(*last)
 
-            write_calibration(self.cfg.output.rig_calibration_file, *last)
+    def _write_calibration(self, *state) -> None:
+        """As the node: a calibration file that cannot be written is counted
+        (``calibration_write_errors``), never the end of the replay."""
+        from ..node.rig_outputs import write_calibration
+
+        try:
+            write_calibration(self.cfg.output.rig_calibration_file, *state)
+        except (OSError, ValueError) as exc:
+            self.health.on_error("calibration_write_errors", f"cannot write the rig calibration file: {exc}")
 
     def _register(self, topic: str, msgtype: str) -> None:
         if topic not in self._registered_topics:
@@ -438,13 +446,12 @@ class BagReplay:
             self._emit(key, t_out, self.out.tf_message([msg]) if key == "tf" else msg)
         if self.pipeline.rig is not None:
             from ..node.pair_io import output_frames
-            from ..node.rig_outputs import write_calibration
 
             frame, child = output_frames(self.cfg, vis_msg, th_msg)
             estimate = self.pipeline.rig.snapshot()
             for key, msg in self.rig_out.messages(estimate, self.cfg, stamp, frame, child):
                 if key == "rig_calibration":
-                    write_calibration(self.cfg.output.rig_calibration_file, msg, frame, child, stamp)
+                    self._write_calibration(msg, frame, child, stamp)
                 else:
                     self._emit(key, t_out, self.out.tf_message([msg]) if key == "rig_tf_static" else msg)
             if estimate is not None and estimate.converged:

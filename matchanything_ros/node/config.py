@@ -10,6 +10,7 @@ YAML, so bag replay and tests configure the pipeline exactly like ``--params-fil
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,31 @@ class PublishConfig:
     debug_image: bool = False  # matches drawn side by side (costs a few ms)
     rig: bool = True  # rig mode: rig/pose, rig/homography (latched) once the estimate converged
     rig_tf_static: bool = False  # rig mode: the rig estimate on /tf_static (opt-in, like publish.tf)
+
+
+MAX_FRAME_ID = 256
+_FRAME_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]*")
+
+
+def valid_frame_id(frame: str) -> bool:
+    """A tf2 frame id: letters, digits, ``_ . / -``, not starting with a punctuation mark other
+    than ``_``, at most MAX_FRAME_ID characters. Frame ids land in output files and messages:
+    nothing else (spaces, quotes, ``;``, ``$``, newlines) is data a consumer should have to escape."""
+    return isinstance(frame, str) and len(frame) <= MAX_FRAME_ID and _FRAME_ID.fullmatch(frame) is not None
+
+
+def output_file_problem(path: str) -> str | None:
+    """Why the node must not write ``path`` (None: it may; "" means no file). Its folder must
+    exist (the node creates none), and the path must be a regular file or not exist yet: never a
+    symlink, FIFO, device or folder, which a rename would replace or a write would follow."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    if not p.parent.is_dir():
+        return f"its folder {str(p.parent)!r} does not exist"
+    if p.is_symlink() or (p.exists() and not p.is_file()):
+        return f"{str(p)!r} exists and is not a regular file (a symlink, FIFO, device or folder is never replaced)"
+    return None
 
 
 @dataclass
@@ -163,6 +189,14 @@ class NodeConfig:
         for name in ("visible_image", "thermal_image", "visible_info", "thermal_info"):
             if not getattr(self.topics, name):
                 raise ValueError(f"topics.{name} must not be empty")
+        for name in ("visible", "thermal"):
+            frame = getattr(self.frames, name)
+            if frame and not valid_frame_id(frame):
+                raise ValueError(f"frames.{name} must be a frame id (letters, digits, _ . / -; at most "
+                                 f"{MAX_FRAME_ID} characters), got {frame!r}")
+        problem = output_file_problem(self.output.rig_calibration_file)
+        if problem:
+            raise ValueError(f"output.rig_calibration_file: {problem}")
 
     def to_flat(self) -> dict[str, Any]:
         return _flatten(dataclasses.asdict(self))
@@ -328,10 +362,11 @@ _DESCRIPTIONS: dict[str, str] = {
     "rig.systematic_deg": "essential: shared match error (deg) added to the rig translation-direction covariance (0 = bootstrap only)",
     "publish.rig": "rig mode: publish rig/pose and rig/homography (latched) once converged",
     "publish.rig_tf_static": "rig mode: also send the rig estimate on /tf_static (opt-in: it may fight a URDF)",
-    "output.rig_calibration_file": "rig mode: write the estimate to this YAML file (atomic; empty = none)",
+    "output.rig_calibration_file": "rig mode: write the estimate to this YAML file (atomic; empty = none); start-up only, its folder must exist, never a symlink, FIFO or other special file",
 }
-# Changing these needs a restart: they shape subscriptions and publishers.
-_READ_ONLY_GROUPS = ("topics.", "qos.")
+# Changing these needs a restart: they shape subscriptions and publishers; and the one file the
+# node writes is fixed at start-up (anyone on the graph can set parameters at run time).
+_READ_ONLY_GROUPS = ("topics.", "qos.", "output.rig_calibration_file")
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

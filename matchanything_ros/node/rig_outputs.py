@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import yaml
 
 from .outputs import DiagnosticReport, rotation_to_quaternion
 
@@ -151,21 +152,37 @@ def calibration_document(estimate: Any, frame: str, child: str, stamp_ns: int) -
     return doc
 
 
+class _QuotedDumper(yaml.SafeDumper):
+    """Every string single-quoted: data to any reader, a YAML parser or a shell that runs the file."""
+
+
+_QuotedDumper.add_representer(str, lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="'"))
+
+
 def write_calibration(path: str | Path, estimate: Any, frame: str, child: str, stamp_ns: int) -> Path:
     """Write the calibration YAML atomically (temp file in the same folder, fsync, rename), so a
-    reader or a crash never sees half a file."""
-    import yaml
+    reader or a crash never sees half a file. Refused (ValueError) when the target is not a
+    regular file or its folder is missing (node.config.output_file_problem: a symlink, FIFO or
+    device is never replaced, no folder is created), or a frame is not a frame id."""
+    from .config import output_file_problem, valid_frame_id
 
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = "# rig calibration estimated by matchanything_ros rig mode (docs/NODE.md)\n" + yaml.safe_dump(
-        calibration_document(estimate, frame, child, stamp_ns), sort_keys=False)
+    for name in (frame, child):
+        if not valid_frame_id(name):
+            raise ValueError(f"not writing the rig calibration: frame {name!r} is not a frame id")
+    problem = output_file_problem(str(path))
+    if problem:
+        raise ValueError(f"not writing the rig calibration: {problem}")
+    text = "# rig calibration estimated by matchanything_ros rig mode (docs/NODE.md)\n" + yaml.dump(
+        calibration_document(estimate, frame, child, stamp_ns), Dumper=_QuotedDumper, sort_keys=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if output_file_problem(str(path)):  # replaced by a symlink or FIFO meanwhile
+            raise ValueError(f"not writing the rig calibration: {output_file_problem(str(path))}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -175,8 +192,6 @@ def write_calibration(path: str | Path, estimate: Any, frame: str, child: str, s
 
 def read_calibration(path: str | Path) -> dict[str, Any]:
     """Read a calibration file written by :func:`write_calibration` (ValueError if it is not one)."""
-    import yaml
-
     doc = yaml.safe_load(Path(path).read_text())
     if not isinstance(doc, dict) or doc.get("format") != CALIBRATION_FORMAT:
         raise ValueError(f"{path} is not a matchanything_ros rig calibration file")
