@@ -225,7 +225,8 @@ def harness(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in _env()}
     os.environ.update(_env())
     params = tmp_path_factory.mktemp("node") / "params.yaml"
-    params.write_text(PARAMS)
+    # the one file the node writes is a start-up parameter (read-only at run time)
+    params.write_text(PARAMS + f"    output: {{rig_calibration_file: {params.parent / 'rig.yaml'}}}\n")
     env = dict(os.environ)
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     env["PYTHONUNBUFFERED"] = "1"
@@ -521,10 +522,13 @@ def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
 
     from matchanything_ros.node.rig_outputs import read_calibration
 
-    calib = tmp_path / "rig.yaml"
+    calib = harness.params_file.parent / "rig.yaml"  # set at start-up
+    # anyone on the graph can set parameters: the output file is not one of them
+    (refused,) = harness.set_parameters(output__rig_calibration_file=str(tmp_path / "elsewhere.yaml"))
+    assert not refused.successful
     # polarity both: with the node's normal polarity most of these synthetic pairs fail and the
     # estimate rests on one frame, whose bootstrap spread is rightly large
-    results = harness.set_parameters(rig__enabled=True, polarity="both", output__rig_calibration_file=str(calib))
+    results = harness.set_parameters(rig__enabled=True, polarity="both")
     assert all(r.successful for r in results)
 
     def rig_status(min_updates: int):
@@ -560,7 +564,8 @@ def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
         doc = _wait(lambda: calib.exists() and read_calibration(calib), 20.0, "calibration file")
         assert doc["mode"] == "homography" and doc["converged"]
     finally:
-        harness.set_parameters(rig__enabled=False, polarity="normal", output__rig_calibration_file="")
+        harness.set_parameters(rig__enabled=False, polarity="normal")
+    assert not (tmp_path / "elsewhere.yaml").exists()
 
 
 def test_runtime_hostile_weights_never_run(harness, tmp_path):
@@ -585,3 +590,22 @@ def test_runtime_hostile_weights_never_run(harness, tmp_path):
     stamp = next_stamp()
     harness.publish_pair(make_planar_pair(1, size=SIZE), stamp)
     harness.output_for(stamp, timeout=120.0)
+
+
+def test_use_sim_time_is_start_up_only_and_a_clock_message_silences_nothing(harness):
+    """Issue 18: `use_sim_time` set at run time, then one /clock message, had frozen the stamp
+    rules and the diagnostics timer. The switch is refused; /diagnostics runs on a steady clock."""
+    from rosgraph_msgs.msg import Clock
+
+    (res,) = harness.set_parameters(use_sim_time=True)
+    assert not res.successful and "start-up only" in res.reason
+    clock_pub = harness.node.create_publisher(Clock, "/clock", 10)
+    msg = Clock()
+    msg.clock.sec = 1
+    clock_pub.publish(msg)
+    seen = len(harness.messages("/diagnostics"))
+    pair = make_planar_pair(5, size=SIZE, rotation_deg=5.0)
+    stamp = next_stamp()
+    harness.publish_pair(pair, stamp)
+    assert harness.output_for(stamp) is not None  # answered after the clock message
+    _wait(lambda: len(harness.messages("/diagnostics")) > seen + 2, WAIT, "diagnostics keep coming")

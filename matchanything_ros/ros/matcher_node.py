@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
@@ -79,8 +80,13 @@ class MatcherNode(Node):
         self._make_subscriptions()
         self._threads_applied: int | None = None  # worker.threads as set in the worker thread
         self.worker = LatestWorker(self._process, self.cfg.worker.queue_size)
-        self._diag_timer = self.create_timer(self.cfg.diagnostics.period, self._publish_diagnostics)
+        self._diag_timer = self._diagnostics_timer(self.cfg.diagnostics.period)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _diagnostics_timer(self, period: float):
+        """/diagnostics on a steady clock: a simulated clock that stops (or never starts) must
+        not silence the node's health reports."""
+        return self.create_timer(period, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     # -- setup ------------------------------------------------------------------------------
     def _warn_unmatched_params_files(self, argv: list[str]) -> None:
@@ -394,7 +400,7 @@ class MatcherNode(Node):
     def _write_calibration(self, cfg: NodeConfig, state: tuple) -> None:
         try:
             write_calibration(cfg.output.rig_calibration_file, *state)
-        except OSError as exc:  # a full disk or a bad path must not stop matching
+        except (OSError, ValueError) as exc:  # a full disk, a bad path or frame must not stop matching
             self.health.on_error("calibration_write_errors", f"cannot write the rig calibration file: {exc}")
             self.get_logger().error(f"cannot write the rig calibration file: {exc}", throttle_duration_sec=THROTTLE_S)
 
@@ -429,6 +435,11 @@ class MatcherNode(Node):
         for param in params:
             if param.name in values:
                 values[param.name] = param.value
+            elif param.name == "use_sim_time" and param.value != self.get_parameter("use_sim_time").value:
+                # the clock behind the stamp rules: a switch at run time (one /clock message
+                # away from a frozen clock) would reject every pair that follows
+                return SetParametersResult(successful=False, reason=(
+                    "use_sim_time is start-up only: start the node with -p use_sim_time:=true"))
         try:
             node_cfg, pipe_cfg = split_parameters(values)
         except (ValueError, TypeError) as exc:
@@ -445,7 +456,7 @@ class MatcherNode(Node):
             self.worker.set_queue_size(node_cfg.worker.queue_size)
         if node_cfg.diagnostics.period != old.diagnostics.period:
             self._diag_timer.cancel()
-            self._diag_timer = self.create_timer(node_cfg.diagnostics.period, self._publish_diagnostics)
+            self._diag_timer = self._diagnostics_timer(node_cfg.diagnostics.period)
         if pipe_cfg != self.pipeline.config:
             self._request_pipeline(pipe_cfg)
         return SetParametersResult(successful=True)
