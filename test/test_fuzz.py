@@ -157,3 +157,78 @@ def test_fit_long_side_stretches_slivers_to_the_minimum_side():
     assert fit_long_side(4000, 1, 640, 32, 64) == (640, 64)
     assert fit_long_side(20000, 8, 640, 32, 64) == (640, 64)
     assert fit_long_side(1000, 500, 640, 32, 64) == (640, 320)  # ordinary images unchanged
+
+
+BOMB = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+DEEP = "[" * 30000 + "]" * 30000 + "\n"
+
+
+def _one_line_exit(res, code: int, *words: str) -> None:
+    lines = [line for line in res.stderr.splitlines() if line.strip() and "Warning" not in line and "warn" not in line]
+    assert res.returncode == code, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and len(lines) <= 2, res.stderr[-2000:]
+    assert all(w in res.stderr for w in words), res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("text, words", [
+    (BOMB, ("aliases are not accepted",)), (DEEP, ("nested deeper",)), ("just a string\n", ("9 numbers",)),
+    ("K: [[1, 2], [3]]\n", ("9 numbers",)), ("K: [1, 2, 3, 4, 5, 6, 7, 8, x]\n", ("9 numbers",)),
+], ids=["alias_bomb", "deep", "string", "ragged", "not_numbers"])
+def test_hostile_intrinsics_files_are_one_line_exit_2(tmp_path, text, words):
+    """Issue 18, item 10: YAML that expands, nests 30,000 deep or holds no camera matrix."""
+    import cv2
+
+    from test_bags import run_cli
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(0, size=(96, 64))
+    cv2.imwrite(str(tmp_path / "v.png"), pair.visible)
+    cv2.imwrite(str(tmp_path / "t.png"), pair.thermal)
+    (tmp_path / "k.yaml").write_text(text)
+    res = run_cli("match", str(tmp_path / "v.png"), str(tmp_path / "t.png"), "--geometry", "essential",
+                  "--intrinsics", str(tmp_path / "k.yaml"), "--model", "sift")
+    _one_line_exit(res, 2, *words)
+
+
+def test_hostile_configs_ground_truth_and_sizes_are_one_line_exit_2(tmp_path):
+    """Issue 18, item 10: replay --config with aliases / deep nesting, evaluate --gt whose frame
+    lacks its stamp, make-bag --size 100000x100000."""
+    import json
+
+    from test_bags import easy_frames, run_cli
+    from matchanything_ros.bags.make_bag import write_bag
+
+    gt = write_bag(easy_frames(1, size=(64, 48)), tmp_path / "in")
+    for name, text in (("bomb", BOMB), ("deep", DEEP)):
+        (tmp_path / f"{name}.yaml").write_text(text)
+        res = run_cli("replay", str(tmp_path / "in"), "--out", str(tmp_path / f"out_{name}"), "--config",
+                      str(tmp_path / f"{name}.yaml"))
+        _one_line_exit(res, 2, "params file")
+    doc = json.loads(gt.read_text())
+    next(iter(doc["frames"].values())).pop("visible_stamp_ns")
+    (tmp_path / "bad.gt.json").write_text(json.dumps(doc))
+    assert run_cli("replay", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "-p", "model=sift").returncode == 0
+    _one_line_exit(run_cli("evaluate", str(tmp_path / "out"), "--gt", str(tmp_path / "bad.gt.json")), 2,
+                   "no visible_stamp_ns")
+    _one_line_exit(run_cli("make-bag", str(tmp_path / "huge"), "--synthetic", "planar", "--size", "100000x100000"), 2,
+                   "must be in [16, 4096]")
+    assert not (tmp_path / "huge").exists()
+
+
+@pytest.mark.ros
+def test_node_refuses_hostile_params_files_in_one_line(tmp_path):
+    """Issue 18, item 10: a params file with aliases, deep nesting or binary bytes stops the
+    node at start-up with one line, before rcl parses it."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("rclpy")
+    env = dict(os.environ)
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    for name, data in (("bomb", BOMB.encode()), ("deep", DEEP.encode()), ("bin", b"\x89PNG\x00\xff\xfe")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_bytes(data)
+        res = subprocess.run([sys.executable, "-m", "matchanything_ros.ros.matcher_node", "--ros-args", "--params-file",
+                              str(path)], env=env, capture_output=True, text=True, timeout=120)
+        _one_line_exit(res, 1, "cannot start", str(path))

@@ -366,4 +366,35 @@ def load_ground_truth(path: str | Path) -> dict[str, Any]:
         raise BagError(f"{path} is not a matchanything_ros ground-truth file (format {GT_FORMAT!r})")
     if doc.get("version") != GT_VERSION:
         raise BagError(f"ground truth {path} has version {doc.get('version')}, this tool reads {GT_VERSION}")
+    for key, frame in doc["frames"].items():
+        problem = _gt_frame_problem(frame)
+        if problem:
+            raise BagError(f"ground truth {path}, frame {key!r}: {problem}")
     return doc
+
+
+def _gt_frame_problem(frame: Any) -> str | None:
+    """What makes one ground-truth frame unusable (None: nothing): the fields evaluate reads."""
+    if not isinstance(frame, dict):
+        return "not a mapping"
+    try:
+        int(frame["visible_stamp_ns"])
+    except KeyError:
+        return "no visible_stamp_ns"
+    except (TypeError, ValueError):
+        return f"visible_stamp_ns {frame['visible_stamp_ns']!r} is not an integer"
+    shapes = {"H": (3, 3), "R": (3, 3), "t": (3,), "visible_size": (2,)}
+    for name, shape in shapes.items():
+        if frame.get(name) is None:
+            continue
+        try:
+            value = np.asarray(frame[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            return f"{name} is not numbers"
+        if value.size != int(np.prod(shape)) or not np.isfinite(value).all():
+            return f"{name} must be {'x'.join(map(str, shape))} finite numbers"
+    if frame.get("H") is not None and frame.get("visible_size") is None:
+        return "H without visible_size"
+    if frame.get("R") is not None and frame.get("t") is None:
+        return "R without t"
+    return None

@@ -67,23 +67,27 @@ def read_intrinsics(path: str | Path) -> np.ndarray:
         except ValueError:
             raise CommandError(f"intrinsics {text!r}: expected fx,fy,cx,cy numbers") from None
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
-    import yaml
+    from ..yaml_input import load_yaml_file
 
     p = Path(text)
     if not p.is_file():
         raise CommandError(f"intrinsics file not found: {p} (or give fx,fy,cx,cy)")
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise CommandError(f"intrinsics file {p} is not valid YAML: {exc}") from None
+        data = load_yaml_file(p, "intrinsics file")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     values = None
     if isinstance(data, dict):
         cm = data.get("camera_matrix")
         values = cm.get("data") if isinstance(cm, dict) else None
         values = values if values is not None else data.get("k", data.get("K"))
-    if values is None or len(values) != 9:
-        raise CommandError(f"intrinsics file {p}: expected camera_matrix.data or K with 9 numbers")
-    return np.asarray(values, dtype=np.float64).reshape(3, 3)
+    try:
+        K = np.asarray(values, dtype=np.float64).reshape(3, 3)
+    except (TypeError, ValueError):  # missing, ragged, nested, strings, not 9 numbers
+        raise CommandError(f"intrinsics file {p}: expected camera_matrix.data or K with 9 numbers") from None
+    if not np.isfinite(K).all():
+        raise CommandError(f"intrinsics file {p}: camera matrix values must be finite numbers")
+    return K
 
 
 def check_output_file(path: str | Path | None) -> None:

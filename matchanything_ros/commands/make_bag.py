@@ -34,6 +34,11 @@ def add_arguments(parser) -> None:
                      help="about this axis of the thermal camera (default roll: the optical axis)")
 
 
+#: synthetic image sides make-bag renders: the node's default limits.min_side, and a 16 MP frame
+#: at most (the renderer holds a few float maps of the frame)
+MIN_SIDE, MAX_SIDE = 16, 4096
+
+
 def _size(text: str) -> tuple[int, int]:
     from . import CommandError
 
@@ -41,7 +46,10 @@ def _size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise CommandError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 320x256") from None
+    if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+        raise CommandError(f"--size {text!r}: width and height must be in [{MIN_SIDE}, {MAX_SIDE}] px")
     return w, h
+
 
 
 def run(args) -> int:

@@ -487,12 +487,14 @@ def node_fqn(node_name: str = "matcher_node", namespace: str = "/") -> str:
 
 
 def _read_document(path: Path) -> dict:
+    from ..yaml_input import load_yaml_file
+
     try:
-        document = yaml.safe_load(path.read_text())
+        document = load_yaml_file(path, "params file")
     except FileNotFoundError:
         raise ValueError(f"params file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"params file {path} is not valid YAML: {exc}") from None
+    except IsADirectoryError:
+        raise ValueError(f"params file {path} is a folder") from None
     if document is None:  # an empty file: rcl accepts it, it sets nothing
         return {}
     if not isinstance(document, dict):

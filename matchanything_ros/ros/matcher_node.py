@@ -514,12 +514,21 @@ def main(args: list[str] | None = None) -> int:
 
     from ..node.malloc_tuning import tune_malloc
 
+    argv = sys.argv if args is None else args
+    problem = _params_files_problem(argv)
+    if problem:  # before rcl parses them: its parser expands aliases and has no depth limit
+        print(f"[FATAL] [matcher_node]: cannot start: {problem}", file=sys.stderr)
+        return 1
     openmp_line = prepare_openmp()  # before torch loads libgomp (docs/NODE.md, Threads)
     malloc_line = tune_malloc()  # before DDS allocates its first sample buffers
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # rcl's own argument or params-file errors (RCLError): one line
+        print(f"[FATAL] [matcher_node]: cannot start: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     node = None
     try:
-        node = MatcherNode(argv=sys.argv if args is None else args)
+        node = MatcherNode(argv=argv)
         node.get_logger().info(f"{malloc_line}; {openmp_line}")
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -537,6 +546,20 @@ def main(args: list[str] | None = None) -> int:
     finally:
         _shutdown(node)
     return 0
+
+
+def _params_files_problem(argv: list[str]) -> str | None:
+    """Why a ``--params-file`` of the command line cannot be read (yaml_input's bounds), or None."""
+    from ..yaml_input import load_yaml_file
+
+    for path in params_files_in_args(argv):
+        try:
+            load_yaml_file(path, "params file")
+        except FileNotFoundError:
+            return f"params file not found: {path}"
+        except (OSError, ValueError) as exc:
+            return str(exc)
+    return None
 
 
 def _shutdown(node: MatcherNode | None) -> None:
