@@ -358,10 +358,12 @@ def test_malformed_stream_is_counted_and_node_keeps_serving(harness):
         # one round (11 messages) fits the reliable history; wait until the node has counted it
         # before the next, so a slow (loaded) node cannot lose messages to the history depth
         harness.diagnostics(lambda v, s: int(v.get("bad_input", 0)) >= before + 11 * round_)
-    # a stamp going backwards on one stream: older than the two newest (docs/NODE.md, Stamps)
+    # a stamp going backwards on one stream: older than the median of the last five accepted
+    # (three newer ones, docs/NODE.md, Stamps)
     pair = make_planar_pair(4, size=SIZE, rotation_deg=5.0)
     now = next_stamp()
     harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 60 * MS, VIS_FRAME))
+    harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 40 * MS, VIS_FRAME))
     harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now, VIS_FRAME))
     harness.pub_vis.publish(harness.image(pair.visible, "bgr8", now - 80 * MS, VIS_FRAME))
     harness.pub_th.publish(harness.image(pair.thermal, "mono16", now, "thermal_cam"))

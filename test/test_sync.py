@@ -110,6 +110,24 @@ def test_one_far_future_stamp_does_not_blind_the_stream():
     assert sync.stats.backwards == 0
 
 
+@pytest.mark.parametrize("every", [None, 8], ids=["once", "every_0.8s"])
+def test_two_future_stamps_cost_only_their_own_pairs(every):
+    """Issue 18, item 2: two images stamped now+0.90 s and now+0.95 s (inside max_future) had
+    made the following valid images 'backwards' (11 of 20 pairs answered); two such every 0.8 s
+    blinded the stream (0 of 40)."""
+    sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01, max_future_ns=NS_PER_S)
+    pairs = []
+    for k in range(40):
+        now = 10 * NS_PER_S + k * 100 * MS  # the clock, and the valid stamps, at 10 Hz
+        if k == 3 or (every and k % every == 3):
+            pairs += sync.add(0, now + 900 * MS, "ahead1", now_ns=now)
+            pairs += sync.add(0, now + 950 * MS, "ahead2", now_ns=now)
+        pairs += sync.add(0, now, f"v{k}", now_ns=now)
+        pairs += sync.add(1, now + MS, f"t{k}", now_ns=now)
+    assert [p[0] for p in pairs] == [f"v{k}" for k in range(40)]
+    assert sync.stats.backwards == 0
+
+
 def test_one_far_past_stamp_is_an_outlier_not_a_reset():
     sync = ApproximateTimeSynchronizer(2, queue_size=10, slop=0.01)
     pairs, rejected = [], []

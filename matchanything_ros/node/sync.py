@@ -18,10 +18,11 @@ stream (docs/NODE.md, "Stamps"):
   negative ``sec``, the zero stamp);
 * with a meaningful clock (``now_ns`` given and > 0), a stamp more than ``max_future_ns`` ahead
   of it is rejected (``stamp_future``);
-* a message is compared with the stream's SECOND newest stamp, so that one outlier (a single
-  far-future stamp) cannot make every later message "backwards". Older by at most
-  ``reset_threshold_ns``: dropped (``stamp_backwards``) -- message_filters would queue it and
-  pair it out of order;
+* a message is compared with the MEDIAN of the stream's last ``RECENT`` accepted stamps (the
+  lower middle one; the older of two), so that outliers among them (far-future stamps, a
+  second publisher whose clock runs ahead) cannot make every later message "backwards": a few
+  of them cost their own pairs only. Older by at most ``reset_threshold_ns``: dropped
+  (``stamp_backwards``) -- message_filters would queue it and pair it out of order;
 * older by more (a bag restarted with ``--loop``, a simulator reset): held; if the next message
   on the stream confirms it (within ``reset_threshold_ns`` after it) the stream's time is reset
   (its queue cleared, both messages queued, ``resets`` counted), else the held message is
@@ -38,6 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NS_PER_S = 1_000_000_000
+#: accepted stamps per stream the "backwards" rule takes its median from: two outliers among
+#: five leave it on the stream's own time
+RECENT = 5
 
 
 def stamp_to_ns(stamp: Any) -> int:
@@ -77,18 +81,22 @@ class StampGate:
         self.max_future_ns = max_future_ns
         self.rejected: collections.Counter = collections.Counter()  # reason -> count
         self.resets = 0
-        self._top: list[list[int]] = [[] for _ in range(num_streams)]  # two newest distinct stamps
+        # the last RECENT accepted stamps, in arrival order
+        self._recent: list[collections.deque] = [collections.deque(maxlen=RECENT) for _ in range(num_streams)]
         self._held: list[tuple[int, Any] | None] = [None] * num_streams  # reset candidate
 
     def clear(self) -> None:
         """Forget the stamps seen and the held messages (counters stay)."""
-        self._top = [[] for _ in self._top]
+        for recent in self._recent:
+            recent.clear()
         self._held = [None] * len(self._held)
 
     def reference(self, stream: int) -> int | None:
-        """The stamp a new message is compared with: the second newest one (None before two)."""
-        top = self._top[stream]
-        return top[1] if len(top) == 2 else None
+        """The stamp a new message is compared with: the lower median of the last RECENT
+        accepted ones (None before two). Up to (RECENT - 1) // 2 outliers among them leave it
+        on the stream's own time."""
+        recent = sorted(self._recent[stream])
+        return recent[(len(recent) - 1) // 2] if len(recent) >= 2 else None
 
     def admit(self, stream: int, stamp_ns: int, msg: Any, now_ns: int | None = None) -> Admission:
         out = Admission()
@@ -107,7 +115,7 @@ class StampGate:
             self._reject(out, "stamp_backwards")
         elif held is not None and 0 <= stamp_ns - held[0] <= self.reset_threshold_ns:
             self._held[stream] = None  # a second message confirms the jump back: time reset
-            self._top[stream] = []
+            self._recent[stream].clear()
             self._remember(stream, held[0])
             self._remember(stream, stamp_ns)
             self.resets += 1
@@ -120,11 +128,7 @@ class StampGate:
         return out
 
     def _remember(self, stream: int, stamp_ns: int) -> None:
-        top = self._top[stream]
-        if stamp_ns not in top:
-            top.append(stamp_ns)
-            top.sort(reverse=True)
-            del top[2:]
+        self._recent[stream].append(stamp_ns)
 
     def _reject(self, out: Admission, reason: str) -> Admission:
         self.rejected[reason] += 1

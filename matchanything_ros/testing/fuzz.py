@@ -15,6 +15,7 @@ PNG, slivers, non-images) for the CLI.
 """
 from __future__ import annotations
 
+import collections
 import random
 import struct
 import zlib
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+
+from ..node.sync import RECENT
 
 NS_PER_S = 1_000_000_000
 TOPICS = {
@@ -80,7 +83,9 @@ class HostileStream:
         self.size = size
         self.period_ns = period_ns
         self.stamp_ns = int(now_ns)
-        self.previous_ns = self.stamp_ns  # stamp of the pair before the newest one
+        # the last valid stamps (every stream gets each): the node's "backwards" bar is their
+        # lower median (node.sync.StampGate.reference)
+        self._recent = collections.deque([self.stamp_ns], maxlen=RECENT)
         self.pairs = 0
         self._last_far_past = [0, 0]
 
@@ -114,8 +119,8 @@ class HostileStream:
     def valid_pair(self) -> list[FuzzMessage]:
         """A valid visible (bgr8) + thermal (mono16, sometimes big-endian or padded) pair at the
         next stamp, with an occasionally hostile (but legal) frame id."""
-        self.previous_ns = self.stamp_ns
         self.stamp_ns = max(self.stamp_ns + self.period_ns, self.clock() if self.clock else 0)
+        self._recent.append(self.stamp_ns)
         self.pairs += 1
         w, h = self.size
         frame = self.rng.choice(["vis", "", "x" * 4096, "кадр/камера", "a b\tc", "/"])
@@ -181,9 +186,10 @@ class HostileStream:
                 past = past + 100 if past + 100 < t // NS_PER_S - 50 else past // 2
             self._last_far_past[index] = past
             return make("stamp_outlier", stamp_ns=past * NS_PER_S + self.rng.randrange(NS_PER_S))
-        if kind == "stamp_backwards":  # behind the two newest stamps of the stream, by < 3 s
+        if kind == "stamp_backwards":  # behind the stream's backwards bar, by < 3 s
             back = self.rng.randrange(1_000_000, int(FUZZ_RESET_THRESHOLD_S * NS_PER_S) // 2)
-            m = make("x", stamp_ns=self.previous_ns - back)
+            recent = sorted(self._recent)
+            m = make("x", stamp_ns=recent[(len(recent) - 1) // 2] - back)
             m.expect = "stamp_backwards"
             return m
         raise ValueError(f"unknown kind {kind!r}")
@@ -212,7 +218,7 @@ class HostileStream:
 
     def messages(self, count: int, warmup_pairs: int = 2) -> Iterator[FuzzMessage]:
         """About ``count`` messages: ``warmup_pairs`` valid pairs (the stamp rules compare with
-        the two newest stamps), then blocks of 1-4 hostile messages and one valid pair."""
+        the median of the last stamps), then blocks of 1-4 hostile messages and one valid pair."""
         sent = 0
         for _ in range(warmup_pairs):
             for m in self.valid_pair():
