@@ -219,6 +219,17 @@ class Harness:
         self.node.destroy_client(client)
         return future.result().results
 
+    def get_parameters(self, *names: str) -> dict:
+        import rclpy
+        from rcl_interfaces.srv import GetParameters
+
+        client = self.node.create_client(GetParameters, "/matcher_node/get_parameters")
+        assert client.wait_for_service(timeout_sec=WAIT * TIME_SCALE), "get_parameters service not found"
+        future = client.call_async(GetParameters.Request(names=list(names)))
+        _wait(future.done, WAIT, "get_parameters response")
+        self.node.destroy_client(client)
+        return dict(zip(names, (rclpy.parameter.parameter_value_to_python(v) for v in future.result().values)))
+
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
@@ -587,6 +598,8 @@ def test_runtime_hostile_weights_never_run(harness, tmp_path):
         timeout=120.0)
     assert str(path) in status.message
     assert not marker.exists()
+    # accepted, then not buildable: the parameters go back to what runs (issue 18, item 4)
+    _wait(lambda: harness.get_parameters("model")["model"] == "xfeat", WAIT, "model parameter set back")
     res = harness.set_parameters(model="xfeat", weights="")
     assert all(r.successful for r in res), [r.reason for r in res]
     stamp = next_stamp()

@@ -393,6 +393,11 @@ def _spec(name: str, default: Any, doc: str = "") -> ParamSpec:
     )
 
 
+def pipeline_values(cfg: PipelineConfig) -> dict[str, Any]:
+    """The pipeline parameters (dotted names) a PipelineConfig stands for."""
+    return _flatten(dataclasses.asdict(cfg))
+
+
 def _node_specs() -> list[ParamSpec]:
     return [_spec(k, v) for k, v in NodeConfig().to_flat().items()]
 

@@ -32,7 +32,8 @@ from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
 from ..imaging.limits import SizeLimits
 from ..node.config import (
-    NodeConfig, params_files_in_args, params_sections, runtime_problem, sections_for_node, split_parameters,
+    NodeConfig, params_files_in_args, params_sections, pipeline_values, runtime_problem, sections_for_node,
+    split_parameters,
 )
 from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
@@ -489,11 +490,32 @@ class MatcherNode(Node):
             except Exception as exc:  # keep the previous pipeline serving
                 self.health.on_error("reconfigure_errors", f"reconfigure failed: {exc}")
                 self.get_logger().error(f"reconfigure failed, keeping the previous pipeline: {exc}")
+                if current():
+                    self._revert_parameters()
                 return
             self.get_logger().info(
                 f"pipeline reconfigured: {self.pipeline.matcher.describe()}, geometry {cfg.geometry}")
 
         threading.Thread(target=apply, name="matcher-reconfigure", daemon=True).start()
+
+    def _revert_parameters(self) -> None:
+        """After a change that was accepted but could not be built: set the pipeline parameters
+        back to what the running pipeline was built from, so that they never name a
+        configuration that is not running (the change is counted in reconfigure_errors)."""
+        from rclpy.parameter import Parameter
+
+        with self._pipeline_lock:
+            running = pipeline_values(self.pipeline.config)
+        back = []
+        for name, value in running.items():
+            current = self.get_parameter(name)
+            if current.value != value:
+                value = float(value) if current.type_ == Parameter.Type.DOUBLE else value
+                back.append(Parameter(name, current.type_, value))
+        if back:
+            self.set_parameters(back)
+            self.get_logger().warning("parameters set back to the running pipeline: "
+                                      + ", ".join(f"{p.name}={p.value!r}" for p in back))
 
     def destroy_node(self) -> None:
         worker = getattr(self, "worker", None)  # absent when __init__ failed
