@@ -401,6 +401,37 @@ def test_rig_outputs_pose_tf_static_schedule_and_frames():
     assert np.degrees(np.arccos(min(1.0, centre @ truth))) < 3.0
 
 
+def test_rig_outputs_send_again_for_a_new_estimator_and_failed_writes_warn():
+    """Issue 18, item 11: after a rig restart (a new estimator: rig parameters changed) the
+    first converged estimate goes out again, calibration file included; a failed write is a
+    counter and a WARN in /diagnostics, not an error a good pair clears."""
+    from matchanything_ros.node.config import NodeConfig
+    from matchanything_ros.node.health import NodeHealth, Thresholds
+    from matchanything_ros.node.outputs import OutputBuilder, rosbags_types
+    from matchanything_ros.node.rig_outputs import RigOutputs
+
+    rng = np.random.default_rng(5)
+    cfg = NodeConfig.from_flat({"output.rig_calibration_file": "/tmp/x.yaml"})
+    outputs = RigOutputs(OutputBuilder(rosbags_types()))
+
+    def run(frames: int) -> list[list[str]]:
+        rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+        keys = []
+        for i in range(frames):
+            rig.update(_h_frame(rng, H_TRUE))
+            keys.append([k for k, _ in outputs.messages(rig.snapshot(), cfg, 1000 + i, "vis", "th")])
+        return keys
+
+    first = run(12)
+    again = run(8)  # a new estimator, fewer updates than the last send
+    assert any("rig_calibration" in k for k in first) and any("rig_calibration" in k for k in again)
+    health = NodeHealth("matcher_node: test", start_time=0.0)
+    health.on_error("calibration_write_errors", "cannot write the rig calibration file: disk full")
+    report = health.report(1.0, Thresholds(0.2, 0.5, 30.0))
+    assert int(report.values["calibration_write_errors"]) == 1
+    assert "rig calibration file write(s) failed" in report.message
+
+
 def test_essential_rig_from_real_cross_modal_matches():
     """End to end on rendered visible/thermal pairs of one fixed rig (the cameras of stereo seed
     0, a new scene per frame) through the default matcher and the driving preset's fit: the

@@ -219,6 +219,7 @@ class NodeHealth:
                 ("matcher_errors", "matcher error(s)"),
                 ("messages_lost", "message(s) lost before the callback (publication sequence gaps)"),
                 ("qos_incompatible", "publisher(s) with incompatible QoS"),
+                ("calibration_write_errors", "rig calibration file write(s) failed"),
             ):
                 if delta.get(key, 0) > 0:
                     flag(WARN, f"{delta[key]} {what}")
@@ -255,6 +256,7 @@ class NodeHealth:
                 "missing_camera_info": totals["missing_camera_info"],
                 "matcher_errors": totals["matcher_errors"],
                 "reconfigure_errors": totals["reconfigure_errors"],
+                "calibration_write_errors": totals["calibration_write_errors"],
                 "publish_errors": totals["publish_errors"],
                 "callback_errors": totals["callback_errors"],
                 "messages_lost": totals["messages_lost"],

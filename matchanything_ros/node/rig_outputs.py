@@ -52,6 +52,8 @@ class RigOutputs:
     def messages(self, estimate: Any, cfg: Any, stamp_ns: int, frame: str, child: str) -> Iterator[tuple[str, Any]]:
         """``(key, message)`` for keys rig_pose, rig_homography, rig_tf_static; nothing until the
         estimate has converged, nothing new when it was not refitted since the last call."""
+        if estimate is not None and self._restarted(estimate):
+            self.__init__(self.out)  # a new estimator (rig parameters changed): send as for a first one
         if estimate is None or not estimate.converged or estimate.version == self._last_version:
             return
         self._last_version = estimate.version
@@ -74,6 +76,12 @@ class RigOutputs:
                 yield "rig_tf_static", self._transform_msg(R01, t01, stamp_ns, frame, child)
             if cfg.output.rig_calibration_file:
                 yield "rig_calibration", estimate
+
+    def _restarted(self, estimate: Any) -> bool:
+        """The estimate comes from a new estimator: its counters went back (versions, updates
+        and changes only grow within one)."""
+        return (estimate.version < self._last_version or estimate.changes < self._last_changes
+                or (self._last_sent_update is not None and estimate.updates < self._last_sent_update))
 
     def due(self, estimate: Any) -> bool:
         """First converged estimate, a change since the last send, or RESEND_UPDATES frames on."""
