@@ -624,3 +624,23 @@ def test_use_sim_time_is_start_up_only_and_a_clock_message_silences_nothing(harn
     harness.publish_pair(pair, stamp)
     assert harness.output_for(stamp) is not None  # answered after the clock message
     _wait(lambda: len(harness.messages("/diagnostics")) > seen + 2, WAIT, "diagnostics keep coming")
+
+
+def test_a_sync_change_keeps_its_counters_and_counts_what_it_drops(harness):
+    """Issue 18, item 5: rebuilding the synchronizer (sync.* / stamps.* changed) had dropped
+    its queued messages uncounted and reset sync_unpaired and time_resets to 0."""
+    matching = lambda v, s: "sync_unpaired" in v  # noqa: E731 (not the rig status)
+    before, _ = harness.diagnostics(matching)
+    unpaired = int(before["sync_unpaired"])
+    pair = make_planar_pair(6, size=SIZE)
+    for _ in range(3):  # visible images that no thermal image will ever pair
+        harness.pub_vis.publish(harness.image(pair.visible, "bgr8", next_stamp(), VIS_FRAME))
+    harness.diagnostics(lambda v, s: matching(v, s) and int(v["received_visible"]) >= int(before["received_visible"]) + 3)
+    try:
+        res = harness.set_parameters(sync__slop=SLOP * 2)
+        assert all(r.successful for r in res), [r.reason for r in res]
+        harness.diagnostics(lambda v, s: matching(v, s) and int(v["sync_unpaired"]) >= unpaired + 3)
+    finally:
+        harness.set_parameters(sync__slop=SLOP)
+    values, _ = harness.diagnostics(matching)
+    assert int(values["sync_unpaired"]) >= unpaired + 3 and int(values["time_resets"]) >= int(before["time_resets"])

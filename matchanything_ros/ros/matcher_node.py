@@ -172,6 +172,12 @@ class MatcherNode(Node):
         one (same pairing rule). Both are fed by our own callbacks after input checks and the
         stamp gate (node.sync.StampGate: the in-package synchronizer's own)."""
         c, st = self.cfg.sync, self.cfg.stamps
+        old = getattr(self, "_sync", None)
+        self._sync_base = getattr(self, "_sync_base", {"sync_unpaired": 0, "time_resets": 0})
+        if old is not None:  # a rebuild (sync.* / stamps.* changed): counters go on, nothing lost uncounted
+            dropped = sum(len(old.queued(i)) for i in range(2))  # queued, never to pair now
+            self._sync_base["sync_unpaired"] += old.stats.evicted + dropped
+            self._sync_base["time_resets"] += old.gate.resets
         self._sync = ApproximateTimeSynchronizer(
             2, c.queue_size, c.slop, reset_threshold_ns=int(st.reset_threshold * NS_PER_S),
             max_future_ns=int(st.max_future * NS_PER_S) if st.max_future > 0 else None)
@@ -289,12 +295,12 @@ class MatcherNode(Node):
                     self.health.on_bad_input(f"{stream}_{reason}", f"{stream} stamp {stamp / NS_PER_S:.9f}: {reason}")
                 self.get_logger().warning(f"dropping {stream} image stamped {stamp / NS_PER_S:.3f} s: {reason}",
                                           throttle_duration_sec=THROTTLE_S)
-            self.health.set_count("time_resets", self._sync.gate.resets)
+            self.health.set_count("time_resets", self._sync_base["time_resets"] + self._sync.gate.resets)
             if admission is not None:
                 self._signal_message_filters(index, admission)
         for visible, thermal in pairs:
             self._on_pair(visible, thermal)
-        self.health.set_count("sync_unpaired", self._sync.stats.evicted)
+        self.health.set_count("sync_unpaired", self._sync_base["sync_unpaired"] + self._sync.stats.evicted)
 
     def _signal_message_filters(self, index: int, admission: Any) -> None:
         if admission.reset:
@@ -453,6 +459,8 @@ class MatcherNode(Node):
         if node_cfg.sync != old.sync or node_cfg.stamps != old.stamps:
             with self._gate_lock:
                 self._make_sync()
+                self.health.set_count("sync_unpaired", self._sync_base["sync_unpaired"])
+                self.health.set_count("time_resets", self._sync_base["time_resets"])
         if node_cfg.worker != old.worker:
             self.worker.set_queue_size(node_cfg.worker.queue_size)
         if node_cfg.diagnostics.period != old.diagnostics.period:
