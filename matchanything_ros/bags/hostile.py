@@ -25,6 +25,7 @@ HOSTILE_KINDS = {
     "metadata_missing_file": ("mcap", "metadata.yaml naming a storage file that does not exist"),
     "ends_early": ("sqlite3", "metadata.yaml lists twice the messages the db3 holds (rows deleted)"),
     "empty_dir": ("mcap", "an empty directory"),
+    "view_db3": ("sqlite3", "db3 whose messages table is a recursive VIEW (a query that never ends)"),
 }
 
 
@@ -88,6 +89,11 @@ def make_hostile_bag(kind: str, root: str | Path, seed: int = 0) -> Path:
         meta.write_text(text.replace("message_count: ", "message_count: many", 1))
     elif kind == "metadata_missing_file":
         meta.write_text(meta.read_text().replace(storage_file.name, "elsewhere.mcap"))
+    elif kind == "view_db3":
+        with sqlite3.connect(storage_file) as db:
+            db.execute("ALTER TABLE messages RENAME TO messages_kept")
+            db.execute("CREATE VIEW messages AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+                       "SELECT i AS id, 1 AS topic_id, i AS timestamp, x'00' AS data FROM n")
     elif kind == "ends_early":
         with sqlite3.connect(storage_file) as db:
             db.execute("DELETE FROM messages WHERE id > (SELECT COUNT(*) / 2 FROM messages)")

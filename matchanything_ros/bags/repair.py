@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .storage import (
-    VERSIONS, BagError, BagWriter, TopicRecord, _Salvage, load_yaml,
+    VERSIONS, BagError, BagWriter, TopicRecord, _Salvage, check_sqlite_schema, load_yaml,
     recover_sqlite, storage_file_of,
 )
 
@@ -89,6 +89,8 @@ def repair(bag: str | Path) -> RepairResult:
         raise BagError(f"{bag} holds no single .mcap or .db3 file to repair")
     storage = "mcap" if storage_file.suffix == ".mcap" else "sqlite3"
     recovered = storage == "sqlite3" and recover_sqlite(storage_file)
+    if storage == "sqlite3":
+        check_sqlite_schema(storage_file)  # before any query: a VIEW can be a query without end
     declared = _declared(bag)
     if _is_whole(bag, declared):
         topics = declared["topics_with_message_count"]

@@ -557,6 +557,9 @@ class BagReader:
             raise BagError(f"{self.path} is not a ROS 2 bag: no metadata.yaml and no single .mcap/.db3 file in it")
         if storage_file is not None and unclean_sqlite(storage_file):
             recover_sqlite(storage_file)  # what any SQLite reader does with a leftover journal
+        for db3 in (sorted(self.path.glob("*.db3")) if self.path.is_dir() else [self.path]):
+            if db3.suffix == ".db3":
+                check_sqlite_schema(db3)
         try:
             if self.path.is_dir() and not (self.path / "metadata.yaml").is_file():
                 raise BagError("no metadata.yaml")
@@ -706,6 +709,33 @@ def recover_sqlite(path: Path) -> bool:
         ) from None
     logging.getLogger(__name__).warning("%s: rolled back the unfinished commit of a writer that died", path)
     return True
+
+
+#: the rosbag2 sqlite3 objects a reader queries: each must be a plain table (a VIEW named
+#: ``messages`` can be a recursive query that never ends)
+_SQLITE_TABLES = ("messages", "topics", "metadata", "schema", "message_definitions")
+
+
+def check_sqlite_schema(path: Path) -> None:
+    """BagError unless the rosbag2 objects of ``path`` that exist are tables (not views), with
+    ``messages`` and ``topics`` present: checked before any reader queries them."""
+    import sqlite3
+
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            kinds = dict(db.execute("SELECT name, type FROM sqlite_master WHERE name IN (%s)"
+                                    % ",".join("?" * len(_SQLITE_TABLES)), _SQLITE_TABLES).fetchall())
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise BagError(f"{path} is not a readable SQLite database: {_describe(exc)}") from None
+    for name in ("messages", "topics"):
+        if name not in kinds:
+            raise BagError(f"{path} is not a rosbag2 sqlite3 file: no {name} table")
+    for name, kind in kinds.items():
+        if kind != "table":
+            raise BagError(f"{path} is not a rosbag2 sqlite3 file: {name} is a {kind}, not a table")
 
 
 class _Salvage:
