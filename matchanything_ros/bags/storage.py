@@ -717,8 +717,9 @@ _SQLITE_TABLES = ("messages", "topics", "metadata", "schema", "message_definitio
 
 
 def check_sqlite_schema(path: Path) -> None:
-    """BagError unless the rosbag2 objects of ``path`` that exist are tables (not views), with
-    ``messages`` and ``topics`` present: checked before any reader queries them."""
+    """BagError when one of the rosbag2 objects of ``path`` is not a table (a view, say):
+    checked before any reader queries them. A file SQLite cannot read passes: the reader (or
+    the salvage of a damaged file) says what is wrong with it."""
     import sqlite3
 
     try:
@@ -728,11 +729,8 @@ def check_sqlite_schema(path: Path) -> None:
                                     % ",".join("?" * len(_SQLITE_TABLES)), _SQLITE_TABLES).fetchall())
         finally:
             db.close()
-    except sqlite3.Error as exc:
-        raise BagError(f"{path} is not a readable SQLite database: {_describe(exc)}") from None
-    for name in ("messages", "topics"):
-        if name not in kinds:
-            raise BagError(f"{path} is not a rosbag2 sqlite3 file: no {name} table")
+    except sqlite3.Error:
+        return
     for name, kind in kinds.items():
         if kind != "table":
             raise BagError(f"{path} is not a rosbag2 sqlite3 file: {name} is a {kind}, not a table")
