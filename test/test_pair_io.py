@@ -110,6 +110,11 @@ def test_check_image_applies_stamp_rules_and_size_limits():
     assert check_image(msg) is None
     assert check_image(msg, SizeLimits(max_pixels=1000))[0] == "too_large"
     assert check_image(msg, SizeLimits(min_side=50))[0] == "too_small"
+    # the limit holds in bytes too (issue 18, item 8): 64FC4 pixels are 32 bytes each
+    wide = image_msg(np.zeros((48, 64, 4), np.float64), "64FC4")
+    assert check_image(wide, SizeLimits(max_pixels=48 * 64)) is not None
+    assert "bytes" in check_image(wide, SizeLimits(max_pixels=48 * 64))[1]
+    assert check_image(wide, SizeLimits(max_pixels=48 * 64 * 4)) is None
     msg.header.stamp = Time(sec=1, nanosec=4294967295)
     assert check_image(msg)[0] == "stamp_invalid"
     msg.header.stamp = Time(sec=0, nanosec=0)

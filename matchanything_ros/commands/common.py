@@ -39,7 +39,10 @@ def read_image(path: str | Path, what: str, limits=None) -> np.ndarray:
     if not path.is_file():
         raise CommandError(f"{what} image not found: {path}")
     size = file_image_size(path)
-    if size is not None and (problem := size_problem(*size, limits)) is not None:
+    if size is None:  # never decoded unchecked: Radiance HDR and the like decode to gigabytes
+        raise CommandError(f"cannot read {what} image {path}: no image header this tool reads before decoding "
+                           "(PNG, JPEG, TIFF, PGM, BMP, WebP)")
+    if (problem := size_problem(*size, limits)) is not None:
         raise CommandError(f"{what} image {path}: {problem[1]} (see --max-pixels/--min-side)")
     try:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

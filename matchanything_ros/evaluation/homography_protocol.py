@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from ..imaging.limits import check_image_file
 from .metrics import corner_error, match_precision, pose_auc, success_rates
 
 __all__ = [
@@ -101,6 +102,9 @@ def load_aligned_pairs(directory: str | Path, limit: int | None = None) -> list[
         vis_path = _find_image(vis_dir, stem)
         if th_path is None or vis_path is None:
             continue
+        for path in (vis_path, th_path):  # before decoding: a 389 KB PNG can be 20000x20000
+            if (problem := check_image_file(path)) is not None:
+                raise ValueError(f"{path}: {problem}")
         visible = cv2.imread(str(vis_path), cv2.IMREAD_UNCHANGED)
         thermal = cv2.imread(str(th_path), cv2.IMREAD_UNCHANGED)
         if visible is None or thermal is None:

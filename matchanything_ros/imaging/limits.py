@@ -13,6 +13,9 @@ from pathlib import Path
 #: defaults shared by the node parameters ``limits.*`` and the CLI options
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: above any visible/thermal camera we know of
 DEFAULT_MIN_SIDE = 16  # px
+#: the byte limit that goes with ``max_pixels``: 8 bytes per pixel (16-bit BGRA), so a frame of
+#: wide pixels (64FC4: 32 bytes each) cannot hold 4x the memory the pixel limit suggests
+MAX_BYTES_PER_PIXEL = 8
 
 
 @dataclass(frozen=True)
@@ -21,15 +24,19 @@ class SizeLimits:
     min_side: int = DEFAULT_MIN_SIDE
 
 
-def size_problem(width: int, height: int, limits: SizeLimits) -> tuple[str, str] | None:
-    """``(reason key, message)`` when ``width`` x ``height`` is outside ``limits``, else None.
+def size_problem(width: int, height: int, limits: SizeLimits, nbytes: int | None = None) -> tuple[str, str] | None:
+    """``(reason key, message)`` when ``width`` x ``height`` (and ``nbytes`` of pixel data, when
+    known) is outside ``limits``, else None.
 
-    Reason keys: ``too_large`` (more than ``max_pixels``), ``too_small`` (a side below
-    ``min_side``)."""
+    Reason keys: ``too_large`` (more than ``max_pixels``, or more than ``max_pixels`` x
+    MAX_BYTES_PER_PIXEL bytes), ``too_small`` (a side below ``min_side``)."""
     width, height = int(width), int(height)
     if width * height > limits.max_pixels:
         return "too_large", (f"image {width}x{height} has {width * height} pixels, "
                              f"more than the limit of {limits.max_pixels}")
+    if nbytes is not None and nbytes > limits.max_pixels * MAX_BYTES_PER_PIXEL:
+        return "too_large", (f"image {width}x{height} holds {nbytes} bytes, more than the limit of "
+                             f"{limits.max_pixels * MAX_BYTES_PER_PIXEL} ({MAX_BYTES_PER_PIXEL} bytes x max pixels)")
     if min(width, height) < limits.min_side:
         return "too_small", f"image {width}x{height} has a side below the minimum of {limits.min_side} px"
     return None
@@ -37,7 +44,8 @@ def size_problem(width: int, height: int, limits: SizeLimits) -> tuple[str, str]
 
 def file_image_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) from an image file's header without decoding its pixels (Pillow), or
-    None when Pillow does not know the format (the caller decodes and checks afterwards).
+    None when Pillow does not know the format (callers refuse such a file: a format whose size
+    cannot be read first, Radiance HDR say, may decode to gigabytes).
 
     A header claiming more pixels than Pillow's own bomb limit still yields its size."""
     from PIL import Image, UnidentifiedImageError
@@ -53,3 +61,13 @@ def file_image_size(path: str | Path) -> tuple[int, int] | None:
             return None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_image_file(path: str | Path, limits: SizeLimits | None = None) -> str | None:
+    """Why the image file ``path`` must not be decoded (its header's size outside ``limits``,
+    or a header Pillow cannot read), or None."""
+    size = file_image_size(path)
+    if size is None:
+        return "no image header this tool reads before decoding (PNG, JPEG, TIFF, PGM, BMP, WebP)"
+    problem = size_problem(*size, limits or SizeLimits())
+    return None if problem is None else problem[1]

@@ -43,7 +43,7 @@ def check_image(msg: Any, limits: SizeLimits | None = None) -> tuple[str, str] |
             f"{msg.encoding} {msg.width}x{msg.height}: step {msg.step} (row needs {row}), "
             f"data {len(msg.data)} bytes (step*height = {msg.step * msg.height})"
         )
-    return size_problem(msg.width, msg.height, limits or SizeLimits())
+    return size_problem(msg.width, msg.height, limits or SizeLimits(), len(msg.data))
 
 
 def image_from_cdr(raw: bytes) -> Any:
