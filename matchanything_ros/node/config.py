@@ -345,7 +345,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "diagnostics.stale_timeout": "seconds without a processed pair before WARN (ERROR if none ever)",
     "stamps.max_future": "reject stamps more than this (s) ahead of the node's clock (0 = off; only while the clock runs)",
     "stamps.reset_threshold": "a jump back above this (s) is a time reset once a second message confirms it; smaller: dropped",
-    "limits.max_pixels": "largest image accepted (width*height), checked before decoding",
+    "limits.max_pixels": "largest image accepted (width*height, and 8 bytes per pixel of data), checked before decoding",
     "limits.min_side": "smallest image side (px) accepted, checked before decoding",
     # rig mode (matchanything_ros/rig.py, docs/NODE.md "Rig mode")
     "rig.enabled": "rig mode: estimate the fixed visible/thermal geometry over frames, gate each frame against it",
