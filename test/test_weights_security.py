@@ -156,3 +156,30 @@ def test_node_startup_refuses(tmp_path):
     assert len(lines) == 1, res.stdout + res.stderr
     _assert_refused(lines[0], path)
     assert not marker.exists()
+
+
+def test_weights_folders_cannot_blow_memory(tmp_path):
+    """Issue 18, item 9: a config.json beside the weights cannot change the network's shape (a
+    36-byte file asked for 12 GB), and a zip checkpoint that unpacks to far more than its size
+    (deflated zeros) is refused before torch reads it."""
+    import json
+    import zipfile
+
+    from matchanything_ros.models.eloftr.config import ELoFTRConfig
+    from matchanything_ros.models.eloftr.weights import WeightsError, config_for, read_checkpoint
+
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({"out_features": [64, 64, 128, 100000]}))
+    with pytest.raises(WeightsError, match="published network shape"):
+        config_for(tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({"coarse_matching_temperature": float("nan")}))
+    with pytest.raises(WeightsError, match="finite positive"):
+        config_for(tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({"num_attention_layers": 4}))
+    assert config_for(tmp_path / "model.safetensors") == ELoFTRConfig()
+    bomb = tmp_path / "bomb.ckpt"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data/0", bytes(64 << 20))  # 64 MB of zeros, ~64 KB on disk
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(WeightsError, match="unpacks to"):
+        read_checkpoint(bomb)

@@ -9,6 +9,7 @@ coarse threshold 0.1 (``MATCH_COARSE.THR``). ``match_rule="mnn"`` is EfficientLo
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: coarse selection rules (see ELoFTRConfig.match_rule)
@@ -109,7 +110,7 @@ class ELoFTRConfig:
         if data.get("coarse_matching_skip_softmax", False):
             raise ValueError("ELoFTR config: coarse_matching_skip_softmax=True is not supported")
         rope = data.get("rope_parameters") or {}
-        return cls(
+        config = cls(
             stage_blocks=blocks,
             stage_strides=strides,
             stage_channels=channels,
@@ -123,3 +124,26 @@ class ELoFTRConfig:
             fine_slice_dim=int(data.get("fine_matching_slice_dim", 8)),
             fine_regress_temperature=float(data.get("fine_matching_regress_temperature", 10.0)),
         )
+        config.check_published_shape()
+        return config
+
+    #: the fields that decide the network's tensors: a config.json beside the weights may not
+    #: change them (a 36-byte file asking for 10^5 channels allocated 12 GB before any check)
+    SHAPE_FIELDS = ("stage_blocks", "stage_strides", "stage_channels", "num_layers", "num_heads", "aggregation",
+                    "fine_window", "fine_slice_dim")
+
+    def check_published_shape(self) -> None:
+        """ValueError unless the network has the published MatchAnything-ELoFTR shape and its
+        scalars are finite and positive."""
+        published = type(self)()
+        different = [f"{name} {getattr(self, name)} (published {getattr(published, name)})"
+                     for name in self.SHAPE_FIELDS if getattr(self, name) != getattr(published, name)]
+        if different:
+            raise ValueError("ELoFTR config: this deployment runs the published network shape; "
+                             + "; ".join(different[:3]))
+        for name in ("rope_theta", "temperature", "fine_regress_temperature"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value <= 1e6):
+                raise ValueError(f"ELoFTR config: {name} {value} must be a finite positive number")
+        if not 0 <= self.border_removal <= 16:
+            raise ValueError(f"ELoFTR config: border_removal {self.border_removal} must be in [0, 16]")

@@ -154,6 +154,29 @@ _KIND_HINTS = {
 }
 
 
+#: a torch zip checkpoint may unpack to at most this (the published ones are ~60 MB, stored
+#: uncompressed, as torch.save writes them)
+MAX_CHECKPOINT_BYTES = 1 << 30
+#: ... and to at most this many times its size on disk (torch.save does not compress)
+MAX_ZIP_RATIO = 2
+
+
+def check_zip_checkpoint(path: Path) -> None:
+    """WeightsError when a torch zip checkpoint would unpack to more than MAX_CHECKPOINT_BYTES
+    or MAX_ZIP_RATIO times its size: a few MB of deflated zeros become gigabytes in memory."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from None
+    size = path.stat().st_size
+    if unpacked > MAX_CHECKPOINT_BYTES or unpacked > MAX_ZIP_RATIO * size + (1 << 20):
+        raise WeightsError(f"{path}: unpacks to {unpacked} bytes from {size} (a compressed archive; torch "
+                           f"checkpoints are stored, at most {MAX_CHECKPOINT_BYTES} bytes); refused")
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file or a tensor-only torch checkpoint.
 
@@ -182,6 +205,8 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             return dict(load_file(str(path)))
         except Exception as exc:
             raise WeightsError(f"{path}: corrupt safetensors file ({_first_line(exc)}); download it again") from None
+    if kind == "torch-zip":
+        check_zip_checkpoint(path)
     try:
         # a file object, not the name: torch would pick its loader from the suffix
         with open(path, "rb") as fh:

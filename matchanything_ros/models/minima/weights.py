@@ -162,6 +162,10 @@ def read_checkpoint(path, layout: str) -> dict:
         raise WeightsError(f"{path}: file is empty (interrupted download?); delete it and download again")
     with open(path, "rb") as fh:
         head = fh.read(2)
+    if head[:2] == b"PK":
+        from ..eloftr.weights import check_zip_checkpoint
+
+        check_zip_checkpoint(path)
     try:
         if head[:2] == b"PK" or head[:1] == b"\x80":
             data = torch.load(str(path), map_location="cpu", weights_only=True)
