@@ -268,3 +268,33 @@ def test_bag_that_ends_early_is_scored_up_to_its_end(tmp_path):
     # (how many pairs the lost chunk held depends on when the writer committed)
     assert 1 <= partial["scored_frames"] <= 6 and partial["scored_frames"] + partial["not_replayed_frames"] == 6
     assert ev.summary["frames_with_output"] == partial["scored_frames"]
+
+
+def test_repair_skips_rows_it_cannot_place_and_keeps_the_original(tmp_path):
+    """Issue 18, item 6: a db3 where every 5th message names a missing topic id was repaired
+    down to the messages before the first such row (4 of 96 readable), and the original was
+    replaced without a copy. Repair now reads on past such rows, never leaves fewer readable
+    messages than rosbags read before, and keeps the original beside the bag."""
+    import shutil
+
+    from rosbags.rosbag2 import Reader
+
+    write_bag(easy_frames(2, size=(64, 48)) * 20, tmp_path / "b", storage="sqlite3")
+    bag = tmp_path / "b"
+    (db,) = bag.glob("*.db3")
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE messages SET topic_id = 999 WHERE id % 5 = 0")
+    original = db.read_bytes()
+
+    def readable(path) -> int:
+        with Reader(path) as reader:
+            return sum(1 for _ in reader.messages())
+
+    before = readable(bag)
+    shutil.copy2(bag / "metadata.yaml", tmp_path / "metadata.before")
+    result = repair(bag)
+    assert result.repaired and "naming no known topic" in result.note
+    assert readable(bag) >= before > 0
+    assert (bag / (db.name + ".orig")).read_bytes() == original
+    assert (bag / "metadata.yaml.orig").read_text() == (tmp_path / "metadata.before").read_text()
+    assert not repair(bag).repaired  # whole now

@@ -131,7 +131,15 @@ def repair(bag: str | Path) -> RepairResult:
         writer.close()
     if declared and int(declared.get("version", version)) != version:
         note = (note + "; " if note else "") + f"metadata.yaml declared v{declared['version']}, storage is v{version}"
+    if salvage.skipped:
+        note = (note + "; " if note else "") + f"left out {salvage.skipped} row(s) naming no known topic"
     new_file = tmp_dir / storage_file.name
+    # the original stays beside the repaired bag (suffix .orig: no reader takes it for storage)
+    # unless an earlier repair already kept one: the first original is the one worth keeping
+    for kept in (storage_file, bag / "metadata.yaml"):
+        backup = kept.with_name(kept.name + ".orig")
+        if kept.exists() and not backup.exists():
+            shutil.copy2(kept, backup)
     os.replace(new_file, storage_file)
     for tail in ("-journal", "-wal", "-shm"):
         storage_file.with_name(storage_file.name + tail).unlink(missing_ok=True)

@@ -746,12 +746,14 @@ class _Salvage:
         self.records: dict[str, TopicRecord] = {}
         self.error: str | None = None
         self.versions: set[int] = set()  # metadata versions found in the storage file
+        self.skipped = 0  # db3 rows naming no known topic (left out, the rest is read on)
         try:  # one counting pass: topics and message counts up to the damage
             for topic, msgtype, _, _ in self.messages(None):
                 info = self.topics.get(topic)
                 self.topics[topic] = TopicInfo(topic, msgtype, (info.count if info else 0) + 1)
         except Exception as exc:
             self.error = _describe(exc)
+        self.skipped = 0  # the next pass (repair's copy) counts them again
 
     def messages(self, topics: list[str] | None) -> Iterator[tuple[str, str, int, bytes]]:
         if self.path.suffix == ".mcap":
@@ -802,6 +804,9 @@ class _Salvage:
                     row[1], row[2], row[4], type_hash=row[5] if has_hash else "", msgdef=msgdef,
                     msgdef_encoding=encoding, serialization_format=row[3]))
             for topic_id, t_ns, data in db.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
+                if topic_id not in names or data is None:  # a row no reader can place: skipped, counted
+                    self.skipped += 1
+                    continue
                 topic, msgtype = names[topic_id]
                 if topics is None or topic in topics:
                     yield topic, msgtype, int(t_ns), bytes(data)
