@@ -267,3 +267,18 @@ def test_images_are_checked_on_their_header_by_every_reader(tmp_path):
     _png_header_only(data / "thermal" / "a.png", 20000, 20000)
     _one_line_exit(run_cli("make-bag", str(tmp_path / "bag"), "--folder", str(data)), 2, "20000x20000")
     _one_line_exit(run_cli("accuracy", "--data", str(data), "--models", "sift"), 2, "20000x20000")
+
+
+def test_parity_pack_with_a_bad_manifest_is_one_line_exit_2(tmp_path):
+    """Issue 18, item 10: a reference pack whose manifest lacks what parity reads (KeyError
+    before), or is not JSON."""
+    from test_bags import run_cli
+
+    pack, data = tmp_path / "pack", tmp_path / "data"
+    pack.mkdir()
+    data.mkdir()
+    np.savez(pack / "reference.npz", x=np.zeros(3))
+    (pack / "weights.ckpt").write_bytes(b"")
+    for text, words in (('{"cases": {}}', "no config.match_coarse.thr"), ("{not json", "not valid JSON")):
+        (pack / "manifest.json").write_text(text)
+        _one_line_exit(run_cli("parity", "--reference", str(pack), "--data", str(data)), 2, words)

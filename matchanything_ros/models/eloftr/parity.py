@@ -84,9 +84,46 @@ def load_pack(folder: str | Path, data_dir: str | Path | None = None) -> Pack:
     data_dir = Path(data_dir) if data_dir else folder / ".." / ".." / "data" / "roadscene_dev"
     if not data_dir.is_dir():
         raise ParityError(f"RoadScene images not found at {data_dir} (pass the data folder)")
-    with np.load(folder / "reference.npz") as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return Pack(folder, json.loads((folder / "manifest.json").read_text()), arrays, data_dir.resolve())
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParityError(f"{folder / 'manifest.json'} is not valid JSON: {exc}") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise ParityError(f"{folder / 'manifest.json'}: {problem}")
+    try:
+        with np.load(folder / "reference.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise ParityError(f"{folder / 'reference.npz'} is not a readable .npz of arrays: {exc}") from None
+    return Pack(folder, manifest, arrays, data_dir.resolve())
+
+
+def _manifest_problem(manifest) -> str | None:
+    """What a reference pack's manifest lacks of what the parity command reads, or None."""
+    def get(*keys):
+        node = manifest
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                raise KeyError(".".join(keys))
+            node = node[key]
+        return node
+
+    try:
+        float(get("config", "match_coarse", "thr"))
+        get("config", "preprocessing_conf (match_dense.confs)")
+        str(get("sources", "authors_code", "commit"))
+        cases = get("cases")
+    except KeyError as exc:
+        return f"no {exc.args[0]}"
+    except (TypeError, ValueError):
+        return "config.match_coarse.thr is not a number"
+    if not isinstance(cases, dict) or not cases:
+        return "cases is not a non-empty mapping"
+    for name, info in cases.items():
+        if not isinstance(info, dict) or not all(isinstance(info.get(k), str) for k in ("visible", "thermal")):
+            return f"case {name!r} names no visible and thermal image"
+    return None
 
 
 def compare(ours: tuple[np.ndarray, np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray, np.ndarray],
