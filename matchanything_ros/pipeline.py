@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import GeometryResult, GeometryStatus, estimate_geometry
+from .geometry import GeometryResult, GeometryStatus, apply_homography, estimate_geometry, warp_thermal_to_visible
 from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX
 from .geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG, Quality, assess, polarity_disagreement_deg
 from .imaging.thermal import ThermalConfig, normalize_thermal
@@ -378,21 +378,14 @@ class Pipeline:
         """Matches of ``vis`` against the preprocessed thermal image ``th`` warped into the
         visible frame by ``H0`` (visible px -> thermal px), per polarity, with the thermal
         points mapped back to thermal pixels (those that land outside the thermal image dropped)."""
-        import cv2
-
-        H0 = np.asarray(H0, dtype=np.float64)
         w, h = int(visible_wh[0]), int(visible_wh[1])
-        # dst(x) = th(H0 x). Replicated borders: a black border would be a strong edge that
-        # exists in neither camera.
-        warped = cv2.warpPerspective(th, H0, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                     borderMode=cv2.BORDER_REPLICATE)
+        # the preprocessed thermal image on the visible grid; replicated borders: a black border
+        # would be a strong edge that exists in neither camera
+        warped = warp_thermal_to_visible(th, H0, (h, w), replicate_border=True)
         found = []
         for polarity in polarities:
             m = self.matcher.match(vis, 255 - warped if polarity == "inverted" else warped)
-            k1 = np.asarray(m.kpts1, dtype=np.float64).reshape(-1, 2)
-            q = np.column_stack([k1, np.ones(len(k1))]) @ H0.T
-            with np.errstate(divide="ignore", invalid="ignore"):
-                k1 = q[:, :2] / q[:, 2:3]
+            k1 = apply_homography(H0, m.kpts1)
             keep = (np.isfinite(k1).all(1) & (k1[:, 0] >= -0.5) & (k1[:, 1] >= -0.5)
                     & (k1[:, 0] <= thermal_wh[0] - 0.5) & (k1[:, 1] <= thermal_wh[1] - 0.5))
             found.append(Matches(np.asarray(m.kpts0)[keep], k1[keep].astype(np.float32), np.asarray(m.scores)[keep]))

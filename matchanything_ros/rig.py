@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .geometry.warp import apply_homography
+
 RIG_MODES = {"homography": "homography", "affine": "homography", "essential": "essential"}
 #: per-frame status of an OK geometry the rig estimate disagrees with
 RIG_MISMATCH = "RIG_MISMATCH"
@@ -167,16 +169,11 @@ def _corners(w: int, h: int) -> np.ndarray:
     return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
 
 
-def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    p = np.c_[pts, np.ones(len(pts))] @ H.T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return p[:, :2] / p[:, 2:3]
-
 
 def corner_distance(Ha: np.ndarray, Hb: np.ndarray, size: tuple[int, int]) -> float:
     """Mean distance (px) of the visible image's corners mapped by ``Ha`` and ``Hb``."""
     c = _corners(*size)
-    d = np.linalg.norm(_apply_h(Ha, c) - _apply_h(Hb, c), axis=1).mean()
+    d = np.linalg.norm(apply_homography(Ha, c) - apply_homography(Hb, c), axis=1).mean()
     return float(d) if np.isfinite(d) else math.inf
 
 
@@ -311,15 +308,15 @@ class _Homography:
         return out
 
     def residuals(self, model: RigModel, p0, p1) -> np.ndarray:
-        return np.linalg.norm(_apply_h(model.H, p0) - p1, axis=1)
+        return np.linalg.norm(apply_homography(model.H, p0) - p1, axis=1)
 
     def distance(self, a: RigModel, b: RigModel) -> tuple[float, float | None]:
         return corner_distance(a.H, b.H, self.size), None
 
     def covariance(self, est: RigModel, samples: list[RigModel]) -> tuple[np.ndarray, float, None]:
         c = _corners(*self.size)
-        ref = _apply_h(est.H, c).ravel()
-        d = np.array([_apply_h(s.H, c).ravel() - ref for s in samples])
+        ref = apply_homography(est.H, c).ravel()
+        d = np.array([apply_homography(s.H, c).ravel() - ref for s in samples])
         cov = d.T @ d / max(1, len(d) - 1)
         return cov, float(np.sqrt(np.trace(cov) / 4.0)), None
 

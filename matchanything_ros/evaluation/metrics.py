@@ -9,6 +9,8 @@ from typing import Iterable
 
 import numpy as np
 
+from ..geometry.warp import apply_homography
+
 __all__ = [
     "corner_error",
     "homography_reprojection_errors",
@@ -19,11 +21,6 @@ __all__ = [
     "translation_angle_deg",
 ]
 
-
-def _apply_h(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    p = np.c_[pts, np.ones(len(pts))] @ np.asarray(H, dtype=np.float64).T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return p[:, :2] / p[:, 2:3]
 
 
 def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, width: int, height: int) -> float:
@@ -36,7 +33,7 @@ def corner_error(H_est: np.ndarray | None, H_gt: np.ndarray, width: int, height:
     if H_est.shape != (3, 3) or not np.all(np.isfinite(H_est)):
         return float("inf")
     corners = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float64)
-    err = np.linalg.norm(_apply_h(H_est, corners) - _apply_h(H_gt, corners), axis=1).mean()
+    err = np.linalg.norm(apply_homography(H_est, corners) - apply_homography(H_gt, corners), axis=1).mean()
     return float(err) if np.isfinite(err) else float("inf")
 
 
@@ -76,7 +73,7 @@ def homography_reprojection_errors(kpts0: np.ndarray, kpts1: np.ndarray, H_gt: n
     k1 = np.asarray(kpts1, dtype=np.float64).reshape(-1, 2)
     if len(k0) != len(k1):
         raise ValueError(f"kpts0 ({len(k0)}) and kpts1 ({len(k1)}) must have the same length")
-    err = np.linalg.norm(_apply_h(H_gt, k0) - k1, axis=1)
+    err = np.linalg.norm(apply_homography(H_gt, k0) - k1, axis=1)
     return np.where(np.isfinite(err), err, np.inf)
 
 

@@ -8,13 +8,14 @@ from .pose import (
     sampson_distances,
 )
 from .result import GeometryResult, GeometryStatus
-from .warp import warp_thermal_to_visible
+from .warp import apply_homography, warp_thermal_to_visible
 
 __all__ = [
     "GEOMETRY_MODES",
     "MINIMAL_SAMPLE",
     "MIN_IN_FRONT_FRACTION",
     "UNKNOWN_SCALE_VARIANCE",
+    "apply_homography",
     "GeometryResult",
     "GeometryStatus",
     "camera1_pose_in_camera0",

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .result import GeometryResult
+from .warp import apply_homography
 
 GRID = 8
 #: essential mode, polarity "both": the pooled fit's rotation must agree with the rotation fitted
@@ -121,11 +122,6 @@ def _fit_homography_lsq(p0: np.ndarray, p1: np.ndarray, affine: bool) -> np.ndar
     return None if H is None or not np.isfinite(H).all() or abs(H[2, 2]) < 1e-12 else H / H[2, 2]
 
 
-def _map(H: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    q = np.column_stack([pts, np.ones(len(pts))]) @ H.T
-    return q[:, :2] / q[:, 2:3]
-
-
 def split_corner_disagreement(H: np.ndarray, p0: np.ndarray, p1: np.ndarray, wh, affine: bool = False,
                               min_points: int = 8) -> float:
     """Largest mean corner distance (px) between the fit ``H`` and least-squares fits to one
@@ -136,7 +132,7 @@ def split_corner_disagreement(H: np.ndarray, p0: np.ndarray, p1: np.ndarray, wh,
     do not show (a systematic offset in one band, parallax, a few wrong "inliers" carrying a
     region). inf when a half has too few points to fit."""
     corners = _corners(wh)
-    ref = _map(np.asarray(H, dtype=np.float64), corners)
+    ref = apply_homography(H, corners)
     worst = 0.0
     for axis in (0, 1):
         cut = np.median(p0[:, axis])
@@ -146,7 +142,7 @@ def split_corner_disagreement(H: np.ndarray, p0: np.ndarray, p1: np.ndarray, wh,
             Hh = _fit_homography_lsq(p0[half], p1[half], affine)
             if Hh is None:
                 return math.inf
-            worst = max(worst, float(np.linalg.norm(_map(Hh, corners) - ref, axis=1).mean()))
+            worst = max(worst, float(np.linalg.norm(apply_homography(Hh, corners) - ref, axis=1).mean()))
     return worst
 
 

@@ -45,6 +45,10 @@ class RigOutputs:
 
     def __init__(self, out: Any):
         self.out = out
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget what was sent: the next converged estimate goes out as a first one."""
         self._last_version = -1
         self._last_sent_update: int | None = None
         self._last_changes = 0
@@ -53,7 +57,7 @@ class RigOutputs:
         """``(key, message)`` for keys rig_pose, rig_homography, rig_tf_static; nothing until the
         estimate has converged, nothing new when it was not refitted since the last call."""
         if estimate is not None and self._restarted(estimate):
-            self.__init__(self.out)  # a new estimator (rig parameters changed): send as for a first one
+            self._reset()  # a new estimator (rig parameters changed): send as for a first one
         if estimate is None or not estimate.converged or estimate.version == self._last_version:
             return
         self._last_version = estimate.version
