@@ -32,17 +32,16 @@ def read_image(path: str | Path, what: str, limits=None) -> np.ndarray:
     from the file header before decoding."""
     import cv2
 
-    from ..imaging.limits import SizeLimits, file_image_size, size_problem
+    from ..imaging.limits import SizeLimits, check_image_file, size_problem
 
     limits = limits or SizeLimits()
     path = Path(path)
     if not path.is_file():
         raise CommandError(f"{what} image not found: {path}")
-    size = file_image_size(path)
-    if size is None:  # never decoded unchecked: Radiance HDR and the like decode to gigabytes
-        raise CommandError(f"cannot read {what} image {path}: no image header this tool reads before decoding "
-                           "(PNG, JPEG, TIFF, PGM, BMP, WebP)")
-    if (problem := size_problem(*size, limits)) is not None:
+    problem = check_image_file(path, limits)
+    if problem is not None and problem[0] == "no_header":  # Radiance HDR and the like decode to gigabytes
+        raise CommandError(f"cannot read {what} image {path}: {problem[1]}")
+    if problem is not None:
         raise CommandError(f"{what} image {path}: {problem[1]} (see --max-pixels/--min-side)")
     try:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

@@ -104,7 +104,7 @@ def load_aligned_pairs(directory: str | Path, limit: int | None = None) -> list[
             continue
         for path in (vis_path, th_path):  # before decoding: a 389 KB PNG can be 20000x20000
             if (problem := check_image_file(path)) is not None:
-                raise ValueError(f"{path}: {problem}")
+                raise ValueError(f"{path}: {problem[1]}")
         visible = cv2.imread(str(vis_path), cv2.IMREAD_UNCHANGED)
         thermal = cv2.imread(str(th_path), cv2.IMREAD_UNCHANGED)
         if visible is None or thermal is None:

@@ -63,11 +63,11 @@ def file_image_size(path: str | Path) -> tuple[int, int] | None:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def check_image_file(path: str | Path, limits: SizeLimits | None = None) -> str | None:
-    """Why the image file ``path`` must not be decoded (its header's size outside ``limits``,
-    or a header Pillow cannot read), or None."""
+def check_image_file(path: str | Path, limits: SizeLimits | None = None) -> tuple[str, str] | None:
+    """``(reason key, message)`` when the image file ``path`` must not be decoded, else None:
+    ``no_header`` (a header Pillow cannot read: never decoded unchecked) or a
+    :func:`size_problem` of its header's size."""
     size = file_image_size(path)
     if size is None:
-        return "no image header this tool reads before decoding (PNG, JPEG, TIFF, PGM, BMP, WebP)"
-    problem = size_problem(*size, limits or SizeLimits())
-    return None if problem is None else problem[1]
+        return "no_header", "no image header this tool reads before decoding (PNG, JPEG, TIFF, PGM, BMP, WebP)"
+    return size_problem(*size, limits or SizeLimits())

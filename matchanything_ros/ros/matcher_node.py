@@ -77,6 +77,7 @@ class MatcherNode(Node):
         self._generation_lock = threading.Lock()
 
         self._make_publishers()
+        self._sync_base = {"sync_unpaired": 0, "time_resets": 0}  # counts of synchronizers replaced
         self._make_sync()
         self._make_subscriptions()
         self._threads_applied: int | None = None  # worker.threads as set in the worker thread
@@ -173,7 +174,6 @@ class MatcherNode(Node):
         stamp gate (node.sync.StampGate: the in-package synchronizer's own)."""
         c, st = self.cfg.sync, self.cfg.stamps
         old = getattr(self, "_sync", None)
-        self._sync_base = getattr(self, "_sync_base", {"sync_unpaired": 0, "time_resets": 0})
         if old is not None:  # a rebuild (sync.* / stamps.* changed): counters go on, nothing lost uncounted
             dropped = sum(len(old.queued(i)) for i in range(2))  # queued, never to pair now
             self._sync_base["sync_unpaired"] += old.stats.evicted + dropped
@@ -194,6 +194,11 @@ class MatcherNode(Node):
         except Exception:  # not installed (PyPI wheels) or an incompatible version
             pass
         self.sync_backend = "message_filters" if self._mf_inputs else "matchanything_ros.node.sync"
+
+    def _report_sync_counts(self) -> None:
+        """sync_unpaired and time_resets into diagnostics: the replaced synchronizers' and this one's."""
+        self.health.set_count("sync_unpaired", self._sync_base["sync_unpaired"] + self._sync.stats.evicted)
+        self.health.set_count("time_resets", self._sync_base["time_resets"] + self._sync.gate.resets)
 
     def _make_subscriptions(self) -> None:
         from sensor_msgs.msg import CameraInfo, Image
@@ -295,12 +300,12 @@ class MatcherNode(Node):
                     self.health.on_bad_input(f"{stream}_{reason}", f"{stream} stamp {stamp / NS_PER_S:.9f}: {reason}")
                 self.get_logger().warning(f"dropping {stream} image stamped {stamp / NS_PER_S:.3f} s: {reason}",
                                           throttle_duration_sec=THROTTLE_S)
-            self.health.set_count("time_resets", self._sync_base["time_resets"] + self._sync.gate.resets)
+            self._report_sync_counts()
             if admission is not None:
                 self._signal_message_filters(index, admission)
         for visible, thermal in pairs:
             self._on_pair(visible, thermal)
-        self.health.set_count("sync_unpaired", self._sync_base["sync_unpaired"] + self._sync.stats.evicted)
+        self._report_sync_counts()
 
     def _signal_message_filters(self, index: int, admission: Any) -> None:
         if admission.reset:
@@ -459,8 +464,7 @@ class MatcherNode(Node):
         if node_cfg.sync != old.sync or node_cfg.stamps != old.stamps:
             with self._gate_lock:
                 self._make_sync()
-                self.health.set_count("sync_unpaired", self._sync_base["sync_unpaired"])
-                self.health.set_count("time_resets", self._sync_base["time_resets"])
+                self._report_sync_counts()
         if node_cfg.worker != old.worker:
             self.worker.set_queue_size(node_cfg.worker.queue_size)
         if node_cfg.diagnostics.period != old.diagnostics.period:
