@@ -53,12 +53,10 @@ def _set_folders(data: list[Path], tmp: Path) -> dict[str, Path]:
     return out
 
 
-def _results(folder: Path, seed: int, angle: float, change: int) -> list:
-    """Per-frame pipeline results (defaults, rig off) of one change sequence."""
+def _results(pipe, folder: Path, seed: int, angle: float, change: int) -> list:
+    """Per-frame results of ``pipe`` (the defaults, rig off) on one change sequence."""
     from matchanything_ros.bags.make_bag import RigSequence, folder_frames
-    from matchanything_ros.pipeline import Pipeline, PipelineConfig
 
-    pipe = _results.pipe = getattr(_results, "pipe", None) or Pipeline(PipelineConfig())
     rig = RigSequence(change_frame=change, change_deg=angle)
     return [pipe.process(f.visible, f.thermal, f.K0, f.K1) for f in folder_frames(folder, seed=seed, rig=rig)]
 
@@ -110,6 +108,7 @@ def main() -> int:
     import torch
 
     from matchanything_ros.commands.accuracy import _find_data, machine_note
+    from matchanything_ros.pipeline import Pipeline, PipelineConfig
     from matchanything_ros.rig import RigConfig
 
     torch.set_num_threads(args.threads)
@@ -118,10 +117,11 @@ def main() -> int:
     data = [_find_data(d) for d in args.data.split(",") if d.strip()]
     print(f"machine: {machine_note()}")
     t0 = time.perf_counter()
+    pipe = Pipeline(PipelineConfig())
     with tempfile.TemporaryDirectory() as tmp:
         folders = _set_folders(data, Path(tmp))
-        seqs = {label: [(s, a, _results(folder, s, a, args.change_frame)) for s, a in itertools.product(seeds, angles)]
-                for label, folder in folders.items()}
+        seqs = {label: [(s, a, _results(pipe, folder, s, a, args.change_frame))
+                        for s, a in itertools.product(seeds, angles)] for label, folder in folders.items()}
     print(f"{sum(len(v) for v in seqs.values())} sequences matched in {time.perf_counter() - t0:.0f} s "
           f"(change at frame {args.change_frame}; seeds {seeds}; angles {angles} deg)")
     default = RigConfig(enabled=True)
