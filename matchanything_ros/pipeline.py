@@ -6,6 +6,7 @@ visible image, image 1 the thermal image.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from .geometry import GeometryResult, GeometryStatus, apply_homography, estimate_geometry, warp_thermal_to_visible
-from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX
-from .geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG, Quality, assess, polarity_disagreement_deg
+from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX, with_rotation_sigma
+from .geometry.quality import Quality, assess, polarity_disagreement_deg, rotation_sigma_deg
 from .imaging.thermal import ThermalConfig, normalize_thermal
 from .matching import Matcher, Matches, create_matcher, resolve_model
 from .rig import RigCheck, RigConfig, RigEstimator
@@ -405,8 +406,8 @@ class Pipeline:
         ``polarities[i]``): the step after matching, also run by scripts/verdict_study.py on
         cached matches. ``refined``: matches of the refinement pass (scored with their own
         coefficients, quality.family_of). Returns (matches, geometry, polarity used, quality); an OK fit whose
-        quality score is below ``min_quality`` comes back as LOW_QUALITY, and so does (verdict
-        on, polarity "both") an essential fit whose rotation neither polarity alone reproduces."""
+        quality score is below ``min_quality`` comes back as LOW_QUALITY. An essential fit's
+        rotation covariance is replaced by the verdict's rotation error model."""
         cfg = self.config
 
         def fit_one(m: Matches) -> GeometryResult:
@@ -434,19 +435,19 @@ class Pipeline:
             for m, g, p in fits[1:]:
                 if _better(g, geom, len(m), len(matches)):
                     matches, geom, polarity = m, g, p
-        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh, refined) if geom.ok else Quality(None)
-        unstable = None
+        angle = None
         if geom.ok and cfg.geometry == "essential" and cfg.polarity == "both":
-            # an unstable pose: each polarity's matches alone give another rotation
+            # how far each polarity's matches alone move the rotation: the pose's stability
             angle = polarity_disagreement_deg(geom, [fit_one(m) for m in found])
-            quality.features["polarity_disagreement_deg"] = angle
-            unstable = angle if angle > MAX_POLARITY_DISAGREEMENT_DEG else None
+        quality = assess(geom, matches.kpts0, matches.kpts1, visible_wh, thermal_wh, refined, angle) if geom.ok else Quality(None)
+        if geom.ok and geom.mode == "essential" and quality.score is not None:
+            # the rotation covariance is the verdict's error model (quality.ROTATION_SIGMA): the
+            # first-order one does not predict the error of cross-modal matches
+            sigma = rotation_sigma_deg(quality.features)
+            quality.features["rotation_sigma_deg"] = sigma
+            geom = with_rotation_sigma(geom, math.radians(sigma))
         if geom.ok and quality.score is not None and quality.score < cfg.min_quality:
             geom = _low_quality(geom, f"quality {quality.score:.2f} < min_quality {cfg.min_quality:g}")
-        elif geom.ok and cfg.min_quality > 0 and unstable is not None:
-            geom = _low_quality(
-                geom, f"rotation differs by {unstable:.1f} deg from each single-polarity fit (> {MAX_POLARITY_DISAGREEMENT_DEG:g})"
-            )
         return matches, geom, polarity, quality
 
 

@@ -15,12 +15,15 @@ matches (Pipeline.match_refined). Cases:
 * RoadScene: the aligned pairs of every ``--data`` folder (roadscene_dev and roadscene_calib)
   under the accuracy protocol, pair i warped with seed BASE + i, for every BASE of ``--bases``;
 * synthetic planar pairs (``make_planar_pair``, 640x512, seeds 0..N-1), homography truth;
-* synthetic stereo pairs (``make_stereo_pair``, 640x512, seeds 0..N-1), essential truth.
+* synthetic stereo pairs (``make_stereo_pair``, 640x512, seeds 0..``--stereo``-1), essential
+  truth, matched and fitted with the settings of the essential preset (config/driving_rig.yaml:
+  CLAHE, 2 px RANSAC threshold, 30 matches minimum): the settings users run essential with.
 
 Splits: the RoadScene pairs are split **by drive** (evaluation.drives.split_by_drive over the
 pairs of all folders): the score is fitted on the fit drives and every figure quoted is from
-the check drives, with 95 % intervals that resample whole drives; synthetic seeds below 100
-are fitted on, the others held out.
+the check drives, with 95 % intervals that resample whole drives; synthetic planar seeds below
+100 are fitted on, the others held out; synthetic stereo seeds from 100 up are fitted on and
+seeds 0-99 held out (they include `make-bag --synthetic stereo`'s default bag, seeds 0-19).
 
 ``report`` fits the pipeline's geometry (pooled polarities, as the default ``polarity: both``)
 to the cached matches, computes the verdict features (matchanything_ros.geometry.quality),
@@ -55,6 +58,7 @@ def _cases(args):
     bases = [int(b) for b in args.bases.split(",") if b.strip()]
     folders = [_find_data(d) for d in args.data.split(",") if d.strip()]
     n = args.synthetic
+    n_stereo = args.stereo
 
     def road(base):
         for folder in folders:
@@ -71,9 +75,10 @@ def _cases(args):
             yield f"planar_{s}", "homography", p.visible, p.thermal, {"H": p.H, "seed": s}
 
     def stereo():
-        for s in range(n):
+        for s in range(n_stereo):
             p = make_stereo_pair(s, size=(640, 512))
-            yield f"stereo_{s}", "essential", p.visible, p.thermal, {"K0": p.K0, "K1": p.K1, "R": p.R, "t": p.t, "seed": s}
+            yield (f"stereo_{s}", "essential", p.visible, p.thermal,
+                   {"K0": p.K0, "K1": p.K1, "R": p.R, "t": p.t, "seed": s, "preset": STEREO_PRESET.name})
 
     if bases:
         yield from road(bases[0])
@@ -84,6 +89,18 @@ def _cases(args):
 
 
 POLARITIES = ("normal", "inverted")
+#: the essential cases are matched and fitted as the essential preset does
+STEREO_PRESET = REPO / "config" / "driving_rig.yaml"
+
+
+def preset_config(model: str, **changes):
+    """The pipeline configuration of STEREO_PRESET (as the node reads it), ``model`` and
+    ``changes`` applied."""
+    import dataclasses
+
+    from matchanything_ros.node.config import load_params_file
+
+    return dataclasses.replace(load_params_file(STEREO_PRESET)[1], model=model, **changes)
 
 
 def _save(out: Path, **arrays) -> None:
@@ -105,6 +122,8 @@ def collect(args) -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     pipe = Pipeline(PipelineConfig(model=args.model))
+    # the essential cases: the preset's preprocessing (CLAHE) and matcher settings
+    pipes = {"homography": pipe, "essential": Pipeline(preset_config(args.model))}
     (cache / "model.txt").write_text(pipe.matcher.describe())
     t0 = time.perf_counter()
     done = 0
@@ -114,15 +133,17 @@ def collect(args) -> None:
         # image warped by the first fit, homography cases only, in refined/
         ref_out = cache / "refined" / f"{key}.npz"
         need_ref = args.refine and kind == "homography" and not ref_out.exists()
+        if out.exists() and kind == "essential" and json.loads(str(np.load(out)["meta"])).get("preset") != STEREO_PRESET.name:
+            out.unlink()  # matched before the stereo cases used the preset's settings
         if out.exists() and not need_ref:
             continue
-        vis, th = pipe.preprocess(visible, thermal)
+        vis, th = pipes[kind].preprocess(visible, thermal)
         vis_wh = (visible.shape[1], visible.shape[0])
         th_wh = (thermal.shape[1], thermal.shape[0])
         if not out.exists():
             arrays = {}
             for pol in POLARITIES:
-                m = pipe.matcher.match(vis, 255 - th if pol == "inverted" else th)
+                m = pipes[kind].matcher.match(vis, 255 - th if pol == "inverted" else th)
                 arrays[f"{pol}_k0"], arrays[f"{pol}_k1"], arrays[f"{pol}_s"] = m.kpts0, m.kpts1, m.scores
             meta = {"kind": kind, "vis_wh": list(vis_wh), "th_wh": list(th_wh)}
             meta.update({k: (np.asarray(v).tolist() if not isinstance(v, int) else v) for k, v in truth.items()})
@@ -143,7 +164,7 @@ def collect(args) -> None:
 
 #: chi-square 2.5 % / 97.5 % quantiles (no scipy in the environment): dof -> (low, high)
 CHI2_95 = {2: (0.0506, 7.3778), 3: (0.2158, 9.3484), 5: (0.8312, 12.8325)}
-ROT_OK_DEG, TDIR_OK_DEG = 2.0, 10.0
+TDIR_OK_DEG = 10.0
 
 
 class _NoMatcher:
@@ -189,6 +210,15 @@ def _pose_errors(g, truth) -> dict:
     return out
 
 
+def _essential_outcome(g, meta) -> dict:
+    """Pose errors of an essential fit and whether it is right."""
+    pe = _pose_errors(g, meta) if g.ok else {"rot_err_deg": float("inf"), "tdir_err_deg": float("inf")}
+    from matchanything_ros.geometry.quality import ROTATION_RIGHT_DEG
+
+    pe["right"] = bool(pe["rot_err_deg"] <= ROTATION_RIGHT_DEG and (not pe.get("observable") or pe["tdir_err_deg"] <= TDIR_OK_DEG))
+    return pe
+
+
 def features(args) -> list[dict]:
     """One record per cached case: the pipeline's fit (pooled polarities), its verdict
     features, whether it is right, and (essential) its pose errors and NEES."""
@@ -196,8 +226,10 @@ def features(args) -> list[dict]:
     from matchanything_ros.pipeline import Pipeline, PipelineConfig
 
     pipes = {
-        mode: Pipeline(PipelineConfig(model="xfeat", geometry=mode, min_quality=0.0), matcher=_NoMatcher())
-        for mode in ("homography", "essential")
+        "homography": Pipeline(PipelineConfig(model="xfeat", min_quality=0.0), matcher=_NoMatcher()),
+        "essential": Pipeline(preset_config("xfeat", min_quality=0.0), matcher=_NoMatcher()),
+        # one polarity's matches (polarity normal): the "essential_single" rotation model
+        "essential_single": Pipeline(preset_config("xfeat", min_quality=0.0, polarity="normal"), matcher=_NoMatcher()),
     }
     records = []
     for path in sorted(Path(args.cache).glob("*.npz")):
@@ -207,6 +239,8 @@ def features(args) -> list[dict]:
         meta = json.loads(str(z["meta"]))
         found = _found(z)
         kind = meta["kind"]
+        if kind == "essential" and meta.get("preset") != STEREO_PRESET.name:
+            raise SystemExit(f"{path}: matched without the preset's settings; run `collect` again (it replaces it)")
         K0 = np.asarray(meta["K0"]) if kind == "essential" else None
         K1 = np.asarray(meta["K1"]) if kind == "essential" else None
         _, g, _, q = pipes[kind].fit(found, POLARITIES, meta["vis_wh"], meta["th_wh"], K0, K1)
@@ -235,9 +269,9 @@ def features(args) -> list[dict]:
             if refit is not None:
                 rec["refit"] = refit
         else:
-            pe = _pose_errors(g, meta) if g.ok else {"rot_err_deg": float("inf"), "tdir_err_deg": float("inf")}
-            rec.update(pe)
-            rec["right"] = bool(pe["rot_err_deg"] <= ROT_OK_DEG and (not pe.get("observable") or pe["tdir_err_deg"] <= TDIR_OK_DEG))
+            rec.update(_essential_outcome(g, meta))
+            _, g1, _, q1 = pipes["essential_single"].fit(found[:1], POLARITIES[:1], meta["vis_wh"], meta["th_wh"], K0, K1)
+            rec["single"] = {"status": g1.status.value, "features": q1.features, **_essential_outcome(g1, meta)}
         records.append(rec)
     return records
 
@@ -262,6 +296,8 @@ def fit_names(recs) -> set[str]:
 def is_train(rec) -> bool:
     if rec["set"] == "road":
         return rec["name"] in _FIT_NAMES
+    if rec["set"] == "stereo":  # seeds 0-99 held out: make-bag's stereo bags start at seed 0
+        return rec["seed"] >= TRAIN_SYNTHETIC
     return rec["seed"] < TRAIN_SYNTHETIC
 
 
@@ -283,13 +319,8 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
 
 
 def is_ok(rec, score, t) -> bool:
-    """The pipeline's decision at min_quality t (Pipeline.fit): status OK, score >= t and, for
-    an essential fit when the verdict is on, a rotation stable across polarities."""
-    from matchanything_ros.geometry.quality import MAX_POLARITY_DISAGREEMENT_DEG
-
-    if rec["status"] != "OK" or score is None or score < t:
-        return False
-    return t <= 0 or rec["features"].get("polarity_disagreement_deg", 0.0) <= MAX_POLARITY_DISAGREEMENT_DEG
+    """The pipeline's decision at min_quality t (Pipeline.fit): status OK and score >= t."""
+    return rec["status"] == "OK" and score is not None and score >= t
 
 
 def curve(recs, scores, thresholds) -> list[tuple]:
@@ -338,26 +369,54 @@ def select_features(recs, max_size: int = 3) -> list[str]:
     return list(rows[0][1])
 
 
+def fit_rotation_sigma(X: np.ndarray, err_deg: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Weights (bias first) of ``log sigma = w . [1, X]`` maximising the likelihood of rotation
+    errors ``err_deg`` (the norm of a 3-vector ~ N(0, sigma^2 I): Maxwell), by Newton's method."""
+    A = np.column_stack([np.ones(len(X)), X])
+    r2 = np.asarray(err_deg, dtype=np.float64) ** 2
+    w = np.zeros(A.shape[1])
+    w[0] = 0.5 * np.log(np.mean(r2) / 3.0)
+    for _ in range(iters):
+        a = r2 * np.exp(-2.0 * (A @ w))
+        g = A.T @ (3.0 - a)  # d/dw of sum(3 log sigma + r^2 / (2 sigma^2))
+        Hm = (A * (2.0 * a)[:, None]).T @ A + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(Hm, g)
+        w -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    return w
+
+
 def fitted_scores(args, recs) -> dict[str, dict[str, float]]:
-    """The coefficients the report scores with: quality.COEFFICIENTS, or with ``--fit`` a
-    logistic regression on the fit split's OK fits (``--fit-features`` picks the homography
-    features; printed, to paste into quality.py)."""
+    """The coefficients the report scores with: quality.COEFFICIENTS and ROTATION_SIGMA, or
+    with ``--fit`` refitted on the fit split (``--fit-features`` picks the homography features;
+    printed, to paste into quality.py): logistic regressions for the homography families, the
+    rotation error model by maximum likelihood for the essential ones."""
     from matchanything_ros.geometry import quality
 
-    coefs = {fam: dict(c) for fam, c in quality.COEFFICIENTS.items()}
+    coefs = {fam: dict(c) for fam, c in {**quality.COEFFICIENTS, **quality.ROTATION_SIGMA}.items()}
     if not args.fit:
         return coefs
     for fam in args.fit_families.split(","):
         names = [k for k in coefs[fam] if k != "bias"]
+        if fam.startswith("essential"):
+            # essential_single: the fit of one polarity's matches of every stereo case
+            pool = [{**r, **r["single"]} for r in recs if "single" in r] if fam == "essential_single" else recs
+            train = [r for r in pool if r["kind"] == "essential" and r["status"] == "OK" and is_train(r)]
+            X = np.array([[r["features"][k] for k in names] for r in train])
+            w = fit_rotation_sigma(X, np.array([r["rot_err_deg"] for r in train]))
+            coefs[fam] = {"bias": round(float(w[0]), 3), **{k: round(float(v), 3) for k, v in zip(names, w[1:])}}
+            print(f"{fam} (rotation sigma, deg): fitted on {len(train)} OK fits of the fit split")
+            print("    " + repr(coefs[fam]))
+            continue
         # homography_refined: every refit of the fit split (kept or not: which is kept depends
         # on these very coefficients)
         pool = [{**r, **r["refit"]} for r in recs if "refit" in r] if fam == "homography_refined" else recs
-        kind = "homography" if fam == "homography_refined" else fam
-        if kind == "homography" and args.fit_features:
+        if fam == "homography" and args.fit_features:
             names = args.fit_features.split(",")
-        elif kind == "homography" and args.select:
+        elif fam == "homography" and args.select:
             names = select_features(pool)
-        train = [r for r in pool if r["kind"] == kind and r["status"] == "OK" and is_train(r)]
+        train = [r for r in pool if r["kind"] == "homography" and r["status"] == "OK" and is_train(r)]
         X = np.array([[r["features"][k] for k in names] for r in train])
         y = np.array([float(r["right"]) for r in train])
         w = fit_logistic(X, y)
@@ -370,12 +429,7 @@ def fitted_scores(args, recs) -> dict[str, dict[str, float]]:
 def score_of(coefs, rec) -> float | None:
     from matchanything_ros.geometry import quality
 
-    fam = quality.family_of(rec["kind"], rec.get("refined", False))
-    if fam is None or not rec["features"]:
-        return None
-    c = coefs[fam]
-    z = c["bias"] + sum(w * rec["features"].get(k, 0.0) for k, w in c.items() if k != "bias")
-    return float(1.0 / (1.0 + np.exp(-max(min(z, 50.0), -50.0))))
+    return quality.quality_score(rec["kind"], rec["features"], rec.get("refined", False), coefficients=coefs)
 
 
 def effective(recs, coefs, refine: bool) -> list[dict]:
@@ -474,9 +528,13 @@ def report(args, recs) -> None:
         ("synthetic planar, held-out seeds", lambda r: r["set"] == "planar" and not is_train(r)),
         ("synthetic stereo (essential), held-out seeds", lambda r: r["set"] == "stereo" and not is_train(r)),
         ("synthetic stereo (essential), training seeds", lambda r: r["set"] == "stereo" and is_train(r)),
+        ("synthetic stereo, one polarity's matches (essential_single), held-out seeds",
+         lambda r: r["set"] == "stereo_single" and not is_train(r)),
     ]
+    # the stereo cases fitted with one polarity's matches, as records of their own
+    singles = [{**r, **r["single"], "set": "stereo_single"} for r in recs if "single" in r]
     for name, sel in groups:
-        rs = [r for r in recs if sel(r)]
+        rs = [r for r in recs + singles if sel(r)]
         if not rs:
             continue
         scores = [score_of(coefs, r) for r in rs]
@@ -501,8 +559,8 @@ def report(args, recs) -> None:
             wl, wh = wilson(sr, n)
             print(f"| {lo:.2f}-{hi:.2f} | {n} | {ms:.3f} | {sr:.3f} ({wl:.2f}-{wh:.2f}) | {100 * (sr - ms):+.1f} |")
     wrong_oks(recs, coefs, default, args.aligned)
-    nees_report(recs, "all seeds", lambda r: True)
-    nees_report(recs, "held-out seeds", lambda r: not is_train(r))
+    nees_report(recs, coefs, "all seeds", lambda r: True)
+    nees_report(recs, coefs, "held-out seeds", lambda r: not is_train(r))
     if args.plot:
         plot(recs, groups, args.plot, coefs)
 
@@ -560,15 +618,14 @@ def plot(recs, groups, path, coefs) -> None:
     print(f"\nplot -> {path}")
 
 
-def nees_report(recs, label, sel) -> None:
+def nees_report(recs, coefs, label, sel) -> None:
     stereo = [r for r in recs if r["set"] == "stereo" and sel(r)]
     if not stereo:
         return
-    from matchanything_ros.geometry import quality
     from matchanything_ros.pipeline import PipelineConfig
 
     t = PipelineConfig().min_quality
-    ok = [r for r in stereo if is_ok(r, quality.quality_score("essential", r["features"]), t)]
+    ok = [r for r in stereo if is_ok(r, score_of(coefs, r), t)]
     print(f"\n### Pose covariance consistency, synthetic stereo ({label}): {len(stereo)} frames, "
           f"{len(ok)} OK at min_quality {t:g}\n")
 
@@ -583,6 +640,10 @@ def nees_report(recs, label, sel) -> None:
         for r in ok if "nees_rot" in r
     ]
     obs = [r for r in ok if r.get("observable")]
+    within = [r["rot_err_deg"] <= 3 * r["rot_sigma_deg"] for r in ok if "rot_sigma_deg" in r]
+    print(f"* rotation error within 3 sigma (per axis, published): {np.mean(within):.2f} of {len(within)} OK frames; "
+          f"over all {len(stereo)} fits with a pose: "
+          f"{np.mean([r['rot_err_deg'] <= 3 * r['rot_sigma_deg'] for r in stereo if 'rot_sigma_deg' in r]):.2f}")
     print(f"* NEES within the chi-square 95 % bounds (5 dof with an observable translation direction, else rotation only, 3 dof): "
           f"{np.mean(consistent):.2f} of {len(consistent)} OK frames")
     print(f"* rotation NEES (3 dof) within bounds: {share(rot, 3):.2f}; translation direction observable in {len(obs)} "
@@ -645,13 +706,15 @@ def main() -> int:
     p.add_argument("--data", default="../shared/data/roadscene_dev,../shared/data/roadscene_calib",
                    help="comma-separated folders of aligned pairs (split by drive across all of them)")
     p.add_argument("--bases", default="0,100,200,300,400,500,600,700", help="roadscene warp seed bases")
-    p.add_argument("--synthetic", type=int, default=200, help="synthetic seeds per kind")
+    p.add_argument("--synthetic", type=int, default=200, help="synthetic planar seeds")
+    p.add_argument("--stereo", type=int, default=300, help="synthetic stereo seeds")
     p.add_argument("--model", default="xfeat")
     p.add_argument("--fit", action="store_true", help="fit the logistic coefficients on the fit split, print them, "
                    "and report with them")
     p.add_argument("--fit-features", help="with --fit: comma-separated homography features to fit (default: "
                    "those of quality.COEFFICIENTS)")
-    p.add_argument("--fit-families", default="homography,essential", help="with --fit: the model families to refit")
+    p.add_argument("--fit-families", default="homography,essential,essential_single",
+                   help="with --fit: the model families to refit")
     p.add_argument("--select", action="store_true", help="with --fit: choose the homography features by "
                    "leave-one-drive-out log-loss on the fit drives")
     p.add_argument("--refresh", action="store_true", help="recompute the features from the match cache")

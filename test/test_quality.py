@@ -8,7 +8,6 @@ from matchanything_ros.geometry import GeometryStatus, camera1_pose_in_camera0, 
 from matchanything_ros.geometry.pose import _log_so3
 from matchanything_ros.geometry import GeometryResult
 from matchanything_ros.geometry.quality import (
-    MAX_POLARITY_DISAGREEMENT_DEG,
     assess,
     corner_sigma,
     grid_coverage,
@@ -160,9 +159,10 @@ def test_pose_covariance_consistent_or_not_ok_on_synthetic_stereo():
             assert res.geometry.status == GeometryStatus.LOW_QUALITY, res.geometry.message
             continue
         ok += 1
-        # OK also needs a rotation that one polarity's matches alone reproduce
-        assert res.quality.features["polarity_disagreement_deg"] <= MAX_POLARITY_DISAGREEMENT_DEG
         g = res.geometry
+        # the published rotation covariance is the verdict's error model
+        sigma = np.radians(res.quality.features["rotation_sigma_deg"])
+        np.testing.assert_allclose(g.covariance[3:, 3:], sigma**2 * np.eye(3), rtol=1e-9)
         R01, _ = camera1_pose_in_camera0(g.R, g.t)
         R01_gt, _ = camera1_pose_in_camera0(pair.R, pair.t)
         d = _log_so3(R01_gt @ R01.T)
@@ -196,3 +196,58 @@ def test_polarity_disagreement_is_the_closest_single_polarity_rotation():
     assert polarity_disagreement_deg(pooled, [fit(4.0), fit(0.5)]) == pytest.approx(0.5)
     assert polarity_disagreement_deg(pooled, [fit(4.0), fit(0.5, ok=False)]) == pytest.approx(4.0)
     assert polarity_disagreement_deg(pooled, []) == float("inf")
+
+
+def test_essential_score_is_the_rotation_models_probability_of_a_right_rotation():
+    """The essential score is P(rotation error <= 2 deg) under the rotation error model whose
+    sigma the pipeline publishes: a less stable pose (larger polarity disagreement) or fewer
+    covered cells give a larger sigma and a lower score; without the polarity disagreement
+    (one polarity's matches) the single-polarity model scores it."""
+    from matchanything_ros.geometry.quality import (
+        ROTATION_RIGHT_DEG,
+        ROTATION_SIGMA,
+        add_polarity_disagreement,
+        family_of,
+        maxwell_cdf,
+        quality_score,
+        rotation_sigma_deg,
+    )
+
+    assert maxwell_cdf(2.5002) == pytest.approx(0.90, abs=1e-4)  # chi-square(3) 90 % quantile 6.251
+    assert maxwell_cdf(0.0) == 0.0 and maxwell_cdf(12.0) == pytest.approx(1.0)
+
+    def feats(coverage, angle=None):
+        f = {"coverage": coverage, "inlier_ratio": 0.3, "log_inliers": 5.0}
+        if angle is not None:
+            add_polarity_disagreement(f, angle)
+        return f
+
+    stable, unstable = feats(0.5, 0.2), feats(0.5, 5.0)
+    assert rotation_sigma_deg(stable) < rotation_sigma_deg(unstable)
+    assert rotation_sigma_deg(feats(0.6, 0.2)) < rotation_sigma_deg(stable)
+    for f in (stable, unstable):
+        assert quality_score("essential", f) == pytest.approx(maxwell_cdf(ROTATION_RIGHT_DEG / rotation_sigma_deg(f)))
+    assert quality_score("essential", stable) > quality_score("essential", unstable)
+    # no single-polarity pose at all counts as the largest disagreement
+    assert rotation_sigma_deg(feats(0.5, float("inf"))) == pytest.approx(rotation_sigma_deg(feats(0.5, 90.0)))
+    single = feats(0.5)
+    assert family_of("essential", features=single) == "essential_single"
+    c = ROTATION_SIGMA["essential_single"]
+    assert rotation_sigma_deg(single) == pytest.approx(np.exp(c["bias"] + c["coverage"] * 0.5))
+
+
+def test_rotation_sigma_fit_recovers_the_error_model():
+    """scripts/verdict_study.py's maximum-likelihood fit of the rotation error model gets back
+    the sigma that generated the errors."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    from verdict_study import fit_rotation_sigma
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.7, 4000)
+    sigma = np.exp(1.0 - 3.0 * x)
+    err = np.linalg.norm(rng.normal(size=(len(x), 3)) * sigma[:, None], axis=1)
+    w = fit_rotation_sigma(x[:, None], err)
+    np.testing.assert_allclose(w, [1.0, -3.0], atol=0.08)

@@ -42,6 +42,8 @@ from ..bags.storage import BagError, BagReader, stamp_ns
 HOMOGRAPHY_THRESHOLDS_PX = (3.0, 5.0, 10.0)
 POSE_THRESHOLDS_DEG = (5.0, 10.0, 20.0)
 PRECISION_PX = 3.0
+#: chi-square 95 % quantile, 3 dof: the rotation NEES bound of a consistent covariance
+CHI2_3_95 = 7.815
 # A homography message has no header: it belongs to the stamped output written closest in
 # bag time (replay writes all outputs of a pair at one time; a live recording within ms).
 ASSOCIATION_TOLERANCE_NS = 50_000_000
@@ -87,6 +89,9 @@ class FrameScore:
     precision_inliers: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # rig mode (evaluation/rig_metrics.py): the rig estimate published with this frame
+    # the per-frame pose's published rotation sigma (per axis, sqrt(trace / 3)) and its NEES
+    rotation_sigma_deg: float | None = None
+    rotation_nees: float | None = None
     rig_corner_error_px: float | None = None
     rig_rotation_error_deg: float | None = None
     rig_translation_error_deg: float | None = None
@@ -322,6 +327,13 @@ def score_frame(gt: dict, out: FrameOutput | None, has_homography_topic: bool, h
             score.translation_claimed = not translation_unclaimed(out.cov)
             score.pose_error_deg = (max(score.rotation_error_deg, score.translation_error_deg)
                                     if score.translation_claimed else score.rotation_error_deg)
+            if out.cov is not None and np.all(np.isfinite(out.cov)):
+                from .rig_metrics import pose_nees
+
+                score.rotation_sigma_deg = math.degrees(math.sqrt(max(float(np.trace(out.cov[3:, 3:])) / 3.0, 0.0)))
+                nees = pose_nees(out.R01, out.t01, out.cov, np.asarray(gt["R"], np.float64),
+                                 np.asarray(gt["t"], np.float64).reshape(3))
+                score.rotation_nees = nees.get("rotation")
         else:
             score.pose_error_deg = math.inf
     from .rig_metrics import rig_frame_errors
@@ -386,10 +398,18 @@ def summarize(frames: list[FrameScore]) -> dict[str, Any]:
         # rotation and translation direction apart, over the frames with a published pose
         rot = [f.rotation_error_deg for f in frames if f.rotation_error_deg is not None]
         tra = [f.translation_error_deg for f in frames if f.translation_claimed]
+        # the published covariance against the error: within 3 sigma (per axis) is what the
+        # issue-16 goal counts; the NEES within the chi-square 95 % bound is the stricter check
+        sig = [f for f in frames if f.rotation_error_deg is not None and f.rotation_sigma_deg]
         summary["pose"].update(
             rotation_error_median_deg=float(np.median(rot)) if rot else None,
             translation_error_median_deg=float(np.median(tra)) if tra else None,
             rotation_only_frames=sum(f.translation_claimed is False for f in frames),
+            coverage=len(rot) / len(pose),
+            rotation_within_3_sigma=(float(np.mean([f.rotation_error_deg <= 3 * f.rotation_sigma_deg for f in sig]))
+                                     if sig else None),
+            rotation_nees_within_95=(float(np.mean([f.rotation_nees is not None and f.rotation_nees <= CHI2_3_95
+                                                    for f in sig])) if sig else None),
         )
     for key in ("precision_all", "precision_inliers"):
         values = [getattr(f, key) for f in frames if getattr(f, key) is not None]
@@ -521,6 +541,12 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"pose: rotation error median {p['rotation_error_median_deg']:.2f} deg; translation direction "
                 + (f"median {tra:.1f} deg" if tra is not None else "claimed by no frame")
                 + f"; {p.get('rotation_only_frames', 0)} frames claim a rotation only (translation unobservable)"
+            )
+        if p.get("rotation_within_3_sigma") is not None:
+            lines.append(
+                f"pose covariance: rotation error within 3 sigma in {100 * p['rotation_within_3_sigma']:.0f}% of the "
+                f"published poses, NEES within the 95 % bound in {100 * p['rotation_nees_within_95']:.0f}%; "
+                f"coverage {100 * p['coverage']:.0f}% of frames"
             )
     for key in (f"match_precision_all_at_{PRECISION_PX:g}px", f"match_precision_inliers_at_{PRECISION_PX:g}px"):
         if key in summary:

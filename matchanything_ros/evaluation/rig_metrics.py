@@ -39,20 +39,21 @@ def rig_frame_errors(gt: dict, out: Any) -> dict[str, float | None]:
         res["rig_rotation_error_deg"] = float(metrics.rotation_error_deg(R_est, R_gt))
         res["rig_translation_error_deg"] = float(metrics.translation_angle_deg(t_est, t_gt))
         if out.rig_cov is not None:
-            res.update(_nees(out.rig_R01, out.rig_t01, out.rig_cov, R_gt, t_gt))
+            res.update({f"rig_nees_{k}": v for k, v in pose_nees(out.rig_R01, out.rig_t01, out.rig_cov, R_gt, t_gt).items()})
     return res
 
 
-def _nees(R01, t01, cov, R_gt, t_gt) -> dict[str, float]:
-    """Normalised estimation error squared of the published covariance: rotation (3 dof, the
-    left rotation R01_gt R01^T) and translation direction (2 dof, on the tangent plane)."""
+def pose_nees(R01, t01, cov, R_gt, t_gt) -> dict[str, float]:
+    """Normalised estimation error squared of a published pose covariance: ``rotation`` (3 dof,
+    the left rotation R01_gt R01^T) and ``translation`` direction (2 dof, on the tangent plane).
+    R01, t01: the thermal camera in the visible frame; R_gt, t_gt: OpenCV's X1 = R X0 + t."""
     import cv2
 
     R01_gt, p_gt = R_gt.T, -R_gt.T @ t_gt
     d_rot = cv2.Rodrigues(R01_gt @ R01.T)[0].ravel()
     out: dict[str, float] = {}
     try:
-        out["rig_nees_rotation"] = float(d_rot @ np.linalg.solve(cov[3:, 3:], d_rot))
+        out["rotation"] = float(d_rot @ np.linalg.solve(cov[3:, 3:], d_rot))
     except np.linalg.LinAlgError:
         pass
     u = t01 / np.linalg.norm(t01)
@@ -64,7 +65,7 @@ def _nees(R01, t01, cov, R_gt, t_gt) -> dict[str, float]:
     d_t = B @ (g - u)
     C = B @ cov[:3, :3] @ B.T
     try:
-        out["rig_nees_translation"] = float(d_t @ np.linalg.solve(C, d_t))
+        out["translation"] = float(d_t @ np.linalg.solve(C, d_t))
     except np.linalg.LinAlgError:
         pass
     return out

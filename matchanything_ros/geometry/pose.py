@@ -19,17 +19,22 @@ parallax for the translation direction either (see ``translation_observable`` in
 Limits: this is a first-order covariance for a correct inlier set. On clean synthetic data it
 matches the scatter of the estimates (test_geometry.py::test_covariance_matches_the_observed_scatter).
 Real cross-modal matches have correlated, biased errors that do not average out, so the
-pipeline publishes it inflated by :data:`POSE_COVARIANCE_INFLATION` plus a rotation floor of
-:data:`POSE_ROTATION_FLOOR_PX` (and a translation-direction floor from the parallax), calibrated
-by scripts/verdict_study.py so that the rotation NEES of the frames the verdict calls OK is
-within the chi-square 95 % bounds for >= 90 % of synthetic stereo frames (docs/ACCURACY.md).
-Outliers that MAGSAC++ accepts as inliers bias the fit, which no covariance computed from the
-inliers can show: that is the verdict's job (quality.py).
+pipeline computes it inflated by :data:`POSE_COVARIANCE_INFLATION` plus a rotation floor of
+:data:`POSE_ROTATION_FLOOR_PX` (and a translation-direction floor from the parallax). Even so its
+rotation sigma does not predict the rotation error of real fits (correlation ~0 on synthetic
+stereo, docs/ACCURACY.md), so the pipeline publishes the rotation block of the verdict's error
+model instead (:func:`with_rotation_sigma`, quality.ROTATION_SIGMA); the first-order rotation
+sigma stays a verdict feature. Outliers that MAGSAC++ accepts as inliers bias the fit, which no
+covariance computed from the inliers can show: that is the verdict's job (quality.py).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
+
+from .result import GeometryResult
 
 #: variance (in units of the unit-norm translation, squared) added along the translation
 #: direction of the covariance, because two views cannot observe the baseline length
@@ -179,3 +184,16 @@ def pose_covariance(
         cov[3:, 3:] += floor * np.eye(3)
     cov[3:, 3:] += float(rotation_floor) ** 2 * np.eye(3)
     return 0.5 * (cov + cov.T)
+
+
+def with_rotation_sigma(geometry: GeometryResult, sigma_rad: float) -> GeometryResult:
+    """``geometry`` with the rotation block of its pose covariance replaced by ``sigma_rad``^2 I
+    (and no rotation-translation cross terms): a rotation error model that does not come from
+    the first-order propagation (quality.ROTATION_SIGMA)."""
+    if geometry.covariance is None:
+        return geometry
+    cov = np.array(geometry.covariance, dtype=np.float64)
+    cov[3:, :3] = 0.0
+    cov[:3, 3:] = 0.0
+    cov[3:, 3:] = float(sigma_rad) ** 2 * np.eye(3)
+    return dataclasses.replace(geometry, covariance=cov)

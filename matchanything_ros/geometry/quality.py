@@ -4,10 +4,9 @@ MAGSAC++ returns *a* model for almost any match set: on night / fog / low-textur
 locks onto a couple of dozen wrong "inliers", and when the correct matches lie in one band of
 the image the model is determined there and extrapolated elsewhere. Neither the inlier count
 nor the inlier ratio separates those fits from the right ones (docs/ACCURACY.md). This module
-computes a few features that do, and a logistic score ``p(right | features)`` calibrated by
-``scripts/verdict_study.py`` (coefficients below; "right" = mean corner error <= 10 px for
-homography / affine; rotation error <= 2 deg and, when observable, translation direction error
-<= 10 deg for the essential pose).
+computes a few features that do and a calibrated score ``p(right | features)`` from them
+(coefficients fitted by ``scripts/verdict_study.py``; "right" = mean corner error <= 10 px for
+homography / affine; rotation error <= 2 deg for the essential pose).
 
 Features (all cheap, no extra matching):
 
@@ -17,14 +16,19 @@ Features (all cheap, no extra matching):
 * ``log_corner_sigma`` (homography / affine): the first-order standard deviation (px) of the
   four image corners mapped by the fit, from the inliers' Jacobian and their RMS residual. A
   fit whose inliers lie in one band extrapolates to the corners and gets a large value;
-* ``log_rotation_sigma_deg`` (essential): the same for the rotation, from the pose covariance;
-* ``rms_residual_px``: RMS residual of the inliers (published as evidence, not scored).
+* ``log_split_corner_px``, ``hull_fraction`` (homography / affine): disagreement of fits to
+  halves of the inliers, and the inliers' hull over the image (published, not scored);
+* ``log_rotation_sigma_deg`` (essential): the first-order rotation sigma of the pose fit;
+* ``log_polarity_disagreement_deg`` (essential, polarity "both"): the rotation angle between the
+  pooled fit and the closest fit to one polarity's matches alone;
+* ``rms_residual_px``: RMS residual of the inliers.
 
-Measured on cached matches (scripts/verdict_study.py): the corner sigma separates right from
-wrong homographies best; the inlier ratio adds the gross failures; coverage, the inlier count,
-the RMS residual and the agreement of single-polarity fits added nothing on held-out data, so
-the score uses ratio + corner sigma (homography) and ratio + coverage + rotation sigma
-(essential); the other features are still reported.
+Homography / affine: a logistic regression (COEFFICIENTS). Essential: a model of the rotation
+error itself (ROTATION_SIGMA): its per-axis standard deviation predicted from the coverage and
+the polarity disagreement, fitted by maximum likelihood to the errors of held-apart synthetic
+stereo fits. The pipeline publishes that sigma as the pose's rotation covariance, and the score
+is the probability it implies that the rotation is within 2 deg: the covariance a SLAM stack
+weighs the pose with and the verdict come from one model.
 """
 from __future__ import annotations
 
@@ -37,11 +41,6 @@ from .result import GeometryResult
 from .warp import apply_homography
 
 GRID = 8
-#: essential mode, polarity "both": the pooled fit's rotation must agree with the rotation fitted
-#: to one polarity's matches alone within this (deg), else the fit is unstable (a slightly
-#: different match set gives another pose: seen in replay at 3-5 deg error) and not OK.
-#: On the study's 200 stereo pairs it removes 2 of 69 OK frames at min_quality 0.9 (docs/ACCURACY.md).
-MAX_POLARITY_DISAGREEMENT_DEG = 1.5
 #: noise floor for the corner / pose uncertainty (px): matchers quantise to ~1 px
 MIN_SIGMA_PX = 0.5
 
@@ -52,15 +51,27 @@ MIN_SIGMA_PX = 0.5
 #: bases 0-300) + synthetic planar seeds 0-99; the other 12 drives (55 pairs) are never fitted
 #: on and give the figures in docs/ACCURACY.md. Homography_refined (fits of the refinement pass,
 #: ``refine``): the same, ``--refine --fit --select --fit-families homography_refined``, on every
-#: refit of the fit split. Essential: fitted on synthetic stereo seeds 0-99
-#: with XFeat*'s corrected coordinates and the 4 px rotation floor (2026-11-29).
+#: refit of the fit split.
 COEFFICIENTS: dict[str, dict[str, float]] = {
     "homography": {"bias": 3.724, "log_corner_sigma": -4.73, "rms_residual_px": 1.562},
     "homography_refined": {"bias": 4.669, "log_corner_sigma": -3.912},
-    "essential": {"bias": -1.466, "inlier_ratio": 3.261, "coverage": 2.443, "log_rotation_sigma_deg": -1.773},
 }
+#: essential: ``log(sigma_deg) = bias + sum(w * feature)``, the per-axis standard deviation of
+#: the rotation error (error vector ~ N(0, sigma^2 I)), fitted by maximum likelihood by
+#: ``scripts/verdict_study.py report --fit`` on synthetic stereo seeds 100-299 matched and fitted
+#: with config/driving_rig.yaml's settings (seeds 0-99 held out). "essential": polarity "both"
+#: (the polarity disagreement is known); "essential_single": one polarity's matches.
+ROTATION_SIGMA: dict[str, dict[str, float]] = {
+    "essential": {"bias": 0.925, "coverage": -2.516, "log_polarity_disagreement_deg": 0.269},
+    "essential_single": {"bias": 2.862, "coverage": -7.811},
+}
+#: an essential fit is right when its rotation is within this (deg) of the truth
+ROTATION_RIGHT_DEG = 2.0
 #: affine fits are scored with the homography model (same corner extrapolation evidence)
 FAMILY = {"homography": "homography", "affine": "homography", "essential": "essential"}
+#: the polarity disagreement is clipped to this range (deg) before its log is taken; no
+#: single-polarity pose at all counts as the maximum
+POLARITY_DISAGREEMENT_RANGE = (0.05, 90.0)
 
 
 @dataclass
@@ -215,23 +226,53 @@ def polarity_disagreement_deg(geometry: GeometryResult, polarity_fits: list[Geom
     return best
 
 
-def family_of(mode: str, refined: bool = False) -> str | None:
-    """The coefficient set that scores a fit of ``mode``: a fit of the refinement pass
-    (Pipeline.refine) has its own, since matching a pre-warped image changes what the features
-    mean (more, better spread inliers for right and wrong first fits alike)."""
+def family_of(mode: str, refined: bool = False, features: dict | None = None) -> str | None:
+    """The model that scores a fit of ``mode``: a fit of the refinement pass (Pipeline.refine)
+    has its own coefficients, since matching a pre-warped image changes what the features mean
+    (more, better spread inliers for right and wrong first fits alike); an essential fit without
+    the polarity disagreement (one polarity's matches) has its own rotation model."""
     family = FAMILY.get(mode)
     if family == "homography" and refined:
         return "homography_refined"
+    if family == "essential" and features is not None and "log_polarity_disagreement_deg" not in features:
+        return "essential_single"
     return family
 
 
-def quality_score(mode: str, features: dict[str, float], refined: bool = False) -> float | None:
-    """Calibrated p(right) of a fit from its features; None for modes without a model."""
-    family = family_of(mode, refined)
+def add_polarity_disagreement(features: dict[str, float], angle_deg: float) -> None:
+    """Record the polarity disagreement (:func:`polarity_disagreement_deg`) as features."""
+    lo, hi = POLARITY_DISAGREEMENT_RANGE
+    features["polarity_disagreement_deg"] = angle_deg
+    features["log_polarity_disagreement_deg"] = math.log(min(max(angle_deg, lo), hi))
+
+
+def _linear(coef: dict[str, float], features: dict[str, float]) -> float:
+    return coef["bias"] + sum(w * features.get(k, 0.0) for k, w in coef.items() if k != "bias")
+
+
+def rotation_sigma_deg(features: dict[str, float], models: dict | None = None) -> float:
+    """Predicted per-axis standard deviation (deg) of an essential fit's rotation error."""
+    models = ROTATION_SIGMA if models is None else models
+    z = _linear(models[family_of("essential", features=features)], features)
+    return float(math.exp(max(min(z, 10.0), -10.0)))
+
+
+def maxwell_cdf(x: float) -> float:
+    """P(|e| <= x sigma) for a 3-vector e ~ N(0, sigma^2 I)."""
+    return float(math.erf(x / math.sqrt(2.0)) - math.sqrt(2.0 / math.pi) * x * math.exp(-x * x / 2.0))
+
+
+def quality_score(mode: str, features: dict[str, float], refined: bool = False,
+                  coefficients: dict | None = None) -> float | None:
+    """Calibrated p(right) of a fit from its features; None for modes without a model.
+    ``coefficients``: COEFFICIENTS and ROTATION_SIGMA merged, to score with others (the study)."""
+    family = family_of(mode, refined, features)
     if family is None or not features:
         return None
-    coef = COEFFICIENTS[family]
-    z = coef["bias"] + sum(w * features.get(k, 0.0) for k, w in coef.items() if k != "bias")
+    coefs = {**COEFFICIENTS, **ROTATION_SIGMA} if coefficients is None else coefficients
+    if family.startswith("essential"):
+        return maxwell_cdf(ROTATION_RIGHT_DEG / rotation_sigma_deg(features, coefs))
+    z = _linear(coefs[family], features)
     return float(1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0))))
 
 
@@ -242,8 +283,12 @@ def assess(
     visible_wh,
     thermal_wh,
     refined: bool = False,
+    polarity_disagreement: float | None = None,
 ) -> Quality:
     """Features and calibrated score of one fit (see the module docstring); ``refined``: a fit
-    of the refinement pass (:func:`family_of`)."""
+    of the refinement pass (:func:`family_of`); ``polarity_disagreement`` (deg, essential with
+    polarity "both"): :func:`polarity_disagreement_deg` of the fit."""
     feats = quality_features(geometry, kpts0, kpts1, visible_wh, thermal_wh)
+    if feats and polarity_disagreement is not None:
+        add_polarity_disagreement(feats, polarity_disagreement)
     return Quality(quality_score(geometry.mode, feats, refined), feats)
