@@ -119,3 +119,25 @@ def test_check_image_applies_stamp_rules_and_size_limits():
     assert check_image(msg)[0] == "stamp_invalid"
     msg.header.stamp = Time(sec=0, nanosec=0)
     assert check_image(msg)[0] == "stamp_zero"
+
+
+def test_camera_info_history_gives_an_image_the_info_of_its_own_stamp():
+    """A CameraInfo published after its image must not hand the next image the previous
+    frame's intrinsics: the image gets the info with its own stamp, else the newest."""
+    from types import SimpleNamespace as NS
+
+    from matchanything_ros.node.pair_io import CameraInfoHistory
+
+    def msg(sec, nsec, k=None):
+        return NS(header=NS(stamp=NS(sec=sec, nanosec=nsec)), k=k)
+
+    h = CameraInfoHistory(size=3)
+    assert h.for_image(msg(1, 0)) is None
+    a, b, c = msg(1, 0, "a"), msg(2, 0, "b"), msg(3, 5, "c")
+    for m in (a, b, c):
+        h.add(m)
+    assert h.for_image(msg(2, 0)) is b
+    assert h.for_image(msg(1, 0)) is a
+    assert h.for_image(msg(9, 0)) is c  # no info with that stamp: the newest
+    h.add(msg(4, 0, "d"))
+    assert h.for_image(msg(1, 0)).k == "d"  # a is gone (size 3)

@@ -250,11 +250,16 @@ def write_bag(
         writer.add_topic(topic, msgtypes[topic])  # declared by its first message: no empty topic
         writer.write(topic, t_ns, msg)
 
-    def push(t_ns: int, topic: str, msg: Any) -> None:
+    def push(t_ns: int, topic: str, msg: Any, latency_ns: int | None = None) -> int:
+        """Queue ``msg`` for log time ``t_ns`` + a random latency (or ``latency_ns``, the draw
+        still made so that the rest of the bag's timing does not change); returns the latency."""
         nonlocal seq
         latency = int(rng.uniform(*timing.latency_ms) * 1e6)
+        if latency_ns is not None:
+            latency = latency_ns
         heapq.heappush(heap, (t_ns + latency, seq, topic, msg))
         seq += 1
+        return latency
 
     try:
         iterator = enumerate(frames)
@@ -270,8 +275,10 @@ def write_bag(
                 write(t, topic, msg)
             vis_encoding = "bgr8"
             th_encoding = "mono16" if frame.thermal.dtype == np.uint16 else "mono8"
-            push(t_vis, topics["visible_image"], image_msg(frame.visible, vis_encoding, t_vis, frame_ids[0]))
-            push(t_vis, topics["visible_info"], info_msg(frame.K0, frame.visible.shape, t_vis, frame_ids[0]))
+            # each CameraInfo is logged 1 ns before its image (same stamp): a replay has the
+            # frame's intrinsics when its image arrives (synthetic stereo frames differ in K)
+            lat = push(t_vis, topics["visible_image"], image_msg(frame.visible, vis_encoding, t_vis, frame_ids[0]))
+            push(t_vis, topics["visible_info"], info_msg(frame.K0, frame.visible.shape, t_vis, frame_ids[0]), lat - 1)
             offset = int(rng.uniform(-timing.jitter_ms, timing.jitter_ms) * 1e6)
             dropped = rng.uniform() < timing.thermal_drop
             t_th = t_vis + offset
@@ -281,8 +288,8 @@ def write_bag(
                 t_j = t_th + j * period_ns // k
                 if j == 0 and dropped:
                     continue
-                push(t_j, topics["thermal_image"], image_msg(frame.thermal, th_encoding, t_j, frame_ids[1]))
-                push(t_j, topics["thermal_info"], info_msg(frame.K1, frame.thermal.shape, t_j, frame_ids[1]))
+                lat = push(t_j, topics["thermal_image"], image_msg(frame.thermal, th_encoding, t_j, frame_ids[1]))
+                push(t_j, topics["thermal_info"], info_msg(frame.K1, frame.thermal.shape, t_j, frame_ids[1]), lat - 1)
             gt_frames[str(t_vis)] = _frame_gt(frame, t_vis, None if dropped else t_th)
         while heap:
             t, _, topic, msg = heapq.heappop(heap)

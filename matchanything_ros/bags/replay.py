@@ -33,7 +33,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..node.config import NodeConfig
-from ..node.pair_io import STREAMS, THERMAL, VISIBLE, camera_matrix, check_image, decode_image, output_messages
+from ..node.pair_io import (
+    STREAMS, THERMAL, VISIBLE, CameraInfoHistory, camera_matrix, check_image, decode_image, output_messages,
+)
 from ..pipeline import Pipeline, PipelineConfig
 from ..imaging.limits import SizeLimits
 from ..node.sync import NS_PER_S, ApproximateTimeSynchronizer
@@ -238,7 +240,7 @@ class BagReplay:
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop,
                                            reset_threshold_ns=int(cfg.stamps.reset_threshold * NS_PER_S))
         self.health = NodeHealth(name="matcher_node: visible/thermal matching", hardware_id="/matcher_node (replay)")
-        camera_info: list[Any] = [None, None]
+        camera_info = [CameraInfoHistory(), CameraInfoHistory()]
         next_diag_ns: int | None = None
         started = time.perf_counter()
         bar = None
@@ -264,7 +266,7 @@ class BagReplay:
                 if opts.copy_inputs:
                     self._write(topic, IMAGE_TYPE if topic in stream_of else INFO_TYPE, t_ns, msg)
                 if topic in info_of:
-                    camera_info[info_of[topic]] = msg
+                    camera_info[info_of[topic]].add(msg)
                     continue
                 index = stream_of[topic]
                 stream = STREAMS[index]
@@ -288,7 +290,8 @@ class BagReplay:
                     summary.pairs += 1
                     last_pair_stamp = max(last_pair_stamp or 0, stamp_ns(vis_msg.header))
                     self.health.on_pair(t_ns / NS_PER_S)
-                    self._process(vis_msg, th_msg, camera_info[VISIBLE], camera_info[THERMAL], t_ns, summary)
+                    self._process(vis_msg, th_msg, camera_info[VISIBLE].for_image(vis_msg),
+                                  camera_info[THERMAL].for_image(th_msg), t_ns, summary)
                     if bar is not None:
                         bar.set_postfix(pairs=summary.pairs, ok=summary.ok, refresh=False)
                 self.health.set_count("sync_unpaired", sync.stats.evicted)

@@ -7,6 +7,8 @@ the node publishes what :func:`output_messages` returns, replay writes it to a b
 """
 from __future__ import annotations
 
+import collections
+import threading
 from typing import Any, Iterator
 
 import numpy as np
@@ -101,6 +103,35 @@ def decode_image(msg: Any, stream: str) -> np.ndarray:
             return to_bgr8(array, msg.encoding, copy=False)
         return to_mono(array, msg.encoding)
     return array
+
+
+class CameraInfoHistory:
+    """The recent CameraInfo messages of one camera. An image gets the one with its own stamp,
+    as image_transport's CameraSubscriber pairs them; the newest one when none has it (a driver
+    whose info stamps differ from its image stamps: its calibration does not change per frame).
+    Taking the newest one blindly gave a frame its predecessor's intrinsics whenever the info
+    was published after its image. Thread-safe (the node adds and reads on executor threads)."""
+
+    def __init__(self, size: int = 16):
+        self._msgs: collections.deque = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, msg: Any) -> None:
+        with self._lock:
+            self._msgs.append(msg)
+
+    def for_image(self, image_msg: Any) -> Any | None:
+        with self._lock:
+            msgs = list(self._msgs)
+        if not msgs:
+            return None
+        stamp = _stamp(image_msg)
+        return next((m for m in reversed(msgs) if _stamp(m) == stamp), msgs[-1])
+
+
+def _stamp(msg: Any) -> tuple[int, int]:
+    st = msg.header.stamp
+    return int(st.sec), int(st.nanosec)
 
 
 def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:

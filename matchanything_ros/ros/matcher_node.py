@@ -38,7 +38,7 @@ from ..node.config import (
 from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
 from ..node.pair_io import (
-    STREAMS, THERMAL, VISIBLE, camera_info_from_cdr, camera_info_problem, camera_matrix, check_image, decode_image,
+    STREAMS, THERMAL, VISIBLE, CameraInfoHistory, camera_info_from_cdr, camera_info_problem, camera_matrix, check_image, decode_image,
     image_from_cdr, output_frames, output_messages,
 )
 from ..node.rig_outputs import RigOutputs, rig_report, write_calibration
@@ -68,7 +68,7 @@ class MatcherNode(Node):
             hardware_id=self.get_fully_qualified_name(),
             start_time=time.monotonic(),
         )
-        self._camera_info: list[Any] = [None, None]
+        self._camera_info = [CameraInfoHistory(), CameraInfoHistory()]
         self._gate_lock = threading.Lock()  # stamp gate + message_filters input, per message
         self._loss, self._loss_lock = SequenceGaps(), threading.Lock()
         # The worker holds _pipeline_lock while matching; reconfiguration swaps under it.
@@ -259,7 +259,7 @@ class MatcherNode(Node):
             self.health.on_bad_input(f"{stream}_{problem[0]}", f"{stream} camera_info: {problem[1]}")
             self.get_logger().warning(f"ignoring {stream} camera_info: {problem[1]}", throttle_duration_sec=THROTTLE_S)
             return
-        self._camera_info[index] = msg
+        self._camera_info[index].add(msg)
 
     def _on_image(self, index: int, raw: bytes) -> None:
         try:
@@ -321,7 +321,8 @@ class MatcherNode(Node):
     def _on_pair(self, visible: Any, thermal: Any) -> None:
         now = time.monotonic()
         self.health.on_pair(now)
-        self.worker.submit((visible, thermal, self._camera_info[VISIBLE], self._camera_info[THERMAL], now))
+        infos = (self._camera_info[VISIBLE].for_image(visible), self._camera_info[THERMAL].for_image(thermal))
+        self.worker.submit((visible, thermal, *infos, now))
         self.health.set_count("dropped_overload", self.worker.dropped)
         # Hand the GIL to the woken worker now: otherwise it waits until this executor thread
         # blocks in rcl_wait again (docs/NODE.md: the node's own overhead went 2.0 -> 0.9 ms).
