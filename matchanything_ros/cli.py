@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(_module=module_name)
         # Argument definitions live with each command; importing them is cheap by design.
         importlib.import_module(module_name).add_arguments(p)
+    parser.set_defaults(_subparsers=sub.choices)
     return parser
 
 
@@ -45,7 +46,9 @@ def _prepare_threads() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's: that is where the options are
+        args._subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

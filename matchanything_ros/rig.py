@@ -20,6 +20,10 @@ estimate: corner distance between the frame's H and the rig's H, or the rotation
 translation-direction angle between the frame's pose and the rig's, against a threshold plus
 three sigma of the estimate. Frames beyond it are RIG_MISMATCH (not OK).
 
+A frame the gate finds RIG_MISMATCH does not enter the estimate (it would drag the estimate
+toward a changed rig and widen its sigma, hiding the change it shows); it still counts for the
+drift alarm.
+
 Drift alarm: a second, *candidate* estimate is fitted to the last ``recent`` frames only. When
 it differs from the estimate beyond the gate and most recent frames agree with it and not with
 the estimate, the rig is *disputed* (WARN); after ``alarm_frames`` such frames in a row the
@@ -290,7 +294,7 @@ class _Homography:
             H, mask = cv2.findHomography(p0, p1, cv2.USAC_MAGSAC, self.threshold, maxIters=10000, confidence=0.9999)
         except cv2.error:
             return None
-        if H is None or mask is None or not np.all(np.isfinite(H)):
+        if H is None or mask is None or not np.all(np.isfinite(H)) or abs(H[2, 2]) <= 1e-12:
             return None
         return RigModel(self.mode, H=H / H[2, 2]), mask.ravel().astype(bool)
 
@@ -303,7 +307,9 @@ class _Homography:
             if len(idx) < 4:
                 continue
             H, _ = cv2.findHomography(p0[idx], p1[idx], 0)
-            if H is not None and np.all(np.isfinite(H)):
+            # a degenerate sample (e.g. drawn from one frame's collinear points) can give
+            # H[2, 2] = 0: no finite model, skip it instead of carrying NaNs into the spread
+            if H is not None and np.all(np.isfinite(H)) and abs(H[2, 2]) > 1e-12:
                 out.append(RigModel(self.mode, H=H / H[2, 2]))
         return out
 
@@ -495,7 +501,8 @@ class RigEstimator:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._ops: Any = None
-        self._window: deque[_Frame] = deque(maxlen=config.window)
+        self._window: deque[_Frame] = deque(maxlen=config.window)  # frames of the estimate
+        self._recent: deque[_Frame] = deque(maxlen=config.recent)  # every frame: the alarm's
         self._estimate: RigModel | None = None
         self._estimate_support = 0
         self._cov: np.ndarray | None = None
@@ -523,8 +530,10 @@ class RigEstimator:
             frame = self._frame(result, K0, K1)
             check = self._gate(result, frame)  # against the estimate before this frame
             if frame is not None:
-                self._window.append(frame)
-                self._refit()
+                self._recent.append(frame)
+                if not check.mismatch:
+                    self._window.append(frame)
+                    self._refit()
                 self._watch()
             self._hold = max(0, self._hold - 1)
             check.state, check.level = self._public_state(), self._level()
@@ -684,7 +693,7 @@ class RigEstimator:
         if not self._converged() and self._state != DISPUTED:
             self._dispute_run = 0
             return
-        recent = list(self._window)[-c.recent:]
+        recent = list(self._recent)
         if len(recent) < c.recent:
             return
         # frames that do not fit the estimate; only they can carry a different geometry
@@ -718,6 +727,7 @@ class RigEstimator:
         self._hold = self.config.alarm_hold
         self._window.clear()
         self._window.extend(frames)
+        self._recent.clear()
         self._dispute_run = 0
         self._state = CONVERGING
         self._refit(warm=False)  # the old estimate is what the evidence left

@@ -29,6 +29,11 @@ def pair_files(tmp_path_factory):
     cv2.imwrite(str(d / "vis.png"), pair.visible)
     cv2.imwrite(str(d / "th.png"), pair.thermal)  # 16-bit PNG, as radiometric cameras save
     (d / "bad.png").write_bytes(b"not an image")
+    png = bytearray(cv2.imencode(".png", pair.visible)[1].tobytes())
+    png[80:400] = bytes(320)  # a valid header over damaged data: libpng complains on stderr
+    (d / "damaged.png").write_bytes(bytes(png))
+    jpg = cv2.imencode(".jpg", pair.visible)[1].tobytes()
+    (d / "truncated.jpg").write_bytes(jpg[: len(jpg) // 2])  # decodes, half grey, with a warning
     (d / "broken.yaml").write_text("camera_matrix: {data: [1, 2\n  : : :\n")
     (d / "corrupt_bag").mkdir()  # issue 9: a corrupt metadata.yaml gave a 6-12 line YAML error
     (d / "corrupt_bag" / "metadata.yaml").write_text("rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: [sqlite3\n   : : :\n")
@@ -83,6 +88,10 @@ def test_match_essential_with_intrinsics_string(pair_files):
     [
         (["match", "missing.png", "th.png"], "visible image not found"),
         (["match", "vis.png", "bad.png"], "cannot read thermal image"),
+        (["match", "damaged.png", "th.png"], "cannot read visible image damaged.png: the file is damaged (libpng"),
+        (["match", "truncated.jpg", "th.png"], "truncated.jpg: the file is damaged (Premature end of JPEG"),
+        (["match", ".", "th.png"], "visible image . is a folder"),
+        (["match", "vis.png", "th.png", "--geometry", "essential"], "--geometry essential needs the cameras' intrinsics"),
         (["match", "vis.png", "th.png", "--model", "superglue"], "unknown model 'superglue'"),
         (["match", "vis.png", "th.png", "--intrinsics", "nope.yaml"], "intrinsics file not found"),
         # issue 9: no directory is created for an output file, a folder is not a file
@@ -119,6 +128,27 @@ def test_benchmark_refuses_a_backend_that_cannot_run_before_any_work(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unknown_option_prints_the_subcommands_usage(pair_files):
+    d, _ = pair_files
+    res = cli("match", "vis.png", "th.png", "--bogus", cwd=d)
+    assert res.returncode == 2
+    assert res.stderr.startswith("usage: matchanything-ros match ") and "unrecognized arguments: --bogus" in res.stderr
+
+
+def test_benchmark_models_sift_runs_and_a_failed_case_fails_the_command(tmp_path):
+    """SIFT takes no device (it raised a TypeError and the command still exited 0); a case that
+    cannot run (MINIMA without weights) makes the command fail with one line."""
+    res = cli("benchmark", "--models", "sift", "--resolutions", "160x128", "--runs", "1", "--warmup", "1",
+              "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.startswith("| sift |"))
+    assert "Error" not in row and row.split("|")[5].strip() != "-", row
+    res = cli("benchmark", "--models", "sift,minima_splg", "--resolutions", "160x128", "--runs", "1",
+              "--warmup", "1", "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "1 case(s) failed: minima_splg 160x128" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
 def test_offline_weights_download_is_one_line(tmp_path):
     env = dict(os.environ, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_OFFLINE="0")  # nothing listens on port 9
     for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -128,3 +158,13 @@ def test_offline_weights_download_is_one_line(tmp_path):
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "offline" in res.stderr, res.stderr
     assert res.stdout == ""
+
+
+def test_json_outputs_are_strict_json():
+    """NaN is not JSON: every file the package writes has null there (and "inf" for an
+    infinite error)."""
+    from matchanything_ros.json_out import dumps
+
+    text = dumps({"a": float("nan"), "b": [float("inf"), np.float32(1.5)], "c": np.arange(2)})
+    assert json.loads(text) == {"a": None, "b": ["inf", 1.5], "c": [0, 1]}
+    assert "NaN" not in text

@@ -89,19 +89,24 @@ def test_homography_drift_alarm_and_reconvergence_after_a_knocked_camera():
     rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
     H2 = _roll(H_TRUE, 2.0)  # the thermal camera turned 2 degrees at frame 30
     assert corner_distance(H2, H_TRUE, SIZE) > 10
-    levels, errors = [], []
+    levels, errors, frames_before = [], [], None
     for i in range(60):
         H = H_TRUE if i < 30 else H2
         check = rig.update(_h_frame(rng, H, wrong=i % 4 == 3))
         levels.append(check.level)
         est = rig.snapshot()
         errors.append(corner_distance(est.model.H, H, SIZE))
+        if i == 29:
+            frames_before = est.frames
         if 30 <= i < 33 and i % 4 != 3:
             assert check.status == RIG_MISMATCH  # the new geometry disagrees with the estimate
+        if 30 <= i < 33 and check.level == 0:
+            # a RIG_MISMATCH frame does not pull the estimate toward the new geometry
+            assert est.frames == frames_before and corner_distance(est.model.H, H_TRUE, SIZE) < 0.5
     assert max(levels[:30]) == 0
     warn = next(i for i in range(30, 60) if levels[i] >= 1)
     error = next(i for i in range(30, 60) if levels[i] >= 2)
-    assert warn - 30 <= 6 and error - 30 <= 10
+    assert warn - 30 <= 5 and error - 30 <= 5
     again = next(i for i in range(30, 60) if all(e < 1.0 for e in errors[i:]))
     assert again - 30 <= 15
     est = rig.snapshot()

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..json_out import dumps
 from .storage import BagError, BagWriter
 
 GT_FORMAT = "matchanything_ros/ground_truth"
@@ -356,7 +357,7 @@ def write_ground_truth(
     }
     if rig is not None:
         doc["rig"] = rig
-    path.write_text(json.dumps(doc, indent=1))
+    path.write_text(dumps(doc))
     return path
 
 

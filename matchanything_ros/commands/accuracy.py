@@ -143,11 +143,11 @@ def command_line(args) -> str:
 
 def run(args) -> int:
     import dataclasses
-    import json
     import sys
     from pathlib import Path
 
     from ..evaluation.homography_protocol import load_aligned_pairs, run_protocol, summarize
+    from ..json_out import dumps
     from ..matching import MatcherError, create_matcher
     from ..pipeline import POLARITIES, Pipeline, PipelineConfig
     from . import CommandError
@@ -246,7 +246,7 @@ def run(args) -> int:
     if args.json:
         out = Path(args.json)
         payload = {"command": command, "machine": note, "data": str(Path(data).resolve()), "results": rows}
-        out.write_text(json.dumps(payload, indent=1, default=float))
+        out.write_text(dumps(payload))
     if args.markdown:
         out = Path(args.markdown)
         out.write_text(f"Command: `{command}`\n\nMachine: {note}\n\n{table}")

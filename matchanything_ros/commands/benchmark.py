@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     import dataclasses
-    import json
+    from ..json_out import dumps
     from pathlib import Path
 
     from ..engines import BACKENDS, PRECISIONS
@@ -115,7 +115,7 @@ def run(args) -> int:
             "results": [dataclasses.asdict(r) for r in results],
             "onnxruntime_profiles": profiles,
         }
-        Path(args.json).write_text(json.dumps(payload, indent=1))
+        Path(args.json).write_text(dumps(payload))
         print(f"wrote {args.json}")
     if failed:
         raise CommandError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the notes above)")
@@ -162,7 +162,7 @@ def backend_problems(backends: tuple[str, ...], device: str) -> list[str]:
 def _run_models(args, resolutions, config, env) -> int:
     """``--models``: whole matchers, round-robin (matching/model_benchmark.py)."""
     import dataclasses
-    import json
+    from ..json_out import dumps
     from pathlib import Path
 
     from ..engines.benchmark import format_table
@@ -187,6 +187,9 @@ def _run_models(args, resolutions, config, env) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         payload = {"environment": env, "models": args.models, "results": [dataclasses.asdict(r) for r in results]}
-        Path(args.json).write_text(json.dumps(payload, indent=1))
+        Path(args.json).write_text(dumps(payload))
         print(f"wrote {args.json}")
+    failed = [f"{r.backend} {r.width}x{r.height}" for r in results if r.median_ms is None]
+    if failed:
+        raise CommandError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the notes above)")
     return 0

@@ -1,6 +1,8 @@
 """Helpers shared by CLI commands: reading images and intrinsics with one-line errors."""
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,28 @@ def limits_from(args):
     return SizeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
 
 
+def _imread_quietly(path: Path) -> tuple[np.ndarray | None, str]:
+    """cv2.imread with what the codec libraries print to stderr captured and returned (first
+    line) instead of printed: libpng and libjpeg report damaged files only there."""
+    import os
+    import tempfile
+
+    import cv2
+
+    with tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        lines = [line.strip() for line in sink.read().decode(errors="replace").splitlines() if line.strip()]
+    return image, lines[0] if lines else ""
+
+
 def read_image(path: str | Path, what: str, limits=None) -> np.ndarray:
     """Read an image file as stored (8-bit colour/gray, or 16-bit thermal PNG/TIFF), refusing
     sizes outside ``limits`` (default :class:`~matchanything_ros.imaging.limits.SizeLimits`)
@@ -36,6 +60,8 @@ def read_image(path: str | Path, what: str, limits=None) -> np.ndarray:
 
     limits = limits or SizeLimits()
     path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{what} image {path} is a folder; give an image file")
     if not path.is_file():
         raise CommandError(f"{what} image not found: {path}")
     problem = check_image_file(path, limits)
@@ -44,10 +70,12 @@ def read_image(path: str | Path, what: str, limits=None) -> np.ndarray:
     if problem is not None:
         raise CommandError(f"{what} image {path}: {problem[1]} (see --max-pixels/--min-side)")
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        image, complaint = _imread_quietly(path)
     except cv2.error as exc:  # e.g. a header OpenCV's own pixel limit refuses
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise CommandError(f"cannot read {what} image {path}: {reason}") from None
+    if complaint:  # libpng / libjpeg: a damaged file (a truncated JPEG still decodes, half grey)
+        raise CommandError(f"cannot read {what} image {path}: the file is damaged ({complaint})")
     if image is None or image.size == 0:
         raise CommandError(f"cannot read {what} image {path} (not an image OpenCV can decode)")
     if (problem := size_problem(image.shape[1], image.shape[0], limits)) is not None:

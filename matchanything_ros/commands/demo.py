@@ -18,7 +18,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
+    from ..json_out import dumps
     from pathlib import Path
 
     import cv2
@@ -87,6 +87,6 @@ def run(args) -> int:
         {"pair": f"stereo_{args.seed}", "rotation_error_deg": r_err, "translation_error_deg": t_err,
          "files": files, **res.to_dict(False)}
     )
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+    (out / "summary.json").write_text(dumps(summary))
     print(f"wrote {len(list(out.glob('*.png')))} pictures and summary.json to {out}/")
     return 0 if all(np.isfinite(s.get("corner_error_px", 0)) for s in summary) else 1

@@ -20,7 +20,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
     import shlex
     import sys
     from pathlib import Path
@@ -41,10 +40,10 @@ def run(args) -> int:
         raise CommandError(str(exc)) from None
     print(format_summary(ev.summary))
     if args.json:
-        from ..evaluation.evaluate import jsonable
+        from ..json_out import dumps
         from ..evaluation.report import frame_rows
 
-        Path(args.json).write_text(json.dumps(jsonable({"summary": ev.summary, "frames": frame_rows(ev.frames)}), indent=1))
+        Path(args.json).write_text(dumps({"summary": ev.summary, "frames": frame_rows(ev.frames)}))
         print(f"wrote {args.json}")
     if args.report:
         from ..evaluation.report import write_report

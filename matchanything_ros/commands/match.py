@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
+    from ..json_out import dumps
     from pathlib import Path
 
     import cv2
@@ -48,6 +48,9 @@ def run(args) -> int:
     if thermal.ndim == 3:  # a thermal frame saved as 3-channel gray
         thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
     K0 = K1 = None
+    if args.geometry == "essential" and not args.intrinsics:
+        raise CommandError("--geometry essential needs the cameras' intrinsics: --intrinsics camera_info.yaml "
+                           "(both) or VISIBLE THERMAL (YAML files or fx,fy,cx,cy)")
     if args.intrinsics:
         if len(args.intrinsics) > 2:
             raise CommandError("--intrinsics takes one (both cameras) or two values (visible thermal)")
@@ -70,7 +73,7 @@ def run(args) -> int:
     if result.geometry.matrix is not None:
         print(f"{result.geometry.mode} matrix:\n{result.geometry.matrix}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        Path(args.json).write_text(dumps(result.to_dict()))
         print(f"wrote {args.json}")
     if args.viz:
         from ..viz import draw_matches

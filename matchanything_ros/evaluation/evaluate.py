@@ -491,17 +491,6 @@ def evaluate(
     )
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` with every infinite float replaced by the string "inf" (strict JSON)."""
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def partial_line(summary: dict[str, Any]) -> str | None:
     """The one line that says a replay was partial and what was scored."""
     p = summary.get("partial")

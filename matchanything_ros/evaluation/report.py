@@ -7,14 +7,14 @@ drawn with ``viz.draw_matches``, downscaled to ``thumb_width`` pixels).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .evaluate import HOMOGRAPHY_THRESHOLDS_PX, POSE_THRESHOLDS_DEG, PRECISION_PX, Evaluation, FrameScore, jsonable
+from .evaluate import HOMOGRAPHY_THRESHOLDS_PX, POSE_THRESHOLDS_DEG, PRECISION_PX, Evaluation, FrameScore
+from ..json_out import dumps, jsonable
 
 
 def _plt():
@@ -209,7 +209,7 @@ def write_report(ev: Evaluation, out_dir: str | Path, *, command: str = "", wors
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     s, frames = ev.summary, ev.frames
-    (out_dir / "metrics.json").write_text(json.dumps(jsonable({"summary": s, "frames": frame_rows(frames)}), indent=1))
+    (out_dir / "metrics.json").write_text(dumps({"summary": s, "frames": frame_rows(frames)}))
 
     md = ["# Matching evaluation report", ""]
     if not s.get("ground_truth", True):

@@ -88,7 +88,9 @@ def run_model_benchmark(cases, resolutions, *, device="cpu", weights=None, rando
             label = f"{model}:{backend}" if backend else model
             row = CaseResult(label, device, "fp32", width, height)
             rows.append(row)
-            options = {"device": device, "resolution": max(width, height)}
+            options = {"resolution": max(width, height)}
+            if model != "sift":  # OpenCV's SIFT runs on the CPU and takes no device
+                options["device"] = device
             if backend:
                 options["backend"] = backend
             if model in WEIGHTED:
