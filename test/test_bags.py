@@ -428,3 +428,33 @@ def test_replay_log_time(tmp_path, sift_cfg, log_time):
     else:
         for (t, frame_ms), t_pair in zip(sorted(out.items()), completed):
             assert t > t_pair and (t - t_pair) / 1e6 <= frame_ms
+
+
+def test_replay_summary_names_why_images_went_unpaired(tmp_path, sift_cfg):
+    """A thermal camera whose clock jumps 2 s ahead for six frames and back: the frames after
+    the jump are refused as stamped backwards, and the summary says so (it used to blame
+    sync.slop for every unpaired image)."""
+    from matchanything_ros.bags.storage import make_header
+
+    bag = tmp_path / "jump"
+    writer = BagWriter(bag, storage="mcap").open()
+    for topic in ("/visible/image_raw", "/thermal/image_raw"):
+        writer.add_topic(topic, "sensor_msgs/msg/Image")
+    Image = writer.typestore.types["sensor_msgs/msg/Image"]
+    rng = np.random.default_rng(0)
+
+    def image(stamp_ns, frame):
+        data = rng.integers(0, 255, 96 * 64, dtype=np.uint8)
+        return Image(header=make_header(writer.typestore, stamp_ns, frame), height=64, width=96,
+                     encoding="mono8", is_bigendian=0, step=96, data=data)
+
+    for i in range(20):
+        t = 10**9 + i * 10**8
+        writer.write("/visible/image_raw", t + 1000, image(t, "visible_optical_frame"))
+        jump = 2 * 10**9 if 2 <= i < 8 else 0
+        writer.write("/thermal/image_raw", t + 2000, image(t + jump, "thermal_optical_frame"))
+    writer.close()
+    summary = replay(bag, tmp_path / "out", pipe_cfg=sift_cfg, options=ReplayOptions(progress=False))
+    assert summary.error is None and summary.stamp_backwards > 0 and summary.unpaired_visible > 0
+    text = summary.text()
+    assert f"{summary.stamp_backwards} image(s) refused as stamped before their stream's recent stamps" in text

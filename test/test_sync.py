@@ -238,3 +238,28 @@ def test_thread_safety_under_concurrent_adds():
 def test_invalid_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         ApproximateTimeSynchronizer(**kwargs)
+
+
+def test_byte_bound_evicts_the_oldest_and_counts_them():
+    """queue_size bounds a count; max_bytes bounds memory: 1 MiB images, 3.5 MiB allowed, so at
+    most 3 wait per stream; the evicted ones are counted, what pairs leaves the tally."""
+    import numpy as np
+    from types import SimpleNamespace as NS
+
+    from matchanything_ros.node.sync import message_bytes
+
+    def img(nbytes):
+        return NS(data=np.zeros(nbytes, np.uint8))
+
+    mib = 2**20
+    assert message_bytes(img(mib)) == mib and message_bytes(NS(data=bytes(10))) == 10 and message_bytes(NS()) == 0
+    sync = ApproximateTimeSynchronizer(2, queue_size=1000, slop=0.01, max_bytes=int(3.5 * mib))
+    for i in range(10):  # unpaired visible images
+        sync.add(0, (i + 1) * NS_PER_S, img(mib))
+    assert sync.queued(0) == [8 * NS_PER_S, 9 * NS_PER_S, 10 * NS_PER_S]
+    assert sync.stats.evicted == 7
+    assert sync.add(1, 10 * NS_PER_S, img(mib))  # pairs with the newest
+    assert sync._bytes == [2 * mib, 0]
+    huge = img(8 * mib)  # larger than the bound alone: it still waits (the newest always stays)
+    sync.add(1, 20 * NS_PER_S, huge)
+    assert sync.queued(1) == [20 * NS_PER_S]

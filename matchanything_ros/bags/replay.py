@@ -131,6 +131,10 @@ class ReplaySummary:
     bad_input: int = 0
     matcher_errors: int = 0
     unpaired_visible: int = 0
+    # why images went unpaired (both streams): refused by the stamp gate as going backwards,
+    # pushed out of a full sync queue (or dropped at a time reset)
+    stamp_backwards: int = 0
+    evicted: int = 0
     wall_s: float = 0.0
     frame_ms: list[float] = field(default_factory=list)
     interrupted: bool = False
@@ -151,7 +155,16 @@ class ReplaySummary:
                 f"{self.processed / max(self.wall_s, 1e-9):.2f} pairs/s ({self.model})"
             )
         if self.unpaired_visible:
-            lines.append(f"  {self.unpaired_visible} visible image(s) found no thermal partner within sync.slop")
+            causes = []
+            if self.stamp_backwards:
+                causes.append(f"{self.stamp_backwards} image(s) refused as stamped before their stream's recent "
+                              "stamps (stamps.*: a publisher whose clock jumps)")
+            if self.evicted:
+                causes.append(f"{self.evicted} image(s) pushed out of a full sync queue before a partner came "
+                              "(sync.queue_size, sync.max_queue_mb) or dropped at a time reset")
+            lines.append(f"  {self.unpaired_visible} visible image(s) unpaired: "
+                         + ("; ".join(causes) + "; the rest found no partner within sync.slop" if causes
+                            else "no thermal partner within sync.slop"))
         if self.bad_input or self.matcher_errors:
             lines.append(f"  dropped: {self.bad_input} malformed image(s), {self.matcher_errors} matcher error(s)")
         if self.interrupted:
@@ -238,7 +251,8 @@ class BagReplay:
         stream_of = {topics["visible_image"]: VISIBLE, topics["thermal_image"]: THERMAL}
         info_of = {topics["visible_info"]: VISIBLE, topics["thermal_info"]: THERMAL}
         sync = ApproximateTimeSynchronizer(2, cfg.sync.queue_size, cfg.sync.slop,
-                                           reset_threshold_ns=int(cfg.stamps.reset_threshold * NS_PER_S))
+                                           reset_threshold_ns=int(cfg.stamps.reset_threshold * NS_PER_S),
+                                           max_bytes=int(cfg.sync.max_queue_mb * 2**20))
         self.health = NodeHealth(name="matcher_node: visible/thermal matching", hardware_id="/matcher_node (replay)")
         camera_info = [CameraInfoHistory(), CameraInfoHistory()]
         next_diag_ns: int | None = None
@@ -309,6 +323,7 @@ class BagReplay:
             summary.wall_s = time.perf_counter() - started
             summary.messages_read = reader.messages_read
             summary.unpaired_visible = max(0, summary.images["visible"] - summary.pairs - _bad(self.health, "visible"))
+            summary.stamp_backwards, summary.evicted = sync.stats.backwards, sync.stats.evicted
             stopped_by_max = opts.max_pairs is not None and summary.pairs >= opts.max_pairs
             if summary.error is None and not summary.interrupted and not stopped_by_max \
                     and summary.images["visible"] < vis_info.count:

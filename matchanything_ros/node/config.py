@@ -39,6 +39,9 @@ class SyncConfig:
 
     queue_size: int = 10  # messages kept per stream while waiting for a partner
     slop: float = 0.02  # s, max stamp difference of a pair (strictly below)
+    # and at most this many MiB of image data per stream (the oldest go first, counted as
+    # sync_unpaired): queue_size alone bounds a count, not memory (1000 x 1280x1024 mono16 = 2.5 GiB)
+    max_queue_mb: float = 128.0
 
 
 @dataclass
@@ -253,6 +256,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "thermal.clahe_tile_grid": (1, 64),
     "sync.queue_size": (1, 1000),
     "sync.slop": (0.001, 10.0),
+    "sync.max_queue_mb": (1.0, 65536.0),
     "qos.depth": (1, 1000),
     "worker.queue_size": (1, 100),
     "worker.threads": (0, 256),
@@ -321,6 +325,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "topics.thermal_info": "thermal sensor_msgs/CameraInfo topic",
     "topics.use_camera_info": "subscribe to CameraInfo (geometry 'essential' needs K of both cameras)",
     "sync.slop": "max stamp difference (s) of a visible/thermal pair (strictly below)",
+    "sync.max_queue_mb": "and at most this much image data (MiB) per stream; the oldest go first (sync_unpaired)",
     "sync.queue_size": "messages kept per stream while waiting for a partner",
     "qos.reliability": "image subscriptions: best_effort (sensor data) or reliable",
     "qos.depth": "image subscription history depth",

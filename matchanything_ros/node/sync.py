@@ -4,7 +4,8 @@ Same pairing rule as ``message_filters.ApproximateTimeSynchronizer`` (the Python
 implementation, ``allow_headerless=False``), so that the node without message_filters and bag
 replay pair exactly what a ROS user would get:
 
-* each stream keeps at most ``queue_size`` messages keyed by stamp (a message with a stamp
+* each stream keeps at most ``queue_size`` messages (and, with ``max_bytes``, at most that
+  much image data) keyed by stamp (a message with a stamp
   already queued replaces it; overflow drops the oldest stamp);
 * when a message arrives, the other streams' queued stamps within ``slop`` of it are the
   candidates, tried closest first (``itertools.product`` order); the first combination whose
@@ -147,6 +148,20 @@ class SyncStats:
     evicted: int = 0  # messages pushed out of a full queue without being matched
 
 
+def message_bytes(msg: Any) -> int:
+    """Bytes of image data a message holds (its ``data`` field; 0 without one)."""
+    data = getattr(msg, "data", None)
+    if data is None:
+        return 0
+    nbytes = getattr(data, "nbytes", None)  # NumPy (rosbags); rclpy gives array.array / bytes
+    if nbytes is not None:
+        return int(nbytes)
+    try:
+        return len(data) * getattr(data, "itemsize", 1)
+    except TypeError:
+        return 0
+
+
 class ApproximateTimeSynchronizer:
     """Pair messages from ``num_streams`` streams whose stamps lie within ``slop``.
 
@@ -162,6 +177,7 @@ class ApproximateTimeSynchronizer:
         slop: float,
         reset_threshold_ns: int = 3 * NS_PER_S,
         max_future_ns: int | None = None,
+        max_bytes: int | None = None,
     ):
         if num_streams < 2:
             raise ValueError(f"num_streams must be >= 2, got {num_streams}")
@@ -170,10 +186,12 @@ class ApproximateTimeSynchronizer:
         if slop < 0:
             raise ValueError(f"slop must be >= 0 seconds, got {slop}")
         self.queue_size = int(queue_size)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
         self.slop_ns = int(round(slop * NS_PER_S))
         self.gate = StampGate(num_streams, reset_threshold_ns, max_future_ns)
         self.stats = SyncStats()
         self._queues: list[dict[int, Any]] = [{} for _ in range(num_streams)]
+        self._bytes = [0] * num_streams  # image data queued per stream
         self._lock = threading.Lock()
 
     @property
@@ -188,6 +206,7 @@ class ApproximateTimeSynchronizer:
     def _clear(self) -> None:
         for q in self._queues:
             q.clear()
+        self._bytes = [0] * len(self._queues)
         self.gate.clear()
 
     def queued(self, stream_index: int) -> list[int]:
@@ -213,6 +232,7 @@ class ApproximateTimeSynchronizer:
             if admission.reset:  # what waited from before the reset can no longer pair
                 self.stats.evicted += len(self._queues[stream_index])
                 self._queues[stream_index].clear()
+                self._bytes[stream_index] = 0
             matched = []
             for stamp, item in admission.accepted:
                 matched += self._queue_and_match(stream_index, stamp, item)
@@ -220,14 +240,21 @@ class ApproximateTimeSynchronizer:
 
     def _queue_and_match(self, stream_index: int, stamp_ns: int, msg: Any) -> list[tuple]:
         queue = self._queues[stream_index]
+        if stamp_ns in queue:  # the same stamp again replaces the queued message
+            self._bytes[stream_index] -= message_bytes(queue[stamp_ns])
         queue[stamp_ns] = msg
-        while len(queue) > self.queue_size:
-            del queue[min(queue)]
+        self._bytes[stream_index] += message_bytes(msg)
+        # the count bound, then the byte bound (the newest message always stays)
+        while len(queue) > self.queue_size or (
+                self.max_bytes is not None and self._bytes[stream_index] > self.max_bytes and len(queue) > 1):
+            self._bytes[stream_index] -= message_bytes(queue.pop(min(queue)))
             self.stats.evicted += 1
         match = self._find_match(stream_index, stamp_ns)
         if match is None:
             return []
         msgs = tuple(q.pop(t) for q, t in zip(self._queues, match))
+        for i, m in enumerate(msgs):
+            self._bytes[i] -= message_bytes(m)
         self.stats.matched += 1
         return [msgs]
 

@@ -180,7 +180,8 @@ class MatcherNode(Node):
             self._sync_base["time_resets"] += old.gate.resets
         self._sync = ApproximateTimeSynchronizer(
             2, c.queue_size, c.slop, reset_threshold_ns=int(st.reset_threshold * NS_PER_S),
-            max_future_ns=int(st.max_future * NS_PER_S) if st.max_future > 0 else None)
+            max_future_ns=int(st.max_future * NS_PER_S) if st.max_future > 0 else None,
+            max_bytes=int(c.max_queue_mb * 2**20))
         self._mf_inputs = None
         try:
             import message_filters
