@@ -168,3 +168,19 @@ def test_json_outputs_are_strict_json():
     text = dumps({"a": float("nan"), "b": [float("inf"), np.float32(1.5)], "c": np.arange(2)})
     assert json.loads(text) == {"a": None, "b": ["inf", 1.5], "c": [0, 1]}
     assert "NaN" not in text
+
+
+def test_heartbeat_reports_a_long_step():
+    import io
+    import time
+
+    from matchanything_ros.commands.common import Heartbeat
+
+    out = io.StringIO()
+    with Heartbeat("exporting", every=0.05, stream=out):
+        time.sleep(0.2)
+    lines = out.getvalue().splitlines()
+    import re
+
+    assert lines[0] == "exporting ..." and len(lines) >= 2
+    assert all(re.fullmatch(r"exporting: \d+ s", line) for line in lines[1:]), lines

@@ -31,15 +31,11 @@ import numpy as np
 import pytest
 import torch
 
-from matchanything_ros.models.eloftr.parity import CONF_TOL, KPT_TOL, ParityError, load_pack
+from matchanything_ros.models.eloftr.parity import CONF_TOL, FLIP_SHARE, KPT_TOL, ParityError, load_pack, row_problem
 
 REPO = Path(__file__).resolve().parent.parent
 PACK_DIR = Path(os.environ.get("MATCHANYTHING_REFERENCE", REPO.parent / "shared" / "reference" / "matchanything_eloftr"))
 NET_KPT_TOL = 1e-3
-#: share of common matches whose fine stage 1 may pick another pixel: with these random weights
-#: its dual softmax is flat (top-2 gap ~8e-5), so fp32 noise can flip a near-tie (1 of 9984
-#: matches today); the sqrt(56) divergence moves 1 % of them
-FLIP_SHARE = 1e-3
 MODES = ("demo", "mnn")
 
 
@@ -250,9 +246,17 @@ def test_torch_end_to_end_through_the_parity_command(pack, tmp_path):
     res = subprocess.run([*cmd, "--reference", str(pack.folder), "--backends", "torch", "--cases", "flir00006_rot30",
                           "--json", str(tmp_path / "rows.json")], capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stderr
-    assert "| torch | demo | flir00006_rot30 |" in res.stdout
+    assert "| torch | demo | flir00006_rot30 |" in res.stdout and "| PASS |" in res.stdout
+    assert "parity: all 1 runs match the authors' outputs" in res.stdout
     (r,) = json.loads((tmp_path / "rows.json").read_text())
     assert_end_to_end(r)
+    assert r["parity"] is True and row_problem(r) is None
+    # the verdict fails a run off by more than the tolerances, and the command exits 1
+    assert "keypoints differ" in row_problem({**r, "max_kpt_diff": 10 * KPT_TOL})
+    assert "beyond K" in row_problem({**r, "truncated": 3})
+    res = subprocess.run([*cmd, "--reference", str(pack.folder), "--backends", "torch", "--cases", "flir00006_rot30",
+                          "--max-matches", "64"], capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 1 and "parity FAILED for 1 of 1 runs" in res.stdout, res.stdout + res.stderr
     res = subprocess.run([*cmd, "--reference", str(tmp_path / "nowhere")], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "reference pack incomplete" in res.stderr
 

@@ -228,6 +228,17 @@ def test_stamp_and_limit_parameters_are_validated(tmp_path):
     # a runtime change must name a matcher that can be built now
     assert runtime_problem(PipelineConfig(model="xfeat")) is None
     assert "not found" in runtime_problem(PipelineConfig(model="auto", weights=str(tmp_path / "none.safetensors")))
+    # ... and a backend / device this machine has (the node refused these only after accepting)
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "no CUDA GPU" in runtime_problem(PipelineConfig(model="xfeat", device="cuda"))
+        assert "no CUDA GPU" in runtime_problem(PipelineConfig(model="minima_splg", device="cuda"))
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "tensorrt" in runtime_problem(PipelineConfig(model="matchanything_eloftr", backend="tensorrt"))
+    assert runtime_problem(PipelineConfig(model="sift", device="cuda")) is None  # SIFT takes no device
 
 
 def test_frames_and_the_output_file_are_validated(tmp_path):

@@ -60,6 +60,8 @@ def run(args) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     # Before any work (exports take minutes): every requested backend must be able to run here.
+    from ..engines.availability import backend_problems
+
     problems = backend_problems(backends, args.device)
     if problems:
         raise CommandError("cannot benchmark: " + "; ".join(problems) + " (nothing was run or written)")
@@ -120,43 +122,6 @@ def run(args) -> int:
     if failed:
         raise CommandError(f"{len(failed)} case(s) failed: {', '.join(failed)} (see the notes above)")
     return 0
-
-
-def backend_problems(backends: tuple[str, ...], device: str) -> list[str]:
-    """Why each requested backend cannot run on this machine (empty: all can). Cheap: imports
-    and device queries only, no export and no model."""
-    import importlib.util
-
-    import torch
-
-    problems = []
-    cuda = device.startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        problems.append(f"device {device}: torch sees no CUDA GPU")
-    missing_export = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
-    for backend in backends:
-        if backend in ("onnxruntime", "tensorrt") and missing_export:
-            problems.append(f"{backend}: the ONNX export needs {', '.join(missing_export)} (pip install -e '.[onnx]')")
-        if backend == "onnxruntime":
-            try:
-                import onnxruntime
-            except ImportError:
-                problems.append("onnxruntime: not installed (pip install -e '.[onnx]')")
-                continue
-            if cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-                problems.append("onnxruntime: no CUDAExecutionProvider (pip install onnxruntime-gpu)")
-        elif backend == "tensorrt":
-            from ..engines.base import EngineError
-            from ..engines.tensorrt_engine import import_tensorrt
-
-            try:
-                import_tensorrt()
-            except EngineError as exc:
-                problems.append(f"tensorrt: {exc}")
-                continue
-            if not torch.cuda.is_available():
-                problems.append("tensorrt: needs a CUDA GPU, torch sees none")
-    return problems
 
 
 def _run_models(args, resolutions, config, env) -> int:

@@ -144,3 +144,30 @@ def check_output_folder(path: str | Path | None) -> None:
         raise CommandError(f"cannot create output folder {path}: {path.parent} is not a folder")
     if not path.parent.is_dir():
         raise CommandError(f"cannot create output folder {path}: {path.parent} does not exist (create it first)")
+
+
+class Heartbeat:
+    """``with Heartbeat("exporting"):`` prints "<what> ..." at once and "<what>: 30 s" every
+    ``every`` seconds until the block ends, so a minutes-long step never looks hung."""
+
+    def __init__(self, what: str, every: float = 30.0, stream=None):
+        import threading
+
+        self.what, self.every, self.stream = what, every, stream or sys.stderr
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        waited = 0.0
+        while not self._stop.wait(self.every):
+            waited += self.every
+            print(f"{self.what}: {waited:.0f} s", file=self.stream, flush=True)
+
+    def __enter__(self) -> "Heartbeat":
+        print(f"{self.what} ...", file=self.stream, flush=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

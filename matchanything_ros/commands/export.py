@@ -56,7 +56,9 @@ def load_model(args):
             config = dataclasses.replace(config, match_rule=rule)
         return load_deploy_model(path, top_k=args.top_k, config=config)
     except (MatcherError, ValueError) as exc:
-        raise CommandError(f"{exc} (or use --random-weights)") from None
+        # the hint only where weights are what is missing
+        hint = "" if args.random_weights or isinstance(exc, ValueError) else " (or use --random-weights)"
+        raise CommandError(f"{exc}{hint}") from None
 
 
 def run(args) -> int:
@@ -73,10 +75,14 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix != ".onnx":
         raise CommandError(f"--out {out}: expected a .onnx file name")
+    from .common import Heartbeat
+
     model = load_model(args)
     try:
         scopes = {"fp32_scopes": ()} if getattr(args, "model", "") == "minima_splg" else {}
-        export_onnx(model, out, args.height, args.width, opset=args.opset, top_k=args.top_k, **scopes)
+        with Heartbeat(f"exporting {getattr(args, 'model', 'matchanything_eloftr')} {args.height}x{args.width} "
+                       f"K={args.top_k} to ONNX (minutes on a few CPU cores)"):
+            export_onnx(model, out, args.height, args.width, opset=args.opset, top_k=args.top_k, **scopes)
         problems = check_tensorrt_compatible(out)
     except EngineError as exc:
         raise CommandError(str(exc)) from None

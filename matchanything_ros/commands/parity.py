@@ -17,10 +17,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from matchanything_ros.matching import MatcherError
-    from matchanything_ros.models.eloftr.parity import MODES, ParityError, format_rows, load_pack, run_parity
+    from matchanything_ros.models.eloftr.parity import (
+        CONF_TOL, KPT_TOL, MODES, ParityError, format_rows, load_pack, row_problem, run_parity,
+    )
 
     backends = [b for b in args.backends.split(",") if b]
     modes = [m for m in args.modes.split(",") if m]
@@ -40,6 +40,15 @@ def run(args) -> int:
           f"threshold {pack.threshold:g}, network {pack.network_size[1]}x{pack.network_size[0]}, K={args.max_matches}")
     print(format_rows(rows))
     if args.json:
+        from ..json_out import dumps
+
         with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+            fh.write(dumps([{**r, "parity": row_problem(r) is None} for r in rows]))
+    failed = [r for r in rows if row_problem(r) is not None]
+    if failed:
+        print(f"parity FAILED for {len(failed)} of {len(rows)} runs (tolerances: keypoints {KPT_TOL:g} px, "
+              f"confidences {CONF_TOL:g})")
+        return 1
+    print(f"parity: all {len(rows)} runs match the authors' outputs (keypoints within {KPT_TOL:g} px, "
+          f"confidences within {CONF_TOL:g})")
     return 0

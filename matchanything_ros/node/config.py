@@ -458,7 +458,15 @@ def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
 
     Beyond :func:`split_parameters` (types, ranges), a change must name a matcher that can be
     built now without a download: the node builds it on a side thread after accepting, and a
-    failure there would leave a parameter naming a model that is not running."""
+    failure there would leave a parameter naming a model that is not running: weights that are
+    not local, a backend or device this machine does not have."""
+    from ..engines.availability import backend_problems
+
+    backends = () if pipe_cfg.backend in ("auto", "torch") else (pipe_cfg.backend,)
+    if pipe_cfg.model not in ("matchanything_eloftr", "minima_splg", "minima_loftr", "auto"):
+        backends = ()  # xfeat and sift take no backend
+    if pipe_cfg.model != "sift" and (problems := backend_problems(backends, pipe_cfg.device)):
+        return "; ".join(problems)
     if pipe_cfg.model in ("minima_splg", "minima_loftr"):  # MINIMA files, never downloaded here
         try:
             from ..models.minima.weights import resolve_files

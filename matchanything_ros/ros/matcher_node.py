@@ -458,7 +458,8 @@ class MatcherNode(Node):
             node_cfg, pipe_cfg = split_parameters(values)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if (pipe_cfg.model, pipe_cfg.weights) != (self.pipeline.config.model, self.pipeline.config.weights) \
+        matcher_fields = ("model", "weights", "backend", "device", "precision")
+        if any(getattr(pipe_cfg, f) != getattr(self.pipeline.config, f) for f in matcher_fields) \
                 and (problem := runtime_problem(pipe_cfg)) is not None:
             return SetParametersResult(successful=False, reason=problem)
         old = self.cfg
