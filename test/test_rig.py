@@ -459,3 +459,20 @@ def test_essential_rig_from_real_cross_modal_matches():
     assert rotation_angle_deg(e.model.R, first.R) < 0.5
     direction = direction_angle_deg(-e.model.R.T @ e.model.t, -first.R.T @ first.t)
     assert direction < 2.45 * e.sigma_translation_deg and direction < 6.0, (direction, e.sigma_translation_deg)
+
+
+def test_evaluation_scores_a_frame_without_a_new_rig_estimate_with_the_one_in_force():
+    """rig/pose and rig/homography are published only when the estimate changes (a frame the
+    gate rejects leaves it): such a frame is scored with the last estimate published."""
+    from types import SimpleNamespace as NS
+
+    from matchanything_ros.evaluation.evaluate import _carry_rig_estimate
+
+    def out(H=None):
+        return NS(rig_H=H, rig_R01=None, rig_t01=None, rig_cov=None)
+
+    H1, H2 = np.eye(3), np.diag([2.0, 2.0, 1.0])
+    outs = [out(), out(H1), out(), None, out(), out(H2), out()]
+    _carry_rig_estimate(outs)
+    assert outs[0].rig_H is None  # nothing published yet
+    assert outs[2].rig_H is H1 and outs[4].rig_H is H1 and outs[6].rig_H is H2

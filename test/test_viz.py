@@ -38,21 +38,24 @@ def test_draw_matches_size_and_colours():
     assert all(_marked(plain, k0[i], INLIER_BGR) for i in (0, 1, 3))
     # the visible image is left untouched away from the lines and the title
     np.testing.assert_array_equal(out[115:, :5], visible[115:, :5])
-    # the title area holds light text on black
+    # the title area holds light text on black, and so do the two halves' labels (bottom right)
     assert (out[:30].max(axis=2) > 200).sum() > 20
+    assert (out[100:, 110:160].max(axis=2) > 200).sum() > 10 and (out[80:100, 250:300].max(axis=2) > 200).sum() > 10
 
 
 def test_match_plan_order_subset_and_caption():
     valid = np.arange(6)
     inl = np.array([True, False, True, False, True, True])
-    order, caption = match_plan(6, valid, inl, max_draw=300, outliers=True)
-    assert order.tolist() == [1, 3, 0, 2, 4, 5] and caption == "4/6 inliers"  # outliers under inliers
-    order, caption = match_plan(6, valid, inl, max_draw=300, outliers=False)
-    assert order.tolist() == [0, 2, 4, 5] and caption == "4/6 inliers, outliers not drawn"
-    order, caption = match_plan(6, valid, inl, max_draw=2, outliers=False)
-    assert order.tolist() == [0, 5] and caption == "4/6 inliers (drawn 2), outliers not drawn"
-    order, caption = match_plan(6, valid[:4], None, max_draw=0, outliers=False)
-    assert order.tolist() == [] and caption == "6 matches (drawn 0)"
+    shown, lines, caption = match_plan(6, valid, inl, max_draw=300, outliers=True)
+    assert shown.tolist() == [1, 3, 0, 2, 4, 5] and caption == "4/6 inliers"  # outliers under inliers
+    assert lines.tolist() == shown.tolist()
+    shown, lines, caption = match_plan(6, valid, inl, max_draw=300, outliers=False)
+    assert shown.tolist() == lines.tolist() == [0, 2, 4, 5] and caption == "4/6 inliers, outliers not drawn"
+    shown, lines, caption = match_plan(6, valid, inl, max_draw=2, outliers=False)
+    assert shown.tolist() == [0, 2, 4, 5] and lines.tolist() == [0, 5]
+    assert caption == "4/6 inliers (lines for 2, dots for all 4), outliers not drawn"
+    shown, lines, caption = match_plan(6, valid[:4], None, max_draw=0, outliers=False)
+    assert shown.tolist() == [0, 1, 2, 3] and lines.tolist() == [] and caption == "6 matches (lines for 0, dots for all 4)"
 
 
 def test_draw_matches_without_mask_tuple_input_and_gray():
@@ -70,7 +73,7 @@ def test_draw_matches_limits_drawn_lines_and_handles_empty():
     k0 = rng.uniform(0, 100, (1000, 2))
     k1 = rng.uniform(0, 100, (1000, 2))
     few = draw_matches(visible, thermal, (k0, k1), np.ones(1000, bool), max_draw=5)
-    many = draw_matches(visible, thermal, (k0, k1), np.ones(1000, bool), max_draw=300)
+    many = draw_matches(visible, thermal, (k0, k1), np.ones(1000, bool), max_draw=300)  # more lines, same dots
     changed = [int((c != draw_matches(visible, thermal, Matches.empty(), np.zeros(0, bool))).any(2)[40:].sum())
                for c in (few, many)]
     assert 0 < changed[0] < changed[1]  # (rows below the title)
@@ -87,11 +90,26 @@ def test_draw_matches_rejects_bad_input():
         draw_matches(np.zeros((4, 4, 2), np.uint8), thermal, (k, k))
 
 
+def test_draw_registration_edges_by_default():
+    """The default overlay: the warped thermal image's edges in magenta on the grey visible
+    image, captioned."""
+    from matchanything_ros.viz import EDGE_BGR
+
+    visible, _ = _images()
+    warped = np.zeros((120, 160), np.uint8)
+    warped[40:80, 60:100] = 255  # a bright square: its outline is the edge
+    out = draw_registration(visible, warped)
+    magenta = np.all(out == EDGE_BGR, axis=2)
+    assert magenta[40:80, 55:65].any() and magenta[40:80, 95:105].any()
+    assert not magenta[90:, :].any() and not magenta[45:75, 66:94].any()  # no edges away from the square
+    assert (out[:25].max(axis=2) > 200).sum() > 20  # the caption
+
+
 def test_draw_registration_checkerboard_and_blend():
     visible, _ = _images()
     warped = np.full((120, 160), 40000, np.uint16)
     warped[0, 0] = 0  # give the stretch a range
-    board = draw_registration(visible, warped, tile=40)
+    board = draw_registration(visible, warped, mode="checkerboard", tile=40)
     assert board.shape == visible.shape and board.dtype == np.uint8
     np.testing.assert_array_equal(board[:40, :40][1:], visible[:40, :40][1:])  # visible tile
     assert not np.array_equal(board[:40, 40:80], visible[:40, 40:80])  # thermal tile

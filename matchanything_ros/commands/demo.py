@@ -43,6 +43,11 @@ def run(args) -> int:
     except (MatcherError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(f"model: {planar.matcher.describe()}")
+    model = planar.matcher.describe().split(" (")[0]
+
+    def verdict(res) -> str:  # what the picture is evidence of: the status and its score
+        score = res.quality.score
+        return res.geometry.status.value + (f" (score {score:.2f})" if score is not None else "")
     summary = []
 
     def save(name, image):
@@ -57,17 +62,18 @@ def run(args) -> int:
         h, w = pair.visible.shape[:2]
         err = corner_error(res.geometry.matrix, pair.H, w, h) if res.geometry.matrix is not None else float("inf")
         vis_u8, th_u8 = planar.preprocess(pair.visible, pair.thermal)
-        files = [save(f"planar_{seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers, outliers=args.outliers))]
+        title = f"{model}, {verdict(res)}, corner error {err:.1f} px"
+        files = [save(f"planar_{seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers,
+                                                                 outliers=args.outliers, title=title))]
         if res.geometry.matrix is not None:
             warped = warp_thermal_to_visible(th_u8, res.geometry.matrix, vis_u8.shape[:2])
-            files.append(save(f"planar_{seed}_registration.png", draw_registration(vis_u8, warped)))
+            files.append(save(f"planar_{seed}_registration.png", draw_registration(vis_u8, warped, title=title)))
         print(f"planar seed {seed}: {res.summary()}; mean corner error vs truth {err:.2f} px")
         summary.append({"pair": f"planar_{seed}", "corner_error_px": err, "files": files, **res.to_dict(False)})
 
     pair = make_stereo_pair(args.seed)
     res = stereo.process(pair.visible, pair.thermal, K0=pair.K0, K1=pair.K1)
     vis_u8, th_u8 = stereo.preprocess(pair.visible, pair.thermal)
-    files = [save(f"stereo_{args.seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers, outliers=args.outliers))]
     if res.geometry.R is not None:
         r_err = rotation_error_deg(res.geometry.R, pair.R)
         pose = f"rotation error {r_err:.2f} deg"
@@ -82,6 +88,9 @@ def run(args) -> int:
     else:
         r_err = t_err = float("nan")
         pose = "no pose"
+    title = f"{model}, {verdict(res)}" + (f", rotation error {r_err:.2f} deg" if np.isfinite(r_err) else "")
+    files = [save(f"stereo_{args.seed}_matches.png", draw_matches(vis_u8, th_u8, res.matches, res.geometry.inliers,
+                                                                  outliers=args.outliers, title=title))]
     print(f"stereo seed {args.seed}: {res.summary()}; {pose}")
     summary.append(
         {"pair": f"stereo_{args.seed}", "rotation_error_deg": r_err, "translation_error_deg": t_err,

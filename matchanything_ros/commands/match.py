@@ -81,7 +81,10 @@ def run(args) -> int:
         vis_u8, th_u8 = pipeline.preprocess(visible, thermal)
         if result.polarity == "inverted":
             th_u8 = 255 - th_u8
-        canvas = draw_matches(vis_u8, th_u8, result.matches, result.geometry.inliers, outliers=args.outliers)
+        score = result.quality.score
+        title = (f"{pipeline.matcher.describe().split(' (')[0]}, {result.geometry.mode} {result.geometry.status.value}"
+                 + (f" (score {score:.2f})" if score is not None else ""))
+        canvas = draw_matches(vis_u8, th_u8, result.matches, result.geometry.inliers, outliers=args.outliers, title=title)
         if not cv2.imwrite(str(args.viz), canvas):
             raise CommandError(f"cannot write {args.viz}")
         print(f"wrote {args.viz}")

@@ -469,6 +469,7 @@ def evaluate(
                 f"no output stamp of {bag} matches a ground-truth stamp in {gt_path}: "
                 "is this the replay of the bag that ground truth belongs to?"
             )
+    _carry_rig_estimate([outputs.get(int(g["visible_stamp_ns"])) for g in expected])
     frames = [score_frame(g, outputs.get(int(g["visible_stamp_ns"])), has_h, has_pose) for g in expected]
     summary = summarize(frames)
     summary["ground_truth"] = gt_path is not None
@@ -489,6 +490,20 @@ def evaluate(
         frames, summary, outputs, gt_doc, Path(gt_path) if gt_path else None, Path(bag),
         Path(images) if images else None, namespace,
     )
+
+
+def _carry_rig_estimate(outputs: list) -> None:
+    """The node publishes rig/pose and rig/homography only when the estimate changes (a frame the
+    rig gate rejects does not change it): a frame without one is scored with the estimate in
+    force, the last one published."""
+    last = None
+    for out in outputs:
+        if out is None:
+            continue
+        if out.rig_H is not None or out.rig_R01 is not None:
+            last = (out.rig_H, out.rig_R01, out.rig_t01, out.rig_cov)
+        elif last is not None:
+            out.rig_H, out.rig_R01, out.rig_t01, out.rig_cov = last
 
 
 def partial_line(summary: dict[str, Any]) -> str | None:
