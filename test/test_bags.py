@@ -458,3 +458,25 @@ def test_replay_summary_names_why_images_went_unpaired(tmp_path, sift_cfg):
     assert summary.error is None and summary.stamp_backwards > 0 and summary.unpaired_visible > 0
     text = summary.text()
     assert f"{summary.stamp_backwards} image(s) refused as stamped before their stream's recent stamps" in text
+
+
+def test_compressed_bag_replays_like_the_raw_one(tmp_path, sift_cfg):
+    """make-bag --compressed writes image_transport's compressed topics (JPEG visible, 16-bit
+    PNG thermal); replay with the compressed transport pairs the same frames and registers them
+    like the raw bag (the thermal PNG is lossless, the JPEG nearly so); without the transport
+    parameter it says which one to set."""
+    from matchanything_ros.node.config import split_parameters
+
+    frames = easy_frames(4)  # 320x256: SIFT registers each with margin, JPEG or not
+    write_bag(frames, tmp_path / "raw")
+    write_bag(frames, tmp_path / "cmp", compressed=True)
+    with BagReader(tmp_path / "cmp") as reader:
+        assert reader.topics["/visible/image_raw/compressed"].msgtype == "sensor_msgs/msg/CompressedImage"
+        assert reader.topics["/thermal/image_raw/compressed"].count == 4
+    node_cfg, _ = split_parameters({"topics.visible_transport": "compressed", "topics.thermal_transport": "compressed"})
+    raw = replay(tmp_path / "raw", tmp_path / "raw_out", pipe_cfg=sift_cfg, options=ReplayOptions(progress=False))
+    cmp = replay(tmp_path / "cmp", tmp_path / "cmp_out", node_cfg=node_cfg, pipe_cfg=sift_cfg,
+                 options=ReplayOptions(progress=False))
+    assert cmp.error is None and (cmp.pairs, cmp.ok, cmp.bad_input) == (raw.pairs, raw.ok, 0) == (4, 4, 0)
+    with pytest.raises(BagError, match="replay with -p topics.visible_transport=compressed"):
+        replay(tmp_path / "cmp", tmp_path / "wrong_out", pipe_cfg=sift_cfg, options=ReplayOptions(progress=False))

@@ -8,6 +8,7 @@ package's Fast DDS shared-memory profile (large images over best-effort need it)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -85,21 +86,26 @@ def _wait(predicate, timeout: float, what: str, poll: float = 0.02):
 class Harness:
     """The test's own node: publishes inputs, records every output."""
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen, compressed: tuple[bool, bool] = (False, False)):
+        """``compressed``: publish that stream as image_transport's compressed transport does
+        (sensor_msgs/CompressedImage on <topic>/compressed: visible JPEG, thermal 16-bit PNG)."""
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
         from std_msgs.msg import Float64MultiArray
 
         self.proc = proc
+        self.compressed = compressed
         self.ctx = rclpy.context.Context()
         rclpy.init(context=self.ctx)
         self.node = rclpy.create_node("matcher_test_driver", context=self.ctx)
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # deep: the loaded CI machine
-        self.pub_vis = self.node.create_publisher(Image, "visible/image_raw", qos)
-        self.pub_th = self.node.create_publisher(Image, "thermal/image_raw", qos)
+        self.pub_vis, self.pub_th = (
+            self.node.create_publisher(CompressedImage, f"{topic}/compressed", qos) if c
+            else self.node.create_publisher(Image, topic, qos)
+            for topic, c in (("visible/image_raw", compressed[0]), ("thermal/image_raw", compressed[1])))
         self.pub_vis_info = self.node.create_publisher(CameraInfo, "visible/camera_info", qos)
         self.pub_th_info = self.node.create_publisher(CameraInfo, "thermal/camera_info", qos)
         self.lock = threading.Lock()
@@ -148,6 +154,25 @@ class Harness:
 
         return OutputBuilder(rclpy_types()).image(array, encoding, stamp_ns, frame)
 
+    def compressed_image(self, data: bytes, fmt: str, stamp_ns: int, frame: str):
+        from sensor_msgs.msg import CompressedImage
+
+        msg = CompressedImage(format=fmt, data=bytes(data))
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        msg.header.frame_id = frame
+        return msg
+
+    def stream_image(self, index: int, array: np.ndarray, encoding: str, stamp_ns: int, frame: str):
+        """A visible (0) or thermal (1) image message as this harness publishes that stream."""
+        if not self.compressed[index]:
+            return self.image(array, encoding, stamp_ns, frame)
+        import cv2
+
+        fmt = ".jpg" if encoding == "bgr8" else ".png"
+        ok, data = cv2.imencode(fmt, array)
+        assert ok
+        return self.compressed_image(data.tobytes(), f"{encoding}; {fmt[1:]} compressed {encoding}", stamp_ns, frame)
+
     def info(self, K: np.ndarray, width: int, height: int, stamp_ns: int, frame: str):
         from sensor_msgs.msg import CameraInfo
 
@@ -164,8 +189,8 @@ class Harness:
             self.pub_vis_info.publish(self.info(pair.K0, w, h, stamp_ns, VIS_FRAME))
             self.pub_th_info.publish(self.info(pair.K1, th_w, th_h, stamp_ns, "thermal_cam"))
             time.sleep(0.05)  # camera info is latched per stream: let it land before the images
-        self.pub_vis.publish(self.image(pair.visible, "bgr8", stamp_ns, VIS_FRAME))
-        self.pub_th.publish(self.image(pair.thermal, "mono16", stamp_ns + thermal_offset_ns, "thermal_cam"))
+        self.pub_vis.publish(self.stream_image(0, pair.visible, "bgr8", stamp_ns, VIS_FRAME))
+        self.pub_th.publish(self.stream_image(1, pair.thermal, "mono16", stamp_ns + thermal_offset_ns, "thermal_cam"))
 
     def output_for(self, stamp_ns: int, topic: str = "correspondences", timeout: float = 2 * WAIT):
         def find():
@@ -231,29 +256,30 @@ class Harness:
         return dict(zip(names, (rclpy.parameter.parameter_value_to_python(v) for v in future.result().values)))
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
+@contextlib.contextmanager
+def running_node(folder: Path, params_text: str, compressed: tuple[bool, bool] = (False, False)):
+    """A matcher_node subprocess started with ``params_text`` (a params file in ``folder``) and a
+    Harness on the same DDS domain, discovered; both torn down after."""
     saved = {k: os.environ.get(k) for k in _env()}
     os.environ.update(_env())
-    params = tmp_path_factory.mktemp("node") / "params.yaml"
-    # the one file the node writes is a start-up parameter (read-only at run time)
-    params.write_text(PARAMS + f"    output: {{rig_calibration_file: {params.parent / 'rig.yaml'}}}\n")
+    params = folder / "params.yaml"
+    params.write_text(params_text)
     env = dict(os.environ)
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     env["PYTHONUNBUFFERED"] = "1"
-    log = open(params.parent / "node.log", "w")
+    log = open(folder / "node.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "matchanything_ros.ros.matcher_node", "--ros-args", "--params-file", str(params)],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
     )
-    h = Harness(proc)
+    h = Harness(proc, compressed)
     h.params_file = params
     try:
         # discovery: both image subscriptions and the cloud publisher are matched
         _wait(lambda: proc.poll() is not None or (
             h.pub_vis.get_subscription_count() > 0 and h.pub_th.get_subscription_count() > 0
             and h.subs[0].get_publisher_count() > 0), 3 * WAIT, "matcher_node discovery")
-        assert proc.poll() is None, f"matcher_node exited: {(params.parent / 'node.log').read_text()}"
+        assert proc.poll() is None, f"matcher_node exited: {(folder / 'node.log').read_text()}"
         yield h
     finally:
         h.close()
@@ -263,12 +289,20 @@ def harness(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        print((params.parent / "node.log").read_text()[-4000:])
+        print((folder / "node.log").read_text()[-4000:])
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("node")
+    # the one file the node writes is a start-up parameter (read-only at run time)
+    with running_node(folder, PARAMS + f"    output: {{rig_calibration_file: {folder / 'rig.yaml'}}}\n") as h:
+        yield h
 
 
 def _cloud(msg) -> np.ndarray:

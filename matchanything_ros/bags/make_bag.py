@@ -202,14 +202,21 @@ def write_bag(
     source: str = "",
     progress: bool = False,
     rig: RigSequence | None = None,
+    compressed: bool = False,
 ) -> Path:
     """Write ``frames`` to a new bag at ``out`` and the ground truth to ``<out>.gt.json``.
 
-    Returns the ground-truth path. Messages are written in receive-time order."""
+    ``compressed``: the images as image_transport's compressed transport publishes them,
+    sensor_msgs/CompressedImage on ``<image topic>/compressed``: visible JPEG (quality 95),
+    thermal PNG (16-bit stays 16-bit, lossless). Returns the ground-truth path. Messages are
+    written in receive-time order."""
     from ..imaging.encodings import numpy_to_image
 
     timing = timing or CameraTiming()
     topics = {**DEFAULT_TOPICS, **(topics or {})}
+    if compressed:
+        for key in ("visible_image", "thermal_image"):
+            topics[key] = topics[key].rstrip("/") + "/compressed"
     rng = np.random.default_rng(timing.seed)
     period_ns = int(round(1e9 / timing.rate_hz))
     out = Path(out)
@@ -220,6 +227,7 @@ def write_bag(
     writer = BagWriter(out, storage=storage, version=version, distro=distro).open()
     ts = writer.typestore
     Image = ts.types["sensor_msgs/msg/Image"]
+    Compressed = ts.types["sensor_msgs/msg/CompressedImage"]
     Info = ts.types["sensor_msgs/msg/CameraInfo"]
     RoI = ts.types["sensor_msgs/msg/RegionOfInterest"]
     Time = ts.types["builtin_interfaces/msg/Time"]
@@ -229,6 +237,15 @@ def write_bag(
         return Header(stamp=Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id=frame_id)
 
     def image_msg(array: np.ndarray, encoding: str, t_ns: int, frame_id: str):
+        if compressed:
+            import cv2
+
+            fmt = ".jpg" if encoding == "bgr8" else ".png"
+            ok, data = cv2.imencode(fmt, array, [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == ".jpg" else [])
+            if not ok:
+                raise BagError(f"cannot encode a {encoding} frame as {fmt}")
+            return Compressed(header=header(t_ns, frame_id), format=f"{encoding}; {'jpeg' if fmt == '.jpg' else 'png'} compressed {encoding}",
+                              data=np.frombuffer(data.tobytes(), dtype=np.uint8))
         buf = numpy_to_image(array, encoding)
         return Image(
             header=header(t_ns, frame_id), height=buf.height, width=buf.width, encoding=buf.encoding,
@@ -244,7 +261,8 @@ def write_bag(
             binning_x=0, binning_y=0, roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
         )
 
-    msgtypes = {topics["visible_image"]: "sensor_msgs/msg/Image", topics["thermal_image"]: "sensor_msgs/msg/Image",
+    image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+    msgtypes = {topics["visible_image"]: image_type, topics["thermal_image"]: image_type,
                 topics["visible_info"]: "sensor_msgs/msg/CameraInfo", topics["thermal_info"]: "sensor_msgs/msg/CameraInfo"}
 
     def write(t_ns: int, topic: str, msg: Any) -> None:

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..node.config import NodeConfig
 from ..node.pair_io import (
-    STREAMS, THERMAL, VISIBLE, CameraInfoHistory, camera_matrix, check_image, decode_image, output_messages,
+    COMPRESSED_TYPE, STREAMS, THERMAL, VISIBLE, CameraInfoHistory, camera_matrix, decode_image, image_topic,
+    output_messages, receive_image,
 )
 from ..pipeline import Pipeline, PipelineConfig
 from ..imaging.limits import SizeLimits
@@ -193,9 +194,9 @@ class BagReplay:
 
     def input_topics(self) -> dict[str, str]:
         t, ns = self.cfg.topics, self.options.namespace
-        return {
-            "visible_image": resolve(t.visible_image, ns),
-            "thermal_image": resolve(t.thermal_image, ns),
+        return {  # a compressed stream is read from <image>/compressed, as the node subscribes
+            "visible_image": resolve(image_topic(t.visible_image, t.visible_transport), ns),
+            "thermal_image": resolve(image_topic(t.thermal_image, t.thermal_transport), ns),
             "visible_info": resolve(t.visible_info, ns),
             "thermal_info": resolve(t.thermal_info, ns),
         }
@@ -214,8 +215,16 @@ class BagReplay:
         reader = BagReader(bag, opts.distro, salvage=True).open()
         try:
             topics = self.input_topics()
-            vis_info = reader.require_topic(topics["visible_image"], (IMAGE_TYPE,))
-            reader.require_topic(topics["thermal_image"], (IMAGE_TYPE,))
+            compressed = (cfg.topics.visible_transport == "compressed", cfg.topics.thermal_transport == "compressed")
+            image_type = [COMPRESSED_TYPE if c else IMAGE_TYPE for c in compressed]
+            for index, key in ((VISIBLE, "visible_image"), (THERMAL, "thermal_image")):
+                stream = STREAMS[index]
+                if topics[key] not in reader.topics and not compressed[index] \
+                        and topics[key].rstrip("/") + "/compressed" in reader.topics:
+                    raise BagError(f"bag {bag} has the {stream} images compressed on {topics[key]}/compressed; "
+                                   f"replay with -p topics.{stream}_transport=compressed")
+            vis_info = reader.require_topic(topics["visible_image"], (image_type[VISIBLE],))
+            reader.require_topic(topics["thermal_image"], (image_type[THERMAL],))
             wanted = [topics["visible_image"], topics["thermal_image"]]
             if cfg.topics.use_camera_info:
                 wanted += [t for t in (topics["visible_info"], topics["thermal_info"]) if t in reader.topics]
@@ -278,7 +287,7 @@ class BagReplay:
                     self._write_diagnostics(next_diag_ns)
                     next_diag_ns += period_ns
                 if opts.copy_inputs:
-                    self._write(topic, IMAGE_TYPE if topic in stream_of else INFO_TYPE, t_ns, msg)
+                    self._write(topic, image_type[stream_of[topic]] if topic in stream_of else INFO_TYPE, t_ns, msg)
                 if topic in info_of:
                     camera_info[info_of[topic]].add(msg)
                     continue
@@ -290,10 +299,10 @@ class BagReplay:
                 self.health.on_input(stream, t_ns / NS_PER_S)
                 if bar is not None and index == VISIBLE:
                     bar.update(1)
-                problem = check_image(msg, SizeLimits(cfg.limits.max_pixels, cfg.limits.min_side))
+                msg, problem = receive_image(msg, compressed[index], SizeLimits(cfg.limits.max_pixels, cfg.limits.min_side))
                 if problem is not None:
                     summary.bad_input += 1
-                    self.health.on_bad_input(f"{stream}_{problem[0]}", f"{stream} {msg.width}x{msg.height}: {problem[1]}")
+                    self.health.on_bad_input(f"{stream}_{problem[0]}", f"{stream} {problem[1]}")
                     continue
                 pairs, rejected = sync.offer(index, stamp_ns(msg.header), msg)
                 for reason in rejected:  # the node's stamp rules; bag time has no "now" to check against

@@ -23,6 +23,10 @@ def add_arguments(parser) -> None:
                         "9 = what Jazzy and Kilted write, plays on Jazzy and newer")
     parser.add_argument("--distro", default="humble", choices=("humble", "iron", "jazzy", "kilted"),
                         help="message definitions written into the bag (default humble)")
+    parser.add_argument("--compressed", action="store_true",
+                        help="images as sensor_msgs/CompressedImage on <topic>/compressed (visible JPEG, thermal PNG), "
+                             "as image_transport's compressed transport records them; replay with "
+                             "-p topics.visible_transport=compressed -p topics.thermal_transport=compressed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     rig = parser.add_argument_group("fixed rig (one geometry for every frame, see docs/EVALUATION.md)")
     rig.add_argument("--rig-fixed", action="store_true",
@@ -94,6 +98,7 @@ def run(args) -> int:
             timing=timing,
             source=source,
             progress=not args.no_progress,
+            compressed=args.compressed,
             rig=rig,
         )
     except (BagError, ValueError) as exc:

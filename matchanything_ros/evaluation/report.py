@@ -118,7 +118,8 @@ def plot_latency(frames: list[FrameScore], path: Path) -> bool:
 def _find_images(ev: Evaluation, wanted: dict[int, int | None]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Visible/thermal arrays for visible stamps (value: the thermal stamp used, or None for
     the GT one), from the output bag (``--copy-inputs``), ``ev.images``, or the GT's bag."""
-    from ..bags.replay import decode_image, resolve
+    from ..bags.replay import resolve
+    from ..node.pair_io import decode_any
     from ..bags.storage import BagReader
     from ..node.config import TopicsConfig
 
@@ -144,9 +145,9 @@ def _find_images(ev: Evaluation, wanted: dict[int, int | None]) -> dict[int, tup
             for topic, _, msg in reader.messages([vis_topic, th_topic]):
                 s = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
                 if topic == vis_topic and s in wanted:
-                    vis[s] = decode_image(msg, "visible")
+                    vis[s] = decode_any(msg, "visible")
                 elif topic == th_topic and s in th_needed:
-                    th[s] = decode_image(msg, "thermal")
+                    th[s] = decode_any(msg, "thermal")
             return {vs: (vis[vs], th[th_for[vs]]) for vs in wanted if vs in vis and th_for[vs] in th}
     return {}
 

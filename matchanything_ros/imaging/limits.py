@@ -63,6 +63,31 @@ def file_image_size(path: str | Path) -> tuple[int, int] | None:
             Image.MAX_IMAGE_PIXELS = saved
 
 
+#: formats a sensor_msgs/CompressedImage may carry (image_transport's compressed: JPEG or PNG)
+COMPRESSED_FORMATS = ("JPEG", "PNG")
+
+
+def compressed_image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG or PNG held in ``data``, without decoding its
+    pixels (Pillow); None for anything else (a format whose size cannot be read first is never
+    decoded)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(io.BytesIO(data), formats=COMPRESSED_FORMATS) as image:
+                return int(image.width), int(image.height)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def check_image_file(path: str | Path, limits: SizeLimits | None = None) -> tuple[str, str] | None:
     """``(reason key, message)`` when the image file ``path`` must not be decoded, else None:
     ``no_header`` (a header Pillow cannot read: never decoded unchecked) or a

@@ -31,6 +31,10 @@ class TopicsConfig:
     visible_info: str = "visible/camera_info"
     thermal_info: str = "thermal/camera_info"
     use_camera_info: bool = True  # subscribe to CameraInfo (needed by geometry 'essential')
+    # image_transport: "raw" (sensor_msgs/Image on the topic) or "compressed"
+    # (sensor_msgs/CompressedImage, JPEG / PNG incl. 16-bit PNG, on <topic>/compressed)
+    visible_transport: str = "raw"
+    thermal_transport: str = "raw"
 
 
 @dataclass
@@ -281,6 +285,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "rig.systematic_px": (0.0, 100.0),
     "rig.systematic_deg": (0.0, 89.0),
 }
+TRANSPORTS = ("raw", "compressed")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"),
     "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
@@ -291,6 +296,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "polarity": ("normal", "inverted", "auto", "both"),
     "thermal.mode": ("percentile", "fixed", "minmax"),
     "qos.reliability": RELIABILITIES,
+    "topics.visible_transport": TRANSPORTS,
+    "topics.thermal_transport": TRANSPORTS,
 }
 _DESCRIPTIONS: dict[str, str] = {
     "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr",
@@ -324,6 +331,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "topics.visible_info": "visible sensor_msgs/CameraInfo topic",
     "topics.thermal_info": "thermal sensor_msgs/CameraInfo topic",
     "topics.use_camera_info": "subscribe to CameraInfo (geometry 'essential' needs K of both cameras)",
+    "topics.visible_transport": "raw (sensor_msgs/Image) or compressed (CompressedImage JPEG/PNG on <visible_image>/compressed)",
+    "topics.thermal_transport": "raw (sensor_msgs/Image) or compressed (CompressedImage PNG/JPEG on <thermal_image>/compressed)",
     "sync.slop": "max stamp difference (s) of a visible/thermal pair (strictly below)",
     "sync.max_queue_mb": "and at most this much image data (MiB) per stream; the oldest go first (sync_unpaired)",
     "sync.queue_size": "messages kept per stream while waiting for a partner",

@@ -48,6 +48,85 @@ def check_image(msg: Any, limits: SizeLimits | None = None) -> tuple[str, str] |
     return size_problem(msg.width, msg.height, limits or SizeLimits(), len(msg.data))
 
 
+def check_compressed(msg: Any, limits: SizeLimits | None = None) -> tuple[str, str] | None:
+    """:func:`check_image` for a sensor_msgs/CompressedImage, on its header only: the stamp, a
+    JPEG or PNG payload (``unknown_encoding`` otherwise: compressedDepth, theora, garbage) and its
+    size read from the JPEG/PNG header (``too_large`` / ``too_small``) before any decoding."""
+    from ..imaging.limits import compressed_image_size
+
+    if (problem := stamp_problem(msg.header.stamp)) is not None:
+        return problem
+    data = bytes(memoryview(np.asarray(msg.data, dtype=np.uint8).reshape(-1)))
+    if not data:
+        return "empty", "compressed image with no data"
+    size = compressed_image_size(data)
+    if size is None:
+        return "unknown_encoding", (f"compressed image format {msg.format!r} ({len(data)} bytes) is not a JPEG or "
+                                    "PNG this node decodes (image_transport 'compressed'; not compressedDepth or theora)")
+    return size_problem(*size, limits or SizeLimits())
+
+
+def image_from_compressed(msg: Any) -> Any:
+    """A checked sensor_msgs/CompressedImage (:func:`check_compressed`) -> the equivalent
+    sensor_msgs/Image (rosbags message, same header): colour as bgr8, grey as mono8 / mono16
+    (a 16-bit PNG thermal frame keeps its depth). Everything after reception then takes one
+    path. Raises ImageFormatError when the payload does not decode."""
+    import cv2
+
+    from ..bags.storage import get_typestore
+    from ..imaging.encodings import decode_compressed, numpy_to_image
+
+    array = decode_compressed(msg.data)
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
+    if array.dtype not in (np.uint8, np.uint16) or (array.ndim == 3 and array.dtype != np.uint8):
+        raise ImageFormatError(f"compressed image decodes to {array.dtype} with shape {array.shape}: "
+                               "expected 8-bit colour or 8/16-bit grey")
+    encoding = "bgr8" if array.ndim == 3 else ("mono16" if array.dtype == np.uint16 else "mono8")
+    buf = numpy_to_image(array, encoding)
+    Image = get_typestore("humble").types["sensor_msgs/msg/Image"]
+    return Image(header=msg.header, height=buf.height, width=buf.width, encoding=encoding,
+                 is_bigendian=int(buf.is_bigendian), step=buf.step, data=np.frombuffer(buf.data, dtype=np.uint8))
+
+
+def compressed_from_cdr(raw: bytes) -> Any:
+    """A serialized sensor_msgs/CompressedImage -> the rosbags message; ImageFormatError for
+    bytes that are not one."""
+    from ..bags.storage import get_typestore
+
+    try:
+        return get_typestore("humble").deserialize_cdr(raw, "sensor_msgs/msg/CompressedImage")
+    except Exception as exc:
+        raise ImageFormatError(f"malformed sensor_msgs/CompressedImage ({len(raw)} bytes): {exc}") from None
+
+
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+
+
+def image_topic(topic: str, transport: str) -> str:
+    """The topic a stream's images arrive on: image_transport puts the compressed ones on
+    ``<topic>/compressed``."""
+    return topic.rstrip("/") + "/compressed" if transport == "compressed" else topic
+
+
+def receive_image(msg: Any, compressed: bool, limits: SizeLimits | None = None) -> tuple[Any, tuple[str, str] | None]:
+    """The one check (and, for a CompressedImage, decode) every received image gets in the node
+    and in replay: ``(sensor_msgs/Image, None)`` or ``(None, (reason key, message))``. A
+    compressed image is checked on its JPEG/PNG header before it is decoded."""
+    if not compressed:
+        problem = check_image(msg, limits)
+        if problem is not None:
+            return None, (problem[0], f"{msg.width}x{msg.height}: {problem[1]}")
+        return msg, None
+    problem = check_compressed(msg, limits)
+    if problem is not None:
+        return None, (problem[0], f"compressed: {problem[1]}")
+    try:
+        return image_from_compressed(msg), None
+    except ImageFormatError as exc:
+        return None, ("malformed", f"compressed: {exc}")
+
+
 def image_from_cdr(raw: bytes) -> Any:
     """A serialized sensor_msgs/Image (CDR, as a raw rclpy subscription or a bag delivers it) ->
     the rosbags message, its pixel data a zero-copy numpy view of ``raw``.
@@ -132,6 +211,14 @@ class CameraInfoHistory:
 def _stamp(msg: Any) -> tuple[int, int]:
     st = msg.header.stamp
     return int(st.sec), int(st.nanosec)
+
+
+def decode_any(msg: Any, stream: str) -> np.ndarray:
+    """:func:`decode_image` for a sensor_msgs/Image or a CompressedImage (e.g. read from a bag
+    for a report's pictures)."""
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        msg = image_from_compressed(msg)
+    return decode_image(msg, stream)
 
 
 def camera_matrix(info: Any, image_msg: Any) -> np.ndarray | None:

@@ -38,7 +38,8 @@ from ..node.config import (
 from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
 from ..node.pair_io import (
-    STREAMS, THERMAL, VISIBLE, CameraInfoHistory, camera_info_from_cdr, camera_info_problem, camera_matrix, check_image, decode_image,
+    STREAMS, THERMAL, VISIBLE, CameraInfoHistory, camera_info_from_cdr, compressed_from_cdr, image_topic,
+    receive_image, camera_info_problem, camera_matrix, decode_image,
     image_from_cdr, output_frames, output_messages,
 )
 from ..node.rig_outputs import RigOutputs, rig_report, write_calibration
@@ -202,14 +203,17 @@ class MatcherNode(Node):
         self.health.set_count("time_resets", self._sync_base["time_resets"] + self._sync.gate.resets)
 
     def _make_subscriptions(self) -> None:
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
         t, q = self.cfg.topics, self.cfg.qos
         reliability = ReliabilityPolicy.RELIABLE if q.reliability == "reliable" else ReliabilityPolicy.BEST_EFFORT
         qos = QoSProfile(depth=q.depth, reliability=reliability, history=HistoryPolicy.KEEP_LAST)
         # raw=True: the callback gets the serialized message (see image_from_cdr for why)
         # raw CameraInfo too: an undecodable one is counted here instead of vanishing in rclpy
-        subs = [(Image, t.visible_image, self._on_image, VISIBLE), (Image, t.thermal_image, self._on_image, THERMAL)]
+        self._compressed = (t.visible_transport == "compressed", t.thermal_transport == "compressed")
+        subs = [(CompressedImage if self._compressed[i] else Image, image_topic(topic, transport), self._on_image, i)
+                for i, topic, transport in ((VISIBLE, t.visible_image, t.visible_transport),
+                                            (THERMAL, t.thermal_image, t.thermal_transport))]
         if t.use_camera_info:
             subs += [(CameraInfo, t.visible_info, self._on_info, VISIBLE),
                      (CameraInfo, t.thermal_info, self._on_info, THERMAL)]
@@ -265,7 +269,7 @@ class MatcherNode(Node):
     def _on_image(self, index: int, raw: bytes) -> None:
         try:
             try:
-                msg = image_from_cdr(raw)
+                msg = compressed_from_cdr(raw) if self._compressed[index] else image_from_cdr(raw)
             except ImageFormatError as exc:
                 self.health.on_bad_input(f"{STREAMS[index]}_malformed", f"{STREAMS[index]}: {exc}")
                 self.get_logger().warning(f"dropping {STREAMS[index]} image: {exc}", throttle_duration_sec=THROTTLE_S)
@@ -279,10 +283,10 @@ class MatcherNode(Node):
         stream = STREAMS[index]
         self.health.on_input(stream, time.monotonic())
         lim = self.cfg.limits
-        problem = check_image(msg, SizeLimits(lim.max_pixels, lim.min_side))
+        msg, problem = receive_image(msg, self._compressed[index], SizeLimits(lim.max_pixels, lim.min_side))
         if problem is not None:
             reason, text = problem
-            self.health.on_bad_input(f"{stream}_{reason}", f"{stream} {msg.width}x{msg.height}: {text}")
+            self.health.on_bad_input(f"{stream}_{reason}", f"{stream} {text}")
             self.get_logger().warning(f"dropping {stream} image: {text}", throttle_duration_sec=THROTTLE_S)
             return
         stamp = stamp_to_ns(msg.header.stamp)
