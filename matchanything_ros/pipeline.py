@@ -6,6 +6,7 @@ visible image, image 1 the thermal image.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,10 @@ class PipelineConfig:
     precision: str = "fp32"  # "fp32" or "fp16" (GPU backends)
     weights: str = ""  # explicit weights path; empty = cache, then the offline default
     resolution: int = 640  # long side the matcher resizes to (ELoFTR: multiple of 32)
+    # MatchAnything-ELoFTR's network input: "auto" (keep the aspect ratio, long side
+    # `resolution`) or "WxH" (every pair stretched to W x H, multiples of 32: "640x480" is the
+    # authors' Space, whatever the camera's aspect; docs/ELOFTR.md)
+    network_size: str = "auto"
     max_matches: int = 2048  # top-K kept by the matcher
     match_threshold: float = 0.1  # matcher confidence threshold (ELoFTR coarse threshold)
     # ELoFTR coarse selection: "auto" (the weights' config: MatchAnything keeps every pair above
@@ -93,7 +98,24 @@ class PipelineConfig:
             raise ValueError(f"match_rule must be auto, mtd or mnn, got {self.match_rule!r}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
+        self.fixed_network_size()  # raises for a malformed value
+        if self.network_size != "auto" and self.model not in ("auto", "matchanything_eloftr"):
+            raise ValueError(f"network_size {self.network_size!r} applies to MatchAnything-ELoFTR only, "
+                             f"not model {self.model!r}; use 'auto'")
         self.rig.validate()
+
+    def fixed_network_size(self) -> tuple[int, int] | None:
+        """``network_size`` as (h, w), or None for "auto"."""
+        if self.network_size == "auto":
+            return None
+        parts = self.network_size.lower().split("x")
+        try:
+            w, h = (int(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"network_size must be 'auto' or WxH (e.g. 640x480), got {self.network_size!r}") from None
+        if not (64 <= w <= 4096 and 64 <= h <= 4096 and w % 32 == 0 and h % 32 == 0):
+            raise ValueError(f"network_size {self.network_size!r}: width and height must be multiples of 32 in [64, 4096]")
+        return h, w
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "PipelineConfig":
@@ -126,6 +148,7 @@ class PipelineConfig:
                 weights=self.weights or None,
                 match_threshold=self.match_threshold,
                 match_rule=None if self.match_rule == "auto" else self.match_rule,
+                fixed_size=self.fixed_network_size(),
             )
         elif model in ("minima_splg", "minima_loftr"):
             opts.update(backend=self.backend, device=self.device, precision=self.precision,
@@ -251,6 +274,7 @@ class Pipeline:
     def __init__(self, config: PipelineConfig | None = None, matcher: Matcher | None = None):
         self.config = config or PipelineConfig()
         model = self.config.resolved_model()  # one weights lookup per build
+        _warn_unused_network_size(self.config, model)
         self.matcher = matcher or create_matcher(self.config.model, **self.config.matcher_options(model))
         self._matcher_key = self.config.matcher_key(model)
         self.rig: RigEstimator | None = None
@@ -280,6 +304,7 @@ class Pipeline:
         model = config.resolved_model()
         key = config.matcher_key(model)
         if key != self._matcher_key:
+            _warn_unused_network_size(config, model)
             self.matcher = create_matcher(config.model, **config.matcher_options(model))
             self._matcher_key = key
         self._update_rig(config)
@@ -449,6 +474,13 @@ class Pipeline:
         if geom.ok and quality.score is not None and quality.score < cfg.min_quality:
             geom = _low_quality(geom, f"quality {quality.score:.2f} < min_quality {cfg.min_quality:g}")
         return matches, geom, polarity, quality
+
+
+def _warn_unused_network_size(config: PipelineConfig, model: str) -> None:
+    if config.network_size != "auto" and model != "matchanything_eloftr":
+        logging.getLogger(__name__).warning(
+            "network_size %s applies to MatchAnything-ELoFTR only; model auto chose %s, which resizes to its "
+            "long side (resolution %d)", config.network_size, model, config.resolution)
 
 
 def refined_is_better(first: Quality, refined: Quality) -> bool:

@@ -181,3 +181,18 @@ def test_npe_scales_rope_positions(weights_file):
     assert npe._model.config.rope_scale == (2.0, 2.0)
     assert ELoFTRMatcher(npe_resolution=128, **opts)._model.config.rope_scale == (1.0, 1.0)
     assert plain._model.config.rope_scale == (1.0, 1.0)
+
+
+def test_pipeline_network_size_stretches_every_pair_to_it(weights_file, images):
+    """network_size WxH: the pipeline's ELoFTR matcher runs every pair at W x H (the Space's
+    stretch), whatever the images' aspect ratios; keypoints still land in each image."""
+    from matchanything_ros.pipeline import Pipeline, PipelineConfig
+
+    pipe = Pipeline(PipelineConfig(model="matchanything_eloftr", weights=str(weights_file), backend="torch",
+                                   device="cpu", network_size="160x96", max_matches=100, match_threshold=0.0,
+                                   polarity="normal", geometry="none"))
+    result = pipe.process(*images)
+    assert result.matches.info["network_size"] == (96, 160)
+    assert "160x96px" in pipe.matcher.describe()
+    for kpts, image in ((result.matches.kpts0, images[0]), (result.matches.kpts1, images[1])):
+        assert np.all(kpts.max(axis=0) <= np.array(image.shape[1::-1]) + 8)

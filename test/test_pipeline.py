@@ -204,3 +204,16 @@ def test_refinement_pass_matches_the_prewarped_thermal_and_keeps_the_better_fit(
     res = pipe.process(pair.visible, pair.thermal)
     assert res.ok and "refine" in res.timings
     assert corner_error(res.geometry.matrix, pair.H, w, h) < 5.0
+
+
+def test_network_size_reaches_the_eloftr_matcher_and_is_validated():
+    """network_size 'WxH' is the ELoFTR matcher's fixed size (the authors' Space: 640x480);
+    malformed or non-ELoFTR uses are refused."""
+    cfg = PipelineConfig(model="matchanything_eloftr", network_size="640x480")
+    assert cfg.matcher_options("matchanything_eloftr")["fixed_size"] == (480, 640)
+    assert PipelineConfig(model="matchanything_eloftr").matcher_options("matchanything_eloftr")["fixed_size"] is None
+    for bad in ("640x481", "640", "wide", "32x32", "8192x480"):
+        with pytest.raises(ValueError, match="network_size"):
+            PipelineConfig(model="matchanything_eloftr", network_size=bad)
+    with pytest.raises(ValueError, match="applies to MatchAnything-ELoFTR only"):
+        PipelineConfig(model="xfeat", network_size="640x480")

@@ -15,6 +15,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--geometry", default="homography", choices=GEOMETRY_MODES)
     parser.add_argument("--polarity", default="both", choices=POLARITIES, help="thermal polarity (default both)")
     parser.add_argument("--resolution", type=int, default=640, help="matcher long side (px)")
+    parser.add_argument("--network-size", default="auto",
+                        help="MatchAnything-ELoFTR input: auto (keep the aspect, long side --resolution) or WxH "
+                             "(stretch every pair: 640x480 is the authors' Space)")
     parser.add_argument(
         "--intrinsics",
         nargs="+",
@@ -64,6 +67,7 @@ def run(args) -> int:
             geometry=args.geometry,
             polarity=args.polarity,
             resolution=args.resolution,
+            network_size=args.network_size,
         )
         pipeline = Pipeline(config)
         result = pipeline.process(visible, thermal, K0=K0, K1=K1)

@@ -304,6 +304,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "backend": "ELoFTR inference backend",
     "device": "inference device",
     "precision": "GPU backends: fp32 or fp16",
+    "network_size": "MatchAnything-ELoFTR input: auto (keep the aspect ratio, long side `resolution`) or WxH, multiples of 32 (640x480: the authors' Space)",
     "weights": "weights: ELoFTR model.safetensors or the authors' tensor-only .ckpt, MINIMA minima_lightglue.pth / minima_loftr.ckpt (or their folder); never an ONNX model or engine, pickled objects are refused; empty = local cache",
     "resolution": "long side (px) the matcher resizes to",
     "max_matches": "matches kept by the matcher (best first)",
