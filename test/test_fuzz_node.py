@@ -40,6 +40,29 @@ def test_1000_hostile_messages_all_accounted_and_every_valid_pair_answered(drive
     assert int(diag["time_resets"]) == 0
     # latency from stamps the node trusts only: far-future/past stamps never reach the figures
     assert 0 < figures["latency_max_ms"] < 60_000
+    # memory is a budget, not a printout: flat over the run (a leak of one small image per
+    # message would add ~10 MB here; scripts/fuzz_node.py measured +0.5 MB over 10,000)
+    rss = [mb for _, mb in run.memory if mb == mb]
+    assert len(rss) >= 5 and max(rss) - rss[0] < 30.0, run.memory
+
+
+def test_stamps_inside_the_future_allowance_cost_only_their_own_pairs(driver):
+    """Issue 18, item 2: two thermal images stamped 0.90 and 0.95 s ahead (inside
+    stamps.max_future, as a second publisher whose clock runs ahead sends them) had made the
+    node refuse 9 of the next 20 valid pairs as "backwards". Every valid pair after them is
+    answered now."""
+    from matchanything_ros.testing.fuzz import FUZZ_MAX_FUTURE_S, TOPICS
+
+    gen = HostileStream(31, time.time_ns(), size=(64, 48), clock=time.time_ns)
+    driver.run([m for _ in range(3) for m in gen.valid_pair()], answer_timeout=120.0)
+    now = time.time_ns()
+    for ahead in (0.90, 0.95):
+        assert ahead < FUZZ_MAX_FUTURE_S
+        stamp = now + int(ahead * 1e9)
+        msg = gen.image_cdr(stamp, "mono16", 64, 48, 128, bytes(64 * 48 * 2), "cam")
+        driver.pubs[TOPICS["thermal"]].publish(msg)
+    run = driver.run([m for _ in range(10) for m in gen.valid_pair()], answer_timeout=120.0)
+    assert sum(s in driver.answered() for s in run.pairs_sent) == len(run.pairs_sent) == 10
 
 
 def test_far_past_stream_is_a_confirmed_reset_and_latency_stays_trusted(driver):
