@@ -56,6 +56,7 @@ setup(
         "console_scripts": [
             "matchanything-ros = matchanything_ros.cli:main",
             "matcher_node = matchanything_ros.ros.matcher_node:main",
+            "matcher_lifecycle_node = matchanything_ros.ros.lifecycle_node:main",
         ],
     },
     zip_safe=True,

@@ -5,7 +5,9 @@
 
 Arguments: config (preset name in share/matchanything_ros/config or a path to a params YAML),
 namespace, use_sim_time, the four input topics (remapped), dds_profile (Fast DDS XML applied to
-this node only; "" keeps the environment's; see docs/NODE.md for why large images need it).
+this node only; "" keeps the environment's; see docs/NODE.md for why large images need it),
+managed (true: the lifecycle node matcher_lifecycle_node, started unconfigured) and autostart
+(with managed: configure, then activate, at launch).
 """
 import os
 
@@ -38,7 +40,8 @@ def _config_path(value: str, share: str) -> str:
 def _launch_node(context, *args, **kwargs):
     share = get_package_share_directory(PACKAGE)
     arg = {name: LaunchConfiguration(name).perform(context) for name in (*TOPICS, "config", "namespace",
-                                                                          "use_sim_time", "dds_profile")}
+                                                                          "use_sim_time", "dds_profile",
+                                                                          "managed", "autostart")}
     env = {}
     if arg["dds_profile"]:
         profile = arg["dds_profile"]
@@ -49,20 +52,45 @@ def _launch_node(context, *args, **kwargs):
         from matchanything_ros.node.dds import profile_env
 
         env = profile_env(profile)
-    node = Node(
+    common = dict(
         package=PACKAGE,
-        executable="matcher_node",
         name="matcher_node",
         namespace=arg["namespace"],
         output="screen",
         parameters=[
             _config_path(arg["config"], share),
-            {"use_sim_time": arg["use_sim_time"].lower() in ("true", "1", "yes")},
+            {"use_sim_time": _true(arg["use_sim_time"])},
         ],
         remappings=[(default, arg[name]) for name, default in TOPICS.items() if arg[name] != default],
         additional_env=env,
     )
-    return [node]
+    if not _true(arg["managed"]):
+        return [Node(executable="matcher_node", **common)]
+    from launch.actions import EmitEvent, RegisterEventHandler
+    from launch.events import matches_action
+    from launch_ros.actions import LifecycleNode
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
+    from lifecycle_msgs.msg import Transition
+
+    node = LifecycleNode(executable="matcher_lifecycle_node", **common)
+    if not _true(arg["autostart"]):
+        return [node]
+
+    def change(transition: int) -> EmitEvent:
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition))
+
+    # configure at launch; activate once configured (the model is loaded)
+    return [
+        node,
+        RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
+                                               entities=[change(Transition.TRANSITION_ACTIVATE)])),
+        change(Transition.TRANSITION_CONFIGURE),
+    ]
+
+
+def _true(value: str) -> bool:
+    return value.lower() in ("true", "1", "yes")
 
 
 def generate_launch_description():
@@ -72,6 +100,10 @@ def generate_launch_description():
                                   description="preset name (uav_nadir, driving_rig) or params YAML path"),
             DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
             DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+            DeclareLaunchArgument("managed", default_value="false",
+                                  description="true: the lifecycle (managed) node, started unconfigured"),
+            DeclareLaunchArgument("autostart", default_value="false",
+                                  description="with managed: configure and activate at launch"),
             DeclareLaunchArgument("dds_profile", default_value="shm",
                                   description="'shm' (shipped Fast DDS profile), an XML path, or '' to keep the environment's"),
             *[DeclareLaunchArgument(name, default_value=default, description=f"input topic ({default})")

@@ -55,13 +55,14 @@ THROTTLE_S = 5.0
 class MatcherNode(Node):
     """The node; see the module docstring and docs/NODE.md for topics and parameters."""
 
-    def __init__(self, argv: list[str] | None = None, **kwargs: Any):
+    def __init__(self, argv: list[str] | None = None, *, start: bool = True, **kwargs: Any):
+        """``start=False`` (the managed node, lifecycle_node.py): parameters are declared and
+        checked, nothing is loaded or subscribed until :meth:`configure_stage` and
+        :meth:`activate_stage`."""
         super().__init__("matcher_node", **kwargs)
         self._warn_unmatched_params_files(sys.argv if argv is None else argv)
         self._specs = declare_all(self)
-        self.cfg, pipe_cfg = split_parameters(current_values(self, self._specs))
-        self.pipeline = Pipeline(pipe_cfg)  # at startup a bad model/weights is fatal (clear error)
-        self.get_logger().info(f"matcher ready: {self.pipeline.matcher.describe()}, geometry {pipe_cfg.geometry}")
+        self.cfg, _ = split_parameters(current_values(self, self._specs))  # bad values: a clear error now
 
         self.out = OutputBuilder(rclpy_types())
         self.health = NodeHealth(
@@ -76,15 +77,54 @@ class MatcherNode(Node):
         self._pipeline_lock = threading.Lock()
         self._generation = 0  # newest parameter change; older pending rebuilds are dropped
         self._generation_lock = threading.Lock()
-
-        self._make_publishers()
         self._sync_base = {"sync_unpaired": 0, "time_resets": 0}  # counts of synchronizers replaced
+        self._threads_applied: int | None = None  # worker.threads as set in the worker thread
+        self.pipeline: Pipeline | None = None
+        self.worker: LatestWorker | None = None
+        self._diag_timer = None
+        self._subscriptions_made: list = []
+        self._publishers_made: list = []
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if start:
+            self.configure_stage()
+            self.activate_stage()
+
+    # -- stages (all at once for the plain node; one per transition for the managed one) ----
+    def configure_stage(self) -> None:
+        """Build the pipeline (model loading: a bad model or weights raises a clear error) and
+        the publishers."""
+        self.cfg, pipe_cfg = split_parameters(current_values(self, self._specs))
+        self.pipeline = Pipeline(pipe_cfg)
+        self.get_logger().info(f"matcher ready: {self.pipeline.matcher.describe()}, geometry {pipe_cfg.geometry}")
+        self._make_publishers()
+
+    def activate_stage(self) -> None:
+        """Subscribe and start matching and reporting."""
         self._make_sync()
         self._make_subscriptions()
-        self._threads_applied: int | None = None  # worker.threads as set in the worker thread
         self.worker = LatestWorker(self._process, self.cfg.worker.queue_size)
         self._diag_timer = self._diagnostics_timer(self.cfg.diagnostics.period)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def deactivate_stage(self) -> None:
+        """Stop subscribing, matching and reporting; the pipeline stays loaded."""
+        for sub in self._subscriptions_made:
+            self.destroy_subscription(sub)
+        self._subscriptions_made = []
+        if self._diag_timer is not None:
+            self._diag_timer.cancel()
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def cleanup_stage(self) -> None:
+        """Free the pipeline (the model) and the publishers."""
+        for pub in self._publishers_made:
+            self.destroy_publisher(pub)
+        self._publishers_made = []
+        with self._pipeline_lock:
+            self.pipeline = None
 
     def _diagnostics_timer(self, period: float):
         """/diagnostics on a steady clock: a simulated clock that stops (or never starts) must
@@ -127,6 +167,9 @@ class MatcherNode(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_rig_pose = self.create_publisher(PoseWithCovarianceStamped, "rig/pose", latched)
         self.pub_rig_homography = self.create_publisher(Float64MultiArray, "rig/homography", latched)
+        self._publishers_made = [self.pub_corr, self.pub_pose, self.pub_transform, self.pub_homography,
+                                 self.pub_registered, self.pub_debug, self.pub_diag, self.pub_rig_pose,
+                                 self.pub_rig_homography]
         self.rig_out = RigOutputs(self.out)
         self._tf_static = None
         self._rig_calibration: tuple | None = None  # the last (estimate, frame, child, stamp) for the file
@@ -219,8 +262,9 @@ class MatcherNode(Node):
                      (CameraInfo, t.thermal_info, self._on_info, THERMAL)]
         for kind, topic, handler, index in subs:
             # two arguments: rclpy passes the MessageInfo too (publication sequence numbers)
-            self.create_subscription(kind, topic, lambda m, info, h=handler, i=index, t=topic: self._received(t, info)
-                                     or h(i, m), qos, raw=True, event_callbacks=self._event_callbacks(topic))
+            self._subscriptions_made.append(self.create_subscription(
+                kind, topic, lambda m, info, h=handler, i=index, t=topic: self._received(t, info) or h(i, m), qos,
+                raw=True, event_callbacks=self._event_callbacks(topic)))
 
     def _received(self, topic: str, info: Any) -> None:
         """Count the messages a publisher sent that never reached this callback."""
@@ -327,8 +371,11 @@ class MatcherNode(Node):
         now = time.monotonic()
         self.health.on_pair(now)
         infos = (self._camera_info[VISIBLE].for_image(visible), self._camera_info[THERMAL].for_image(thermal))
-        self.worker.submit((visible, thermal, *infos, now))
-        self.health.set_count("dropped_overload", self.worker.dropped)
+        worker = self.worker
+        if worker is None:  # deactivated while this pair was in flight (managed node)
+            return
+        worker.submit((visible, thermal, *infos, now))
+        self.health.set_count("dropped_overload", worker.dropped)
         # Hand the GIL to the woken worker now: otherwise it waits until this executor thread
         # blocks in rcl_wait again (docs/NODE.md: the node's own overhead went 2.0 -> 0.9 ms).
         time.sleep(0)
@@ -462,19 +509,22 @@ class MatcherNode(Node):
             node_cfg, pipe_cfg = split_parameters(values)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if self.pipeline is None:  # not configured (managed node): configure builds from these
+            self.cfg = node_cfg
+            return SetParametersResult(successful=True)
         matcher_fields = ("model", "weights", "backend", "device", "precision")
         if any(getattr(pipe_cfg, f) != getattr(self.pipeline.config, f) for f in matcher_fields) \
                 and (problem := runtime_problem(pipe_cfg)) is not None:
             return SetParametersResult(successful=False, reason=problem)
         old = self.cfg
         self.cfg = node_cfg
-        if node_cfg.sync != old.sync or node_cfg.stamps != old.stamps:
+        if (node_cfg.sync != old.sync or node_cfg.stamps != old.stamps) and getattr(self, "_sync", None) is not None:
             with self._gate_lock:
                 self._make_sync()
                 self._report_sync_counts()
-        if node_cfg.worker != old.worker:
+        if node_cfg.worker != old.worker and self.worker is not None:
             self.worker.set_queue_size(node_cfg.worker.queue_size)
-        if node_cfg.diagnostics.period != old.diagnostics.period:
+        if node_cfg.diagnostics.period != old.diagnostics.period and self._diag_timer is not None:
             self._diag_timer.cancel()
             self._diag_timer = self._diagnostics_timer(node_cfg.diagnostics.period)
         if pipe_cfg != self.pipeline.config:
@@ -537,7 +587,7 @@ class MatcherNode(Node):
                                       + ", ".join(f"{p.name}={p.value!r}" for p in back))
 
     def destroy_node(self) -> None:
-        worker = getattr(self, "worker", None)  # absent when __init__ failed
+        worker = getattr(self, "worker", None)  # absent when __init__ failed or not active
         if worker is not None:
             worker.stop()
         last = getattr(self, "_rig_calibration", None)
