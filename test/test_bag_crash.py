@@ -298,3 +298,42 @@ def test_repair_skips_rows_it_cannot_place_and_keeps_the_original(tmp_path):
     assert (bag / (db.name + ".orig")).read_bytes() == original
     assert (bag / "metadata.yaml.orig").read_text() == (tmp_path / "metadata.before").read_text()
     assert not repair(bag).repaired  # whole now
+
+
+def test_repair_reads_every_record_before_it_calls_a_bag_whole(tmp_path):
+    """Issue 18, item 6: one flipped byte inside an MCAP chunk, or a metadata.yaml that lies
+    about counts, was "whole, nothing to repair". Repair now reads every record: the flipped
+    chunk is left out (the chunks after it are kept), the lying metadata is rewritten, and the
+    original stays beside the bag."""
+    from rosbags.rosbag2 import Reader
+
+    from matchanything_ros.bags.make_bag import synthetic_frames, write_bag
+    from matchanything_ros.bags.repair import repair
+
+    bag = tmp_path / "flipped"
+    write_bag(list(synthetic_frames(20, size=(320, 256))), bag)  # ~8 MB: several 1 MiB chunks
+    (mcap,) = bag.glob("*.mcap")
+    data = bytearray(mcap.read_bytes())
+    with Reader(bag) as reader:
+        total = sum(1 for _ in reader.messages())
+        last_t = max(t for _, t, _ in reader.messages())
+    data[len(data) // 3] ^= 0xFF  # inside a chunk's records: its CRC no longer matches
+    mcap.write_bytes(bytes(data))
+    result = repair(bag)
+    assert result.repaired and "damaged chunk" in result.note, result.text()
+    assert 0 < result.messages < total
+    with Reader(bag) as reader:
+        times = [t for _, t, _ in reader.messages()]
+    assert len(times) == result.messages and max(times) == last_t  # read on after the bad chunk
+    assert (bag / (mcap.name + ".orig")).read_bytes() == bytes(data)
+    assert not repair(bag).repaired  # whole now
+
+    lying = tmp_path / "lying"
+    write_bag(list(synthetic_frames(3, size=(96, 64))), lying, storage="sqlite3")
+    meta = lying / "metadata.yaml"
+    text = meta.read_text()
+    meta.write_text(text.replace("message_count: 12", "message_count: 1000000000000000"))
+    assert meta.read_text() != text
+    result = repair(lying)
+    assert result.repaired and result.messages == 12
+    assert "1000000000000000" not in meta.read_text()

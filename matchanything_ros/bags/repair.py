@@ -61,22 +61,34 @@ def _declared(bag: Path) -> dict | None:
         return None
 
 
-def _is_whole(bag: Path, declared: dict | None) -> bool:
-    """rosbags opens the bag and metadata.yaml's per-topic counts equal the storage file's."""
+def _is_whole(bag: Path, declared: dict | None, storage_file: Path) -> bool:
+    """Whole only after every record was read: rosbags opens the bag and reads every message,
+    metadata.yaml's topics, types and counts (per topic and in total) equal the storage file's,
+    and (MCAP) every chunk passes its CRC. A lying metadata.yaml or one flipped chunk byte is
+    not whole."""
     from rosbags.rosbag2 import Reader
 
     if declared is None:
         return False
     try:
         with Reader(bag) as reader:
-            stored: dict[str, int] = {}
+            stored: dict[str, tuple[str, int]] = {}
             for storage in reader.storage.storages:  # the storage file's own topics and counts
                 for c in storage.connections:
-                    stored[c.topic] = stored.get(c.topic, 0) + c.msgcount
-        listed = {t["topic_metadata"]["name"]: int(t["message_count"]) for t in declared["topics_with_message_count"]}
-        return listed == stored
+                    n = stored.get(c.topic, (c.msgtype, 0))[1]
+                    stored[c.topic] = (c.msgtype, n + c.msgcount)
+            read = sum(1 for _ in reader.messages())
+        listed = {t["topic_metadata"]["name"]: (t["topic_metadata"]["type"], int(t["message_count"]))
+                  for t in declared["topics_with_message_count"]}
+        total = sum(n for _, n in stored.values())
+        if listed != stored or int(declared["message_count"]) != total or read != total:
+            return False
     except Exception:
         return False
+    if storage_file.suffix == ".mcap":
+        salvage = _Salvage(storage_file)
+        return salvage.error is None and salvage.bad_chunks_total == 0
+    return True
 
 
 def repair(bag: str | Path) -> RepairResult:
@@ -92,7 +104,7 @@ def repair(bag: str | Path) -> RepairResult:
     if storage == "sqlite3":
         check_sqlite_schema(storage_file)  # before any query: a VIEW can be a query without end
     declared = _declared(bag)
-    if _is_whole(bag, declared):
+    if _is_whole(bag, declared, storage_file):
         topics = declared["topics_with_message_count"]
         return RepairResult(bag, recovered, int(declared["message_count"]), len(topics), int(declared["version"]),
                             storage, "rolled back an unfinished sqlite commit" if recovered else "")
@@ -133,6 +145,8 @@ def repair(bag: str | Path) -> RepairResult:
         note = (note + "; " if note else "") + f"metadata.yaml declared v{declared['version']}, storage is v{version}"
     if salvage.skipped:
         note = (note + "; " if note else "") + f"left out {salvage.skipped} row(s) naming no known topic"
+    if salvage.bad_chunks:
+        note = (note + "; " if note else "") + f"left out {salvage.bad_chunks} damaged chunk(s) (CRC), read on after them"
     new_file = tmp_dir / storage_file.name
     # the original stays beside the repaired bag (suffix .orig: no reader takes it for storage)
     # unless an earlier repair already kept one: the first original is the one worth keeping

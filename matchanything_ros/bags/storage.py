@@ -747,13 +747,15 @@ class _Salvage:
         self.error: str | None = None
         self.versions: set[int] = set()  # metadata versions found in the storage file
         self.skipped = 0  # db3 rows naming no known topic (left out, the rest is read on)
+        self.bad_chunks = 0  # MCAP chunks that fail their CRC or do not decompress (skipped)
         try:  # one counting pass: topics and message counts up to the damage
             for topic, msgtype, _, _ in self.messages(None):
                 info = self.topics.get(topic)
                 self.topics[topic] = TopicInfo(topic, msgtype, (info.count if info else 0) + 1)
         except Exception as exc:
             self.error = _describe(exc)
-        self.skipped = 0  # the next pass (repair's copy) counts them again
+        self.skipped_total, self.bad_chunks_total = self.skipped, self.bad_chunks
+        self.skipped = self.bad_chunks = 0  # the next pass (repair's copy) counts them again
 
     def messages(self, topics: list[str] | None) -> Iterator[tuple[str, str, int, bytes]]:
         if self.path.suffix == ".mcap":
@@ -762,22 +764,43 @@ class _Salvage:
             yield from self._sqlite(topics)
 
     def _mcap(self, topics):
-        from mcap.reader import NonSeekingReader
+        """Records in file order. A chunk whose CRC or compression fails is skipped and counted
+        (``bad_chunks``): the chunks after it are still read. Damage to the framing between
+        records (a cut file, a garbled length) ends the reading."""
+        from mcap.records import Channel, Chunk, Message, Schema
+        from mcap.stream_reader import StreamReader, breakup_chunk
 
+        schemas: dict[int, Any] = {}
+        channels: dict[int, Any] = {}
         with self.path.open("rb") as stream:
-            reader = NonSeekingReader(stream, validate_crcs=True)
-            for schema, channel, message in reader.iter_messages(topics=topics, log_time_order=False):
-                if schema is None:
-                    continue
-                if channel.topic not in self.records:
-                    meta = channel.metadata
-                    self.records[channel.topic] = TopicRecord(
-                        channel.topic, schema.name, meta.get("offered_qos_profiles", ""),
-                        type_hash=meta.get("topic_type_hash", ""), msgdef=schema.data.decode(errors="replace"),
-                        msgdef_encoding=schema.encoding, serialization_format=channel.message_encoding,
-                    )
-                    self.versions.add(9 if "topic_type_hash" in meta else 5)
-                yield channel.topic, schema.name, message.log_time, message.data
+            for record in StreamReader(stream, skip_magic=False, emit_chunks=True).records:
+                if isinstance(record, Chunk):
+                    try:
+                        inner = breakup_chunk(record, validate_crc=True)
+                    except Exception:
+                        self.bad_chunks += 1
+                        continue
+                else:
+                    inner = [record]
+                for rec in inner:
+                    if isinstance(rec, Schema):
+                        schemas[rec.id] = rec
+                    elif isinstance(rec, Channel):
+                        channels[rec.id] = rec
+                    elif isinstance(rec, Message):
+                        channel = channels.get(rec.channel_id)
+                        schema = schemas.get(channel.schema_id) if channel is not None else None
+                        if schema is None or (topics is not None and channel.topic not in topics):
+                            continue
+                        if channel.topic not in self.records:
+                            meta = channel.metadata
+                            self.records[channel.topic] = TopicRecord(
+                                channel.topic, schema.name, meta.get("offered_qos_profiles", ""),
+                                type_hash=meta.get("topic_type_hash", ""), msgdef=schema.data.decode(errors="replace"),
+                                msgdef_encoding=schema.encoding, serialization_format=channel.message_encoding,
+                            )
+                            self.versions.add(9 if "topic_type_hash" in meta else 5)
+                        yield channel.topic, schema.name, rec.log_time, rec.data
 
     def _sqlite(self, topics):
         import sqlite3
