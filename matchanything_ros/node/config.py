@@ -500,6 +500,16 @@ def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
     if found is None and pipe_cfg.model == "matchanything_eloftr":
         return ("model 'matchanything_eloftr' needs local weights (set 'weights' or run "
                 "`matchanything-ros weights download`); the node does not download at run time")
+    if found is not None and pipe_cfg.weights:
+        # an explicit file is read and checked against the network now (safe loaders only,
+        # ~0.5 s for the published 64 MB): a pickled payload, a corrupt file or another
+        # network's tensors are refused before the answer, not after it
+        try:
+            from ..models.eloftr.weights import config_for, load_state_dict
+
+            load_state_dict(found, config_for(found))
+        except Exception as exc:  # WeightsError and whatever a damaged file raises: one line
+            return " ".join(str(exc).split())[:400]
     return None
 
 
