@@ -257,9 +257,11 @@ class Harness:
 
 
 @contextlib.contextmanager
-def running_node(folder: Path, params_text: str, compressed: tuple[bool, bool] = (False, False)):
-    """A matcher_node subprocess started with ``params_text`` (a params file in ``folder``) and a
-    Harness on the same DDS domain, discovered; both torn down after."""
+def running_node(folder: Path, params_text: str, compressed: tuple[bool, bool] = (False, False),
+                 module: str = "matchanything_ros.ros.matcher_node", discover: bool = True):
+    """A matcher_node subprocess (``module``) started with ``params_text`` (a params file in
+    ``folder``) and a Harness on the same DDS domain, discovered unless ``discover`` is False
+    (a managed node subscribes only once active); both torn down after."""
     saved = {k: os.environ.get(k) for k in _env()}
     os.environ.update(_env())
     params = folder / "params.yaml"
@@ -269,16 +271,16 @@ def running_node(folder: Path, params_text: str, compressed: tuple[bool, bool] =
     env["PYTHONUNBUFFERED"] = "1"
     log = open(folder / "node.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "matchanything_ros.ros.matcher_node", "--ros-args", "--params-file", str(params)],
+        [sys.executable, "-m", module, "--ros-args", "--params-file", str(params)],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
     )
     h = Harness(proc, compressed)
     h.params_file = params
     try:
-        # discovery: both image subscriptions and the cloud publisher are matched
-        _wait(lambda: proc.poll() is not None or (
-            h.pub_vis.get_subscription_count() > 0 and h.pub_th.get_subscription_count() > 0
-            and h.subs[0].get_publisher_count() > 0), 3 * WAIT, "matcher_node discovery")
+        if discover:  # both image subscriptions and the cloud publisher are matched
+            _wait(lambda: proc.poll() is not None or (
+                h.pub_vis.get_subscription_count() > 0 and h.pub_th.get_subscription_count() > 0
+                and h.subs[0].get_publisher_count() > 0), 3 * WAIT, "matcher_node discovery")
         assert proc.poll() is None, f"matcher_node exited: {(folder / 'node.log').read_text()}"
         yield h
     finally:

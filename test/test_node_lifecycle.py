@@ -2,48 +2,20 @@
 what each state subscribes and publishes, and a configure that fails on a model it cannot load."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lifecycle_msgs.srv")
 
 from matchanything_ros.synthetic import make_planar_pair  # noqa: E402
-from test_node import PARAMS, REPO, SIZE, WAIT, Harness, _env, _wait, next_stamp  # noqa: E402
+from test_node import PARAMS, SIZE, WAIT, Harness, _wait, next_stamp, running_node  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def managed(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lifecycle")
-    saved = {k: os.environ.get(k) for k in _env()}
-    os.environ.update(_env())
-    (folder / "params.yaml").write_text(PARAMS)
-    env = dict(os.environ)
-    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
-    log = open(folder / "node.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "matchanything_ros.ros.lifecycle_node", "--ros-args",
-                             "--params-file", str(folder / "params.yaml")],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
-    h = Harness(proc)
-    try:
+    with running_node(tmp_path_factory.mktemp("lifecycle"), PARAMS, module="matchanything_ros.ros.lifecycle_node",
+                      discover=False) as h:
         yield h
-    finally:
-        h.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        print((folder / "node.log").read_text()[-3000:])
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _call(h: Harness, srv_type, name: str, request):
