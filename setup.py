@@ -38,7 +38,7 @@ setup(
     ],
     extras_require={
         # ONNX export and the ONNX Runtime backend.
-        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
+        "onnx": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18", "onnxconverter-common>=1.14"],
         # rclpy and message packages from PyPI, for machines without a ROS 2 install (dev, CI).
         "ros": [
             "ros-rclpy[fastrtps]",

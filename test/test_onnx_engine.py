@@ -194,3 +194,48 @@ def test_onnxruntime_idle_threads_sleep_unless_asked(exported, monkeypatch):
     for label in ("option", "env"):
         for a, b in zip(runs["default"], runs[label]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_fp16_graph_for_strongly_typed_tensorrt(exported, tmp_path):
+    """The graph TensorRT 10/11 build fp16 engines from, checked on the CPU: every compute
+    operator in fp16 except the fp32-tagged coarse head, inputs / outputs in their fp32 types,
+    only TensorRT-supported operators, and ONNX Runtime runs it with the fp32 graph's scores
+    within fp16 rounding."""
+    import onnxruntime as ort
+
+    from matchanything_ros.engines.export import META_PRECISION, check_mixed_precision, mixed_fp16
+
+    path, height, width = exported
+    mixed = mixed_fp16(path, tmp_path / "mixed.onnx")
+    assert read_metadata(mixed)[META_PRECISION] == "fp16-mixed"
+    assert check_mixed_precision(mixed) == []
+    assert check_mixed_precision(path) != []  # the fp32 export is not mixed: the check sees it
+    assert check_tensorrt_compatible(mixed) == []
+    image0, image1 = benchmark_pair(height, width, 0)
+    feeds = {"image0": image0.astype(np.float32), "image1": image1.astype(np.float32),
+             "threshold": np.array(0.0, np.float32)}
+    got = ort.InferenceSession(str(mixed), providers=["CPUExecutionProvider"]).run(None, feeds)
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert [g.dtype for g in got] == [w.dtype for w in want]
+    top = 50
+    np.testing.assert_allclose(np.sort(got[2])[::-1][:top], np.sort(want[2])[::-1][:top], atol=5e-3)
+
+
+def test_tensorrt_typing_strong_by_default_weak_only_where_it_exists(monkeypatch):
+    """fp16 engines are strongly typed; weak typing only on request and only where the
+    TensorRT module still has its flags (10.x); 11.x without them refuses the request."""
+    from types import SimpleNamespace as NS
+
+    from matchanything_ros.engines.tensorrt_engine import TYPING_ENV, network_typing
+
+    trt10 = NS(__version__="10.7.0", BuilderFlag=NS(FP16=1, OBEY_PRECISION_CONSTRAINTS=2))
+    trt11 = NS(__version__="11.4.0", BuilderFlag=NS(TF32=3))
+    monkeypatch.delenv(TYPING_ENV, raising=False)
+    assert network_typing(trt10) == network_typing(trt11) == "strong"
+    monkeypatch.setenv(TYPING_ENV, "weak")
+    assert network_typing(trt10) == "weak"
+    with pytest.raises(EngineError, match="no weak typing"):
+        network_typing(trt11)
+    monkeypatch.setenv(TYPING_ENV, "fast")
+    with pytest.raises(EngineError, match="strong or weak"):
+        network_typing(trt10)

@@ -24,6 +24,8 @@ META_TOP_K = "matchanything_ros.top_k"
 #: the ELoFTRConfig rules baked into the graph (selection, padding/mask, RoPE precision, fine scaling)
 META_RULES = "matchanything_ros.rules"
 META_FP32_NODES = "matchanything_ros.fp32_nodes"
+#: "fp16-mixed" in a graph made by :func:`mixed_fp16`: its precision lives in the graph
+META_PRECISION = "matchanything_ros.precision"
 
 #: Prefix given to ONNX nodes that must run in fp32 even in an fp16 TensorRT engine. The ONNX
 #: parser names each TensorRT layer after its node (plus a suffix for helper layers), so the
@@ -245,6 +247,82 @@ def read_metadata(onnx_path: str | Path) -> dict[str, str]:
 
     model = onnx.load_model(str(onnx_path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
+
+
+def mixed_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
+    """The fp32 export as a mixed-precision graph for a *strongly typed* TensorRT build
+    (TensorRT 11 has no other fp16 build; 10.x builds it the same way): every operator in fp16
+    except the :data:`FP32_TAG` nodes (coarse similarity and dual softmax), the model's own casts
+    to fp32 and the nodes producing graph outputs, with explicit Cast nodes at the boundaries
+    (onnxconverter-common's float16 converter). Inputs and outputs keep their types. Returns
+    ``out_path``."""
+    import warnings
+
+    import onnx
+
+    try:
+        from onnxconverter_common.float16 import convert_float_to_float16
+    except ImportError:
+        raise EngineError("the fp16 graph needs onnxconverter-common (pip install -e '.[onnx]')") from None
+    model = onnx.load(str(onnx_path))
+    fp32_outputs = {o.name for o in model.graph.output if o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    keep = [n.name for n in model.graph.node
+            if n.name.startswith(FP32_TAG)
+            or (n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT for a in n.attribute))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "truncated to 1e-07" per tiny weight: expected in fp16
+        # check_fp16_ready off: the export already holds fp16 tensors on purpose (the RoPE tables
+        # the authors keep in fp16), which the converter would take for an earlier conversion
+        mixed = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep, check_fp16_ready=False)
+    # outputs the converter left in fp16: back to fp32 through one explicit Cast each (the
+    # engines and their callers read float32 keypoints and scores)
+    for out in mixed.graph.output:
+        if out.name in fp32_outputs and out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
+            inner = out.name + "__fp16"
+            for node in mixed.graph.node:
+                node.output[:] = [inner if o == out.name else o for o in node.output]
+                node.input[:] = [inner if i == out.name else i for i in node.input]
+            mixed.graph.node.append(onnx.helper.make_node("Cast", [inner], [out.name], to=onnx.TensorProto.FLOAT,
+                                                          name=f"output_cast_{out.name}"))
+            out.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    props = {p.key: p.value for p in mixed.metadata_props}
+    props[META_PRECISION] = "fp16-mixed"
+    del mixed.metadata_props[:]
+    for key, value in props.items():
+        entry = mixed.metadata_props.add()
+        entry.key, entry.value = key, value
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(mixed, str(out_path))
+    return out_path
+
+
+#: operators whose output type says what precision the network computes in
+_COMPUTE_OPS = ("Conv", "MatMul", "Gemm", "Softmax", "LayerNormalization", "Exp")
+
+
+def check_mixed_precision(onnx_path: str | Path) -> list[str]:
+    """Problems of a :func:`mixed_fp16` graph, from ONNX shape inference: a compute operator
+    outside the fp32 scopes that does not run in fp16, one inside them that does not run in
+    fp32, or inputs / outputs whose types changed. [] when the graph is as intended."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input,
+                                                            *model.graph.output)}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type not in _COMPUTE_OPS or not node.output:
+            continue
+        got = types.get(node.output[0])
+        want = onnx.TensorProto.FLOAT if node.name.startswith(FP32_TAG) else onnx.TensorProto.FLOAT16
+        if got != want:
+            problems.append(f"{node.op_type} {node.name}: {onnx.TensorProto.DataType.Name(got or 0)}, expected "
+                            f"{onnx.TensorProto.DataType.Name(want)}")
+    for value in (*model.graph.input, *model.graph.output):
+        if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
+            problems.append(f"graph {'input' if value in model.graph.input else 'output'} {value.name} is fp16")
+    return problems
 
 
 def check_tensorrt_compatible(onnx_path: str | Path, *, max_topk: int = TENSORRT_MAX_TOPK) -> list[str]:

@@ -1,11 +1,17 @@
-"""TensorRT 10 backend: build an engine from the ONNX export, cache it, run it with
-``execute_async_v3`` on torch-allocated device buffers.
+"""TensorRT backend (10.x on JetPack, 11.x on desktops): build an engine from the ONNX export,
+cache it, run it with ``execute_async_v3`` on torch-allocated device buffers.
 
 Engines are specific to the TensorRT version, the GPU (compute capability), the input size, K
 and the precision, so a cached engine carries a JSON sidecar with exactly that key (plus a hash
-of the ONNX file) and is rebuilt whenever any of it differs. In fp16 builds the layers exported
-from the coarse similarity/dual-softmax head (node names tagged by the exporter) are pinned to
-fp32 with ``OBEY_PRECISION_CONSTRAINTS``: in fp16 the exp() of the scaled similarities overflows.
+of the ONNX file) and is rebuilt whenever any of it differs. The coarse similarity / dual-softmax
+head must stay fp32 (in fp16 the exp() of the scaled similarities overflows). fp16 engines are
+built **strongly typed** from a mixed-precision graph (``export.mixed_fp16``: fp16 everywhere but
+that head, explicit casts), the only fp16 build TensorRT 11 has (it removed
+``BuilderFlag.FP16`` and precision constraints) and the default on 10.x too. On 10.x the old
+weak typing (fp32 graph, ``BuilderFlag.FP16``, the head pinned by node name with
+``OBEY_PRECISION_CONSTRAINTS``) stays available with ``MATCHANYTHING_TRT_TYPING=weak``.
+No GPU has been lent to this project: neither path has run on a GPU yet; the graph they build
+from is checked on the CPU (test_onnx_engine.py).
 """
 from __future__ import annotations
 
@@ -154,6 +160,24 @@ def pin_fp32_layers(network, trt, tag: str = FP32_TAG) -> int:
     return pinned
 
 
+#: how an fp16 engine is typed: "strong" (the precision lives in the graph: export.mixed_fp16)
+#: or "weak" (an fp32 graph with the FP16 builder flag and fp32-pinned layers). TensorRT 11
+#: removed weak typing; on 10.x MATCHANYTHING_TRT_TYPING=weak selects the old path.
+TYPING_ENV = "MATCHANYTHING_TRT_TYPING"
+
+
+def network_typing(trt) -> str:
+    """"strong" or "weak" for an fp16 build with this TensorRT module (see TYPING_ENV)."""
+    has_weak = hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS")
+    wanted = os.environ.get(TYPING_ENV, "strong").strip().lower()
+    if wanted not in ("strong", "weak"):
+        raise EngineError(f"{TYPING_ENV} must be strong or weak, got {wanted!r}")
+    if wanted == "weak" and not has_weak:
+        raise EngineError(f"TensorRT {trt.__version__} has no weak typing (BuilderFlag.FP16 was removed in 11); "
+                          f"unset {TYPING_ENV}")
+    return wanted
+
+
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -186,9 +210,23 @@ def build_engine(
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    strong = precision == "fp16" and network_typing(trt) == "strong"
+    source = onnx_path
+    if strong:
+        # precision in the graph: the fp16 network with the coarse head in fp32 and explicit
+        # casts (export.mixed_fp16), built strongly typed: TensorRT 11's only fp16 build, and
+        # TensorRT 10's too (the weak-typing flags below remain for 10.x only on request)
+        from .export import META_PRECISION, mixed_fp16, read_metadata
+
+        source = onnx_path.with_name(onnx_path.stem + ".fp16mixed.onnx")
+        if not source.is_file() or source.stat().st_mtime < onnx_path.stat().st_mtime \
+                or read_metadata(source).get(META_PRECISION) != "fp16-mixed":
+            mixed_fp16(onnx_path, source)
+        network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    else:
+        network = builder.create_network(0)  # explicit batch is the only mode since TensorRT 10
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(source)):
         errors = []
         for i in range(parser.num_errors):
             err = parser.get_error(i)
@@ -200,7 +238,7 @@ def build_engine(
     # TF32 (on by default) rounds fp32 matmuls to a 10-bit mantissa: logits ~1e2 would move by
     # ~0.1 and change the dual softmax. fp32 layers here are there for accuracy, so keep them exact.
     config.clear_flag(trt.BuilderFlag.TF32)
-    if precision == "fp16":
+    if precision == "fp16" and not strong:  # weak typing: TensorRT 10.x only
         config.set_flag(trt.BuilderFlag.FP16)
         # OBEY (not PREFER): fail loudly rather than silently run the coarse head in fp16.
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
