@@ -337,3 +337,29 @@ def test_repair_reads_every_record_before_it_calls_a_bag_whole(tmp_path):
     result = repair(lying)
     assert result.repaired and result.messages == 12
     assert "1000000000000000" not in meta.read_text()
+
+
+def test_replay_reads_on_past_a_damaged_chunk_of_a_closed_mcap(tmp_path):
+    """Issue 18, item 6: a flipped byte in one chunk of a closed MCAP stopped replay there;
+    now the damaged chunk is skipped (counted, named in the summary) and the chunks after it
+    are replayed to the end of the bag."""
+    from matchanything_ros.bags.replay import ReplayOptions, replay
+    from matchanything_ros.pipeline import PipelineConfig
+
+    bag = tmp_path / "flipped"
+    gt = write_bag(easy_frames(20), bag)  # ~6.5 MB: several chunks
+    (mcap,) = bag.glob("*.mcap")
+    data = bytearray(mcap.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    mcap.write_bytes(bytes(data))
+    summary = replay(bag, tmp_path / "out", pipe_cfg=PipelineConfig(model="sift", polarity="normal", resolution=320),
+                     options=ReplayOptions(progress=False))
+    assert summary.error is None and summary.skipped_chunks >= 1, summary.text()
+    assert 0 < summary.missing_visible < 10 and summary.pairs == 20 - summary.missing_visible
+    assert "damaged chunk" in summary.text()
+    # the last frame of the bag was replayed: the reading went on to the end
+    import json
+
+    last = max(int(s) for s in json.loads(Path(gt).read_text())["frames"])
+    ev = evaluate(tmp_path / "out", gt)
+    assert any(f.stamp_ns == last and f.status == "OK" for f in ev.frames)

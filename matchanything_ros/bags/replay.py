@@ -136,6 +136,8 @@ class ReplaySummary:
     # pushed out of a full sync queue (or dropped at a time reset)
     stamp_backwards: int = 0
     evicted: int = 0
+    skipped_chunks: int = 0  # damaged MCAP chunks left out (their messages lost), the rest read
+    missing_visible: int = 0  # visible images the bag's metadata lists that were not read
     wall_s: float = 0.0
     frame_ms: list[float] = field(default_factory=list)
     interrupted: bool = False
@@ -166,6 +168,9 @@ class ReplaySummary:
             lines.append(f"  {self.unpaired_visible} visible image(s) unpaired: "
                          + ("; ".join(causes) + "; the rest found no partner within sync.slop" if causes
                             else "no thermal partner within sync.slop"))
+        if self.skipped_chunks:
+            lines.append(f"  skipped {self.skipped_chunks} damaged chunk(s) of the input bag (CRC): their messages "
+                         f"({self.missing_visible} visible image(s)) are lost, the chunks after them were replayed")
         if self.bad_input or self.matcher_errors:
             lines.append(f"  dropped: {self.bad_input} malformed image(s), {self.matcher_errors} matcher error(s)")
         if self.interrupted:
@@ -331,11 +336,13 @@ class BagReplay:
                 bar.close()
             summary.wall_s = time.perf_counter() - started
             summary.messages_read = reader.messages_read
+            summary.skipped_chunks = reader.skipped_chunks
             summary.unpaired_visible = max(0, summary.images["visible"] - summary.pairs - _bad(self.health, "visible"))
             summary.stamp_backwards, summary.evicted = sync.stats.backwards, sync.stats.evicted
             stopped_by_max = opts.max_pairs is not None and summary.pairs >= opts.max_pairs
+            summary.missing_visible = max(0, vis_info.count - summary.images["visible"])
             if summary.error is None and not summary.interrupted and not stopped_by_max \
-                    and summary.images["visible"] < vis_info.count:
+                    and summary.images["visible"] < vis_info.count and not summary.skipped_chunks:
                 summary.error = (
                     f"bag {bag} ended early: its metadata lists {vis_info.count} visible images, "
                     f"only {summary.images['visible']} could be read; the output bag keeps what was replayed"

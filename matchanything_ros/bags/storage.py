@@ -544,6 +544,8 @@ class BagReader:
         self._salvaged: _Salvage | None = None
         self.damage: str | None = None
         self.messages_read = 0
+        #: MCAP chunks skipped as damaged (CRC / decompression) while reading on past them
+        self.skipped_chunks = 0
 
     def open(self) -> "BagReader":
         from rosbags.rosbag2 import Reader
@@ -639,6 +641,8 @@ class BagReader:
         else:
             conns = [c for c in self._reader.connections if topics is None or c.topic in topics]
             it = ((c.topic, c.msgtype, t, raw) for c, t, raw in self._reader.messages(connections=conns))
+        salvage: _Salvage | None = self._salvaged
+        last_t: int | None = None
         while True:
             try:
                 topic, msgtype, t_ns, raw = next(it)
@@ -646,6 +650,14 @@ class BagReader:
             except StopIteration:
                 break
             except Exception as exc:
+                storage_file = storage_file_of(self.path)
+                if salvage is None and self.salvage and storage_file is not None and storage_file.suffix == ".mcap":
+                    # a damaged chunk inside a closed MCAP: read on with the salvage reader, which
+                    # skips chunks that fail their CRC; what rosbags gave (in time order, up to
+                    # last_t) is not given again
+                    salvage = _Salvage(storage_file)
+                    it = ((tp, mt, t, r) for tp, mt, t, r in salvage.messages(topics) if last_t is None or t > last_t)
+                    continue
                 if self.damage:
                     raise BagError(
                         f"{self.damage}: read {self.messages_read} messages before the damage"
@@ -655,7 +667,12 @@ class BagReader:
                     f"{_describe(exc)}"
                 ) from None
             self.messages_read += 1
+            last_t = t_ns if last_t is None else max(last_t, t_ns)
+            if salvage is not None:
+                self.skipped_chunks = salvage.bad_chunks
             yield topic, t_ns, msg
+        if salvage is not None:
+            self.skipped_chunks = salvage.bad_chunks
         if self.damage:
             raise BagError(f"{self.damage}: read {self.messages_read} messages before the damage")
 
