@@ -42,12 +42,11 @@ def size_problem(width: int, height: int, limits: SizeLimits, nbytes: int | None
     return None
 
 
-def file_image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from an image file's header without decoding its pixels (Pillow), or
-    None when Pillow does not know the format (callers refuse such a file: a format whose size
-    cannot be read first, Radiance HDR say, may decode to gigabytes).
-
-    A header claiming more pixels than Pillow's own bomb limit still yields its size."""
+def _header_size(source, formats: tuple[str, ...] | None = None) -> tuple[int, int] | None:
+    """(width, height) from the image header in ``source`` (a path or a binary file object) by
+    Pillow without decoding pixels; None when Pillow does not know it (or it is not one of
+    ``formats``). A header claiming more pixels than Pillow's own bomb limit still yields its
+    size: the callers apply our limit."""
     from PIL import Image, UnidentifiedImageError
 
     with warnings.catch_warnings():
@@ -55,12 +54,19 @@ def file_image_size(path: str | Path) -> tuple[int, int] | None:
         saved = Image.MAX_IMAGE_PIXELS
         Image.MAX_IMAGE_PIXELS = None  # we apply our own limit; Pillow's would hide the size
         try:
-            with Image.open(path) as image:
+            with Image.open(source, formats=formats) as image:
                 return int(image.width), int(image.height)
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             return None
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+def file_image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header without decoding its pixels (Pillow), or
+    None when Pillow does not know the format (callers refuse such a file: a format whose size
+    cannot be read first, Radiance HDR say, may decode to gigabytes)."""
+    return _header_size(path)
 
 
 #: formats a sensor_msgs/CompressedImage may carry (image_transport's compressed: JPEG or PNG)
@@ -73,19 +79,7 @@ def compressed_image_size(data: bytes) -> tuple[int, int] | None:
     decoded)."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            with Image.open(io.BytesIO(data), formats=COMPRESSED_FORMATS) as image:
-                return int(image.width), int(image.height)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            return None
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
+    return _header_size(io.BytesIO(data), COMPRESSED_FORMATS)
 
 
 def check_image_file(path: str | Path, limits: SizeLimits | None = None) -> tuple[str, str] | None:
