@@ -221,11 +221,14 @@ class Harness:
             print("last diagnostics:", [{kv.key: kv.value for kv in st.values} for arr in last for st in arr.status])
             raise
 
-    def set_parameters(self, **values) -> list:
+    def set_parameters(self, _atomically: bool = False, **values) -> list:
+        """SetParameters (rclpy applies each parameter on its own, one result each), or with
+        ``_atomically`` SetParametersAtomically (all or none, one result)."""
         from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-        from rcl_interfaces.srv import SetParameters
+        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 
-        client = self.node.create_client(SetParameters, "/matcher_node/set_parameters")
+        service = SetParametersAtomically if _atomically else SetParameters
+        client = self.node.create_client(service, "/matcher_node/set_parameters" + ("_atomically" * _atomically))
         assert client.wait_for_service(timeout_sec=WAIT * TIME_SCALE), "set_parameters service not found"
         params = []
         for name, value in values.items():
@@ -239,10 +242,10 @@ class Harness:
             else:
                 v.type, v.string_value = ParameterType.PARAMETER_STRING, value
             params.append(Parameter(name=name.replace("__", "."), value=v))
-        future = client.call_async(SetParameters.Request(parameters=params))
+        future = client.call_async(service.Request(parameters=params))
         _wait(future.done, WAIT, "set_parameters response")
         self.node.destroy_client(client)
-        return future.result().results
+        return [future.result().result] if _atomically else future.result().results
 
     def get_parameters(self, *names: str) -> dict:
         import rclpy
@@ -438,8 +441,8 @@ def test_runtime_parameter_change_and_missing_camera_info(harness):
     res = harness.set_parameters(topics__visible_image="other")
     assert not res[0].successful
 
-    # switch to the essential matrix at run time (the new resolution rebuilds the matcher on a
-    # side thread): pose from a stereo pair with CameraInfo
+    # switch to the essential matrix at run time (the new resolution rebuilds the matcher
+    # before the answer): pose from a stereo pair with CameraInfo
     # (min_quality 0: this pair's fit scores below the default verdict threshold; the verdict
     # is test_quality.py's, this is the node's plumbing)
     res = harness.set_parameters(
@@ -588,7 +591,7 @@ def test_rig_mode_latches_the_estimate_and_reports_it(harness, tmp_path):
                     return values, st
         return None
 
-    # parameters apply on a side thread: wait until the node reports a rig before feeding it
+    # accepted means applied (built before the answer): the next diagnostics report the rig
     _wait(lambda: rig_status(0), 30.0, "rig mode switched on")
     w, h = SIZE
     H = np.array([[0.97, -0.05, 9.0], [0.04, 0.98, -6.0], [1e-5, 2e-5, 1.0]])
@@ -638,6 +641,27 @@ def test_runtime_hostile_weights_never_run(harness, tmp_path):
     harness.output_for(stamp, timeout=120.0)
     after, _ = harness.diagnostics()
     assert int(after.get("reconfigure_errors", 0)) == errors  # nothing was accepted that then failed
+
+
+def test_a_change_whose_build_fails_is_refused_and_nothing_changes(harness, tmp_path):
+    """Issue 18, item 4: a change that passes the quick checks (the file exists and reads)
+    but whose matcher cannot be built (another network's tensors: checked when built) had been
+    answered "successful", failed on a side thread and been set back after the fact. The
+    node now builds before it answers: refused, every parameter as it was, still serving."""
+    pytest.importorskip("kornia")
+    import torch
+
+    damaged = tmp_path / "minima_loftr.ckpt"  # a readable checkpoint, of some other network
+    torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}}, damaged)
+    before = harness.get_parameters("model", "weights", "polarity")
+    errors = int(harness.diagnostics()[0].get("reconfigure_errors", 0))
+    (res,) = harness.set_parameters(_atomically=True, model="minima_loftr", weights=str(damaged), polarity="both")
+    assert not res.successful and "cannot build the new pipeline, nothing changed" in res.reason, res.reason
+    assert harness.get_parameters("model", "weights", "polarity") == before
+    harness.diagnostics(lambda v, s: int(v.get("reconfigure_errors", 0)) == errors + 1)
+    stamp = next_stamp()
+    harness.publish_pair(make_planar_pair(2, size=SIZE), stamp)
+    assert harness.output_for(stamp, timeout=120.0) is not None
 
 
 def test_use_sim_time_is_start_up_only_and_a_clock_message_silences_nothing(harness):

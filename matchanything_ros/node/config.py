@@ -408,11 +408,6 @@ def _spec(name: str, default: Any, doc: str = "") -> ParamSpec:
     )
 
 
-def pipeline_values(cfg: PipelineConfig) -> dict[str, Any]:
-    """The pipeline parameters (dotted names) a PipelineConfig stands for."""
-    return _flatten(dataclasses.asdict(cfg))
-
-
 def _node_specs() -> list[ParamSpec]:
     return [_spec(k, v) for k, v in NodeConfig().to_flat().items()]
 
@@ -467,9 +462,10 @@ def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
     """Why the node must refuse to switch to ``pipe_cfg`` at run time, or None.
 
     Beyond :func:`split_parameters` (types, ranges), a change must name a matcher that can be
-    built now without a download: the node builds it on a side thread after accepting, and a
-    failure there would leave a parameter naming a model that is not running: weights that are
-    not local, a backend or device this machine does not have."""
+    built now without a download. These are the fast checks with the clearest reasons (weights
+    that are not local, a backend or device this machine does not have, a file that is not a
+    safe checkpoint); the node then builds the new matcher before it answers, and refuses the
+    change if that fails."""
     from ..engines.availability import backend_problems
 
     backends = () if pipe_cfg.backend in ("auto", "torch") else (pipe_cfg.backend,)

@@ -32,7 +32,7 @@ from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
 from ..imaging.limits import SizeLimits
 from ..node.config import (
-    NodeConfig, params_files_in_args, params_sections, pipeline_values, runtime_problem, sections_for_node,
+    NodeConfig, params_files_in_args, params_sections, runtime_problem, sections_for_node,
     split_parameters,
 )
 from ..node.health import NodeHealth, SequenceGaps
@@ -75,8 +75,6 @@ class MatcherNode(Node):
         self._loss, self._loss_lock = SequenceGaps(), threading.Lock()
         # The worker holds _pipeline_lock while matching; reconfiguration swaps under it.
         self._pipeline_lock = threading.Lock()
-        self._generation = 0  # newest parameter change; older pending rebuilds are dropped
-        self._generation_lock = threading.Lock()
         self._sync_base = {"sync_unpaired": 0, "time_resets": 0}  # counts of synchronizers replaced
         self._threads_applied: int | None = None  # worker.threads as set in the worker thread
         self.pipeline: Pipeline | None = None
@@ -354,7 +352,8 @@ class MatcherNode(Node):
                 self._signal_message_filters(index, admission)
         for visible, thermal in pairs:
             self._on_pair(visible, thermal)
-        self._report_sync_counts()
+        with self._gate_lock:  # a parameter change may be replacing the synchronizer
+            self._report_sync_counts()
 
     def _signal_message_filters(self, index: int, admission: Any) -> None:
         if admission.reset:
@@ -515,7 +514,14 @@ class MatcherNode(Node):
         matcher_fields = ("model", "weights", "backend", "device", "precision")
         if any(getattr(pipe_cfg, f) != getattr(self.pipeline.config, f) for f in matcher_fields) \
                 and (problem := runtime_problem(pipe_cfg)) is not None:
-            return SetParametersResult(successful=False, reason=problem)
+            return SetParametersResult(successful=False, reason=problem)  # fast, clear, no download
+        if pipe_cfg != self.pipeline.config:
+            try:
+                self._apply_pipeline(pipe_cfg)
+            except Exception as exc:  # whatever the build raises: refused, nothing changed
+                self.health.on_error("reconfigure_errors", f"reconfigure refused: {exc}")
+                return SetParametersResult(successful=False, reason=(
+                    "cannot build the new pipeline, nothing changed: " + " ".join(str(exc).split())[:400]))
         old = self.cfg
         self.cfg = node_cfg
         if (node_cfg.sync != old.sync or node_cfg.stamps != old.stamps) and getattr(self, "_sync", None) is not None:
@@ -527,64 +533,26 @@ class MatcherNode(Node):
         if node_cfg.diagnostics.period != old.diagnostics.period and self._diag_timer is not None:
             self._diag_timer.cancel()
             self._diag_timer = self._diagnostics_timer(node_cfg.diagnostics.period)
-        if pipe_cfg != self.pipeline.config:
-            self._request_pipeline(pipe_cfg)
         return SetParametersResult(successful=True)
 
-    def _request_pipeline(self, cfg: PipelineConfig) -> None:
-        """Apply a new pipeline config on a side thread: a new matcher is built while the
-        worker keeps matching with the old one, then swapped in between two pairs. Neither
-        the executor (parameter service) nor the worker waits for model loading."""
-        with self._generation_lock:
-            self._generation += 1
-            generation = self._generation
-
-        def current() -> bool:
-            with self._generation_lock:
-                return generation == self._generation
-
-        def apply() -> None:
-            try:
-                rebuilt = None
-                if cfg.matcher_key() != self.pipeline.config.matcher_key():
-                    rebuilt = Pipeline(cfg)  # slow (model loading), outside the lock
-                with self._pipeline_lock:
-                    if not current():  # a newer change supersedes this one
-                        return
-                    if rebuilt is not None:
-                        rebuilt.adopt_rig(self.pipeline)  # the rig estimate outlives a new matcher
-                        self.pipeline = rebuilt
-                    else:
-                        self.pipeline.reconfigure(cfg)
-            except Exception as exc:  # keep the previous pipeline serving
-                self.health.on_error("reconfigure_errors", f"reconfigure failed: {exc}")
-                self.get_logger().error(f"reconfigure failed, keeping the previous pipeline: {exc}")
-                if current():
-                    self._revert_parameters()
-                return
-            self.get_logger().info(
-                f"pipeline reconfigured: {self.pipeline.matcher.describe()}, geometry {cfg.geometry}")
-
-        threading.Thread(target=apply, name="matcher-reconfigure", daemon=True).start()
-
-    def _revert_parameters(self) -> None:
-        """After a change that was accepted but could not be built: set the pipeline parameters
-        back to what the running pipeline was built from, so that they never name a
-        configuration that is not running (the change is counted in reconfigure_errors)."""
-        from rclpy.parameter import Parameter
-
+    def _apply_pipeline(self, cfg: PipelineConfig) -> None:
+        """Build what ``cfg`` needs and swap it in, before the parameter change is answered
+        (issue 18, item 4): an accepted change is a running one, a failed build is a refusal.
+        A new matcher (model loading: about a second; an ONNX export or TensorRT build that is
+        not cached yet: much longer) is built outside the pipeline lock, so the worker keeps
+        matching with the old one, but the executor waits: images arriving meanwhile wait in
+        the subscriptions' queues (``qos.depth``) and what overflows them is counted in
+        ``messages_lost``. (A second executor thread for the parameter service would keep them
+        flowing, but with rclpy's MultiThreadedExecutor the fuzz test's messages waited
+        more than 1.5 s on two cores: stamps 2.5 s ahead arrived no longer in the future.) The swap waits for the pair being matched."""
+        rebuilt = Pipeline(cfg) if cfg.matcher_key() != self.pipeline.config.matcher_key() else None
         with self._pipeline_lock:
-            running = pipeline_values(self.pipeline.config)
-        back = []
-        for name, value in running.items():
-            current = self.get_parameter(name)
-            if current.value != value:
-                value = float(value) if current.type_ == Parameter.Type.DOUBLE else value
-                back.append(Parameter(name, current.type_, value))
-        if back:
-            self.set_parameters(back)
-            self.get_logger().warning("parameters set back to the running pipeline: "
-                                      + ", ".join(f"{p.name}={p.value!r}" for p in back))
+            if rebuilt is not None:
+                rebuilt.adopt_rig(self.pipeline)  # the rig estimate outlives a new matcher
+                self.pipeline = rebuilt
+            else:
+                self.pipeline.reconfigure(cfg)
+        self.get_logger().info(f"pipeline reconfigured: {self.pipeline.matcher.describe()}, geometry {cfg.geometry}")
 
     def destroy_node(self) -> None:
         worker = getattr(self, "worker", None)  # absent when __init__ failed or not active
