@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,18 +124,33 @@ def test_runtime_parameter_changes_use_the_startup_rules(driver):
     assert driver.alive()
 
 
-@pytest.mark.parametrize("delay", [0.4, 0.9, 1.6])
-def test_sigterm_at_start_up_is_clean(delay, tmp_path):
+@pytest.mark.parametrize("moment", ["imports", "starting", "ready"])
+def test_sigterm_at_start_up_is_clean(moment, tmp_path):
+    """SIGTERM at three moments of the start-up. During the Python imports (before rclpy is
+    initialised) the default action ends the process: -15, no output. Once the node has logged
+    "starting" (rclpy's handlers installed; parameters and the model still loading) and once it
+    is ready, the shutdown is clean: exit 0, no traceback. (The previous test sent the signal
+    after fixed delays and accepted -15 at every one, so it could not fail.)"""
     env = node_env(10 + (os.getpid() + 97) % 190)
     proc = subprocess.Popen([sys.executable, "-m", "matchanything_ros.ros.matcher_node", "--ros-args",
-                             "-p", "model:=sift"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(delay)
+                             "-p", "model:=xfeat"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    marker = {"imports": None, "starting": "starting: reading parameters", "ready": "matcher ready"}[moment]
+    deadline = time.monotonic() + 120.0
+    while marker is not None and not any(marker in line for line in lines):
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    out = "".join(lines)
     assert "Traceback" not in out and "RCLError" not in out, out
-    # before rclpy has installed its handler the default action ends the process (-15), after
-    # it the node shuts down and exits 0
-    assert proc.returncode in (0, -signal.SIGTERM), (proc.returncode, out)
+    if moment == "imports":
+        assert proc.returncode in (0, -signal.SIGTERM), (proc.returncode, out)
+    else:
+        assert proc.returncode == 0, (proc.returncode, out)
 
 
 def test_messages_lost_before_the_callback_and_incompatible_qos_are_counted(driver):
@@ -175,3 +192,67 @@ def test_messages_lost_before_the_callback_and_incompatible_qos_are_counted(driv
                 60.0, "the incompatible QoS event")
     driver.node.destroy_publisher(best_effort)
     assert driver.alive()
+
+
+def test_fitting_pairs_under_hostile_traffic_reach_the_outputs_rig_and_calibration_file(tmp_path):
+    """Issue 18, the fuzz suite: its valid pairs had been noise, so every fit failed and the
+    output, rig and calibration paths never ran under hostile traffic, and it waited for every
+    answer (so "every pair answered" was guaranteed, not tested). Here the valid pairs fit
+    (textured scenes through a fixed homography), carry hostile frame ids (shell and YAML
+    syntax, paths), and are sent at a fixed pace without waiting: each must be answered or
+    counted as dropped, the fits and the rig must find the homography, the calibration file
+    must read back with frame ids only, and no frame id may become a file."""
+    import numpy as np
+
+    from matchanything_ros.node.config import valid_frame_id
+    from matchanything_ros.node.rig_outputs import read_calibration
+    from matchanything_ros.testing.fuzz import RIG_H
+
+    out = tmp_path / "out"
+    out.mkdir()
+    calib = out / "rig.yaml"
+    with FuzzDriver(tmp_path, domain_id=10 + (os.getpid() + 53) % 190, calibration_file=calib) as d:
+        gen = HostileStream(7, time.time_ns(), size=(160, 128), clock=time.time_ns, fitting=True)
+        run = d.run(gen.messages(400), memory_every=50, pace_s=0.03)
+
+        def settled():
+            diag = d.diagnostics()
+            answered = len(set(run.pairs_sent) & d.answered())
+            dropped = int(diag.get("dropped_overload", 0))
+            counted = all(int(diag.get(k, 0)) >= n for k, n in run.expected.items())
+            return (diag, answered, dropped) if counted and answered + dropped >= len(run.pairs_sent) else None
+
+        diag, answered, dropped = d.wait(settled, 180.0, "every pair answered or counted as dropped")
+        figures = account(run, diag, d.answered())
+        rig = d.wait(lambda: (r := d.rig_diagnostics()) and int(r.get("rig_updates", 0)) >= 10 and r, 60.0,
+                     "rig diagnostics")
+        alive = d.alive()
+        homographies = [np.asarray(h).reshape(3, 3) for h in d.homographies]
+    print(f"pairs {len(run.pairs_sent)}: answered {answered}, dropped {dropped}; homographies {len(homographies)}; "
+          f"rig {rig}; calibration_write_errors {diag.get('calibration_write_errors')}")
+    assert alive
+    assert figures["count_mismatch"] == {} and figures["unexpected_counters"] == {}, figures
+    assert figures["hostile"] > 150 and figures["callback_errors"] == 0 and figures["matcher_errors"] == 0
+    assert answered + dropped == len(run.pairs_sent) > 60 and answered >= 20
+    # the fits land on the rig's homography (corner error in the 160x128 image)
+    corners = np.array([[0, 0], [159, 0], [159, 127], [0, 127]], float)
+
+    def corner_error(H):
+        mapped = np.c_[corners, np.ones(4)] @ H.T
+        truth = np.c_[corners, np.ones(4)] @ RIG_H.T
+        return float(np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - truth[:, :2] / truth[:, 2:], axis=1).mean())
+
+    assert len(homographies) >= answered // 2
+    assert sum(corner_error(H) < 2.0 for H in homographies) >= 0.95 * len(homographies)
+    assert rig["rig_mode"] == "homography" and float(rig["rig_corner_sigma_px"]) < 2.0, rig
+    # the calibration file: written atomically (nothing else in its folder), frames are frame ids
+    assert [p.name for p in out.iterdir()] == ["rig.yaml"]
+    doc = read_calibration(calib)
+    assert doc["converged"] and corner_error(np.asarray(doc["homography"]["matrix"]).reshape(3, 3)) < 2.0
+    assert valid_frame_id(doc["parent_frame"]) and valid_frame_id(doc["child_frame"]), doc
+    assert int(diag.get("calibration_write_errors", 0)) > 0  # the pairs whose frame ids are not ids
+    assert not list(tmp_path.rglob("PWNED")) and not (Path.cwd() / "PWNED").exists()
+    # memory: ~60 MB while the rig pool fills its 30-frame window and the first outputs are
+    # built (the first ~150 messages), then flat
+    rss = [mb for _, mb in run.memory if mb == mb]
+    assert len(rss) >= 6 and max(rss[3:]) - rss[2] < 15.0, run.memory

@@ -437,6 +437,32 @@ def test_rig_outputs_send_again_for_a_new_estimator_and_failed_writes_warn():
     assert "rig calibration file write(s) failed" in report.message
 
 
+def test_a_failed_calibration_write_is_tried_again_on_the_next_frame():
+    """Found by the fuzz suite with fitting pairs: a write refused for one frame's header (a
+    frame id that is not one) waited RESEND_UPDATES frames for the next try; all three tries of
+    a 60-frame run fell on such frames and no file was ever written. The write is owed until
+    one succeeds, with or without a refit."""
+    from matchanything_ros.node.config import NodeConfig
+    from matchanything_ros.node.outputs import OutputBuilder, rosbags_types
+    from matchanything_ros.node.rig_outputs import RigOutputs
+
+    rng = np.random.default_rng(3)
+    cfg = NodeConfig.from_flat({"output.rig_calibration_file": "/tmp/x.yaml"})
+    outputs = RigOutputs(OutputBuilder(rosbags_types()))
+    rig = RigEstimator(RigConfig(enabled=True), "homography", 3.0)
+    owed = []
+    for i in range(12):
+        rig.update(_h_frame(rng, H_TRUE))
+        keys = [k for k, _ in outputs.messages(rig.snapshot(), cfg, 1000 + i, "vis", "th")]
+        if "rig_calibration" in keys:
+            owed.append(i)
+            outputs.file_written(len(owed) > 3)  # the first three writes fail
+    assert len(owed) == 4 and owed == list(range(owed[0], owed[0] + 4))  # every frame until one succeeds
+    assert [k for k, _ in outputs.messages(rig.snapshot(), cfg, 2000, "vis", "th")] == []  # paid
+    outputs.file_written(False)
+    assert [k for k, _ in outputs.messages(rig.snapshot(), cfg, 2001, "vis", "th")] == ["rig_calibration"]  # no refit
+
+
 def test_essential_rig_from_real_cross_modal_matches():
     """End to end on rendered visible/thermal pairs of one fixed rig (the cameras of stereo seed
     0, a new scene per frame) through the default matcher and the driving preset's fit: the

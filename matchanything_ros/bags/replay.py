@@ -449,15 +449,17 @@ class BagReplay:
         if last is not None and self.cfg.output.rig_calibration_file:
             self._write_calibration(*last)
 
-    def _write_calibration(self, *state) -> None:
+    def _write_calibration(self, *state) -> bool:
         """As the node: a calibration file that cannot be written is counted
         (``calibration_write_errors``), never the end of the replay."""
         from ..node.rig_outputs import write_calibration
 
         try:
             write_calibration(self.cfg.output.rig_calibration_file, *state)
+            return True
         except (OSError, ValueError) as exc:
             self.health.on_error("calibration_write_errors", f"cannot write the rig calibration file: {exc}")
+            return False
 
     def _register(self, topic: str, msgtype: str) -> None:
         if topic not in self._registered_topics:
@@ -479,17 +481,18 @@ class BagReplay:
                                         self.pipeline.config.thermal, stamp):
             self._emit(key, t_out, self.out.tf_message([msg]) if key == "tf" else msg)
         if self.pipeline.rig is not None:
+            from ..node.config import valid_frame_id
             from ..node.pair_io import output_frames
 
             frame, child = output_frames(self.cfg, vis_msg, th_msg)
             estimate = self.pipeline.rig.snapshot()
             for key, msg in self.rig_out.messages(estimate, self.cfg, stamp, frame, child):
                 if key == "rig_calibration":
-                    self._write_calibration(msg, frame, child, stamp)
+                    self.rig_out.file_written(self._write_calibration(msg, frame, child, stamp))
                 else:
                     self._emit(key, t_out, self.out.tf_message([msg]) if key == "rig_tf_static" else msg)
-            if estimate is not None and estimate.converged:
-                self._rig_last = (estimate, frame, child, stamp)
+            if estimate is not None and estimate.converged and valid_frame_id(frame) and valid_frame_id(child):
+                self._rig_last = (estimate, frame, child, stamp)  # for the file at the end
 
     def _write_timings(self, stamp: int, t_out: int, timings: dict[str, Any]) -> None:
         from ..node.outputs import OK, DiagnosticReport

@@ -52,13 +52,26 @@ class RigOutputs:
         self._last_version = -1
         self._last_sent_update: int | None = None
         self._last_changes = 0
+        self._file_pending = False
+
+    def file_written(self, ok: bool) -> None:
+        """The caller's report on the last ``rig_calibration``: a write that failed (a frame id
+        that is not one, a full disk) is tried again on the next frame, not RESEND_UPDATES later."""
+        self._file_pending = not ok
 
     def messages(self, estimate: Any, cfg: Any, stamp_ns: int, frame: str, child: str) -> Iterator[tuple[str, Any]]:
-        """``(key, message)`` for keys rig_pose, rig_homography, rig_tf_static; nothing until the
-        estimate has converged, nothing new when it was not refitted since the last call."""
+        """``(key, message)`` for keys rig_pose, rig_homography, rig_tf_static, and
+        rig_calibration (the estimate, for the caller to write); nothing until the estimate has
+        converged, nothing new when it was not refitted since the last call (except a
+        calibration write still owed)."""
         if estimate is not None and self._restarted(estimate):
             self._reset()  # a new estimator (rig parameters changed): send as for a first one
-        if estimate is None or not estimate.converged or estimate.version == self._last_version:
+        if estimate is None or not estimate.converged:
+            return
+        file_owed = self._file_pending and bool(cfg.output.rig_calibration_file)
+        if estimate.version == self._last_version:
+            if file_owed:
+                yield "rig_calibration", estimate
             return
         self._last_version = estimate.version
         T = self.out.types
@@ -80,6 +93,8 @@ class RigOutputs:
                 yield "rig_tf_static", self._transform_msg(R01, t01, stamp_ns, frame, child)
             if cfg.output.rig_calibration_file:
                 yield "rig_calibration", estimate
+        elif file_owed:
+            yield "rig_calibration", estimate
 
     def _restarted(self, estimate: Any) -> bool:
         """The estimate comes from a new estimator: its counters went back (versions, updates

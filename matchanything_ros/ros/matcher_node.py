@@ -33,7 +33,7 @@ from ..matching import MatcherError
 from ..imaging.limits import SizeLimits
 from ..node.config import (
     NodeConfig, params_files_in_args, params_sections, runtime_problem, sections_for_node,
-    split_parameters,
+    split_parameters, valid_frame_id,
 )
 from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
@@ -455,18 +455,20 @@ class MatcherNode(Node):
                       "rig_tf_static": self._tf_static_send}
         for key, msg in self.rig_out.messages(estimate, cfg, stamp, frame, child):
             if key == "rig_calibration":
-                self._write_calibration(cfg, (msg, frame, child, stamp))
+                self.rig_out.file_written(self._write_calibration(cfg, (msg, frame, child, stamp)))
             else:
                 publishers[key](msg)
-        if estimate is not None and estimate.converged:
-            self._rig_calibration = (estimate, frame, child, stamp)
+        if estimate is not None and estimate.converged and valid_frame_id(frame) and valid_frame_id(child):
+            self._rig_calibration = (estimate, frame, child, stamp)  # for the file on shutdown
 
-    def _write_calibration(self, cfg: NodeConfig, state: tuple) -> None:
+    def _write_calibration(self, cfg: NodeConfig, state: tuple) -> bool:
         try:
             write_calibration(cfg.output.rig_calibration_file, *state)
+            return True
         except (OSError, ValueError) as exc:  # a full disk, a bad path or frame must not stop matching
             self.health.on_error("calibration_write_errors", f"cannot write the rig calibration file: {exc}")
             self.get_logger().error(f"cannot write the rig calibration file: {exc}", throttle_duration_sec=THROTTLE_S)
+            return False
 
     # -- diagnostics and parameters -------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -587,6 +589,8 @@ def main(args: list[str] | None = None) -> int:
         return 1
     node = None
     try:
+        # from here on SIGINT/SIGTERM shut down cleanly (rclpy's handlers are installed)
+        rclpy.logging.get_logger("matcher_node").info("starting: reading parameters, loading the model")
         node = MatcherNode(argv=argv)
         node.get_logger().info(f"{malloc_line}; {openmp_line}")
         rclpy.spin(node)

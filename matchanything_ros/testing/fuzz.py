@@ -8,7 +8,10 @@ hostile kinds: unknown/empty encodings, zero and lying sizes, short steps, trunc
 truncated CDR, garbage bytes, images above/below the size limits, invalid, zero, far-future,
 far-past and backwards stamps; CameraInfo with NaN/inf/zero K, NaN D and truncated bytes.
 Valid pairs vary too: big-endian 16-bit thermal, row padding, hostile frame ids (long,
-unicode, empty).
+unicode, empty, shell and YAML syntax). They are noise by default (every fit fails: the input
+paths alone); with ``fitting=True`` they are textured scenes whose thermal image is the visible
+one seen through the fixed homography :data:`RIG_H`, so the fits succeed and the output, rig
+and calibration-file paths run under the same hostile traffic.
 
 :func:`hostile_image_files` writes hostile image files (decompression-bomb header, truncated
 PNG, slivers, non-images) for the CLI.
@@ -44,6 +47,11 @@ IMAGE_KINDS = (
     "truncated_cdr", "garbage", "too_large", "too_small", "stamp_invalid", "stamp_zero", "stamp_future",
     "stamp_far_past", "stamp_backwards",
 )
+#: the fixed "rig" of fitting valid pairs: visible pixels -> thermal pixels
+RIG_H = np.array([[0.97, -0.05, 9.0], [0.04, 0.98, -6.0], [1e-5, 2e-5, 1.0]])
+#: frame ids of valid pairs: legal in a message, most of them not frame ids (the node must
+#: treat them as data: never a path, never unquoted in a file)
+FRAME_IDS = ("vis", "", "x" * 4096, "кадр/камера", "a b\tc", "/", "x ; touch PWNED", "a: b\n- {c: d}", "../../etc")
 INFO_KINDS = ("k_nan", "k_inf", "k_zero", "d_nan", "info_truncated", "info_valid")
 
 
@@ -75,7 +83,7 @@ class HostileStream:
     it. ``size``: (width, height) of valid images."""
 
     def __init__(self, seed: int, now_ns: int, size: tuple[int, int] = (64, 48), period_ns: int = 20_000_000,
-                 clock=None):
+                 clock=None, fitting: bool = False):
         self.clock = clock  # e.g. time.time_ns: valid stamps never fall behind it (nor run ahead)
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
@@ -88,6 +96,7 @@ class HostileStream:
         self._recent = collections.deque([self.stamp_ns], maxlen=RECENT)
         self.pairs = 0
         self._last_far_past = [0, 0]
+        self._scenes = _fitting_scenes(size) if fitting else None
 
     # -- message building ---------------------------------------------------------------------
     def _header(self, stamp_ns: int, frame: str, nanosec: int | None = None):
@@ -123,9 +132,12 @@ class HostileStream:
         self._recent.append(self.stamp_ns)
         self.pairs += 1
         w, h = self.size
-        frame = self.rng.choice(["vis", "", "x" * 4096, "кадр/камера", "a b\tc", "/"])
-        vis = self.np_rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
-        th = self.np_rng.integers(0, 65535, (h, w), dtype=np.uint16)
+        frame = self.rng.choice(FRAME_IDS)
+        if self._scenes is not None:
+            vis, th = self._scenes[self.pairs % len(self._scenes)]
+        else:
+            vis = self.np_rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            th = self.np_rng.integers(0, 65535, (h, w), dtype=np.uint16)
         big = self.rng.random() < 0.3
         pad = self.rng.choice([0, 0, 6])
         rows = th.astype(">u2" if big else "<u2").tobytes()
@@ -242,6 +254,22 @@ class HostileStream:
             for m in self.valid_pair():
                 sent += 1
                 yield m
+
+
+def _fitting_scenes(size: tuple[int, int], count: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(visible bgr8, thermal uint16) scenes: textured planes (synthetic.make_planar_pair's
+    visible image), the thermal image their grey values through :data:`RIG_H`. Same modality
+    on purpose: the point is that fits succeed (SIFT at this size), not cross-modal matching."""
+    import cv2
+
+    from ..synthetic import make_planar_pair
+
+    scenes = []
+    for seed in range(count):
+        visible = make_planar_pair(seed, size=size, rotation_deg=5.0).visible
+        grey = cv2.warpPerspective(cv2.cvtColor(visible, cv2.COLOR_BGR2GRAY), RIG_H, size)
+        scenes.append((visible, grey.astype(np.uint16) * 257))
+    return scenes
 
 
 def expected_counts(messages: list[FuzzMessage]) -> dict[str, int]:

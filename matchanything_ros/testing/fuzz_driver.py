@@ -8,6 +8,7 @@ one must be counted under its expected diagnostics key, each valid pair must be 
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,21 +22,33 @@ from .fuzz import FUZZ_LIMITS, FUZZ_MAX_FUTURE_S, FUZZ_RESET_THRESHOLD_S, TOPICS
 REPO = Path(__file__).resolve().parents[2]
 
 
-def fuzz_params() -> str:
+def fuzz_params(calibration_file: Path | None = None) -> str:
     """Params YAML for the node under fuzz: SIFT on small images, only correspondences out,
-    reliable deep input queues, the limits and stamp rules the generator assumes."""
+    reliable deep input queues, the limits and stamp rules the generator assumes. With a
+    ``calibration_file`` (fitting pairs, HostileStream(fitting=True)): 160 px, homography and
+    registered image out, rig mode on, its calibration written there, a short worker queue
+    (pairs sent faster than matched are dropped and counted)."""
+    if calibration_file is None:
+        fitting = """    resolution: 64
+    worker: {queue_size: 100}
+    publish: {registered: false, debug_image: false, transform: false, homography: false, pose: false}
+"""
+    else:
+        fitting = f"""    resolution: 160
+    worker: {{queue_size: 4}}
+    publish: {{registered: true, debug_image: false, transform: false, homography: true, pose: false}}
+    rig: {{enabled: true, min_frames: 3}}
+    output: {{rig_calibration_file: {json.dumps(str(calibration_file))}}}
+"""
     return f"""
 matcher_node:
   ros__parameters:
     model: sift
-    resolution: 64
     geometry: homography
     polarity: normal
     sync: {{queue_size: 10, slop: 0.02}}
     qos: {{reliability: reliable, depth: 1000}}
-    worker: {{queue_size: 100}}
-    publish: {{registered: false, debug_image: false, transform: false, homography: false, pose: false}}
-    diagnostics: {{period: 0.5, stale_timeout: 3600.0}}
+{fitting}    diagnostics: {{period: 0.5, stale_timeout: 3600.0}}
     limits: {{max_pixels: {FUZZ_LIMITS['max_pixels']}, min_side: {FUZZ_LIMITS['min_side']}}}
     stamps: {{max_future: {FUZZ_MAX_FUTURE_S}, reset_threshold: {FUZZ_RESET_THRESHOLD_S}}}
 """
@@ -75,8 +88,9 @@ class FuzzDriver:
     """Start the node under fuzz and a driver node; ``run()`` publishes, ``diagnostics()``
     reads the node's counters, ``answered()`` the stamps it answered. Use as a context manager."""
 
-    def __init__(self, workdir: Path, domain_id: int | None = None):
+    def __init__(self, workdir: Path, domain_id: int | None = None, calibration_file: Path | None = None):
         self.workdir = Path(workdir)
+        self.calibration_file = calibration_file
         self.domain_id = domain_id if domain_id is not None else 10 + os.getpid() % 190
         self.proc: subprocess.Popen | None = None
 
@@ -86,10 +100,11 @@ class FuzzDriver:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from std_msgs.msg import Float64MultiArray
 
         env = node_env(self.domain_id)
         params = self.workdir / "fuzz_params.yaml"
-        params.write_text(fuzz_params())
+        params.write_text(fuzz_params(self.calibration_file))
         self.log_path = self.workdir / "fuzz_node.log"
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -106,6 +121,8 @@ class FuzzDriver:
         self._lock = threading.Lock()
         self._answered: set[int] = set()
         self._diag: dict[str, str] = {}
+        self._rig_diag: dict[str, str] = {}
+        self.homographies: list = []  # the data of every `homography` message (3x3, row-major)
 
         def on_cloud(msg):
             with self._lock:
@@ -113,12 +130,19 @@ class FuzzDriver:
 
         def on_diag(arr):
             for status in arr.status:
-                if status.name.startswith("matcher_node"):
-                    with self._lock:
+                with self._lock:
+                    if status.name.endswith("rig calibration"):
+                        self._rig_diag = {kv.key: kv.value for kv in status.values}
+                    elif status.name.startswith("matcher_node"):
                         self._diag = {kv.key: kv.value for kv in status.values}
 
+        def on_homography(msg):
+            with self._lock:
+                self.homographies.append(list(msg.data))
+
         self.subs = [self.node.create_subscription(PointCloud2, "correspondences", on_cloud, qos),
-                     self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)]
+                     self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10),
+                     self.node.create_subscription(Float64MultiArray, "homography", on_homography, qos)]
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -166,13 +190,19 @@ class FuzzDriver:
         with self._lock:
             return dict(self._diag)
 
+    def rig_diagnostics(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._rig_diag)
+
     def answered(self) -> set[int]:
         with self._lock:
             return set(self._answered)
 
-    def run(self, messages, memory_every: int = 0, answer_timeout: float = 60.0) -> FuzzRun:
+    def run(self, messages, memory_every: int = 0, answer_timeout: float = 60.0, pace_s: float | None = None) -> FuzzRun:
         """Publish ``messages`` (FuzzMessage); after each valid pair wait until the node has
-        answered it (bounded pace: the node is never overloaded, so every pair must come back)."""
+        answered it (bounded pace: the node is never overloaded, so every pair must come back),
+        or with ``pace_s`` only that long (the node may fall behind: a pair is then answered or
+        counted in ``dropped_overload``, never lost silently)."""
         run = FuzzRun()
         for m in messages:
             self.pubs[m.topic].publish(m.data)  # bytes: published as a serialized message
@@ -182,8 +212,11 @@ class FuzzDriver:
             if m.stamp_ns is not None and m.topic == TOPICS["thermal"]:
                 run.pairs_sent.append(m.stamp_ns)
                 stamp = m.stamp_ns
-                self.wait(lambda: stamp in self.answered() or not self.alive(), answer_timeout,
-                          f"the answer to pair {len(run.pairs_sent)}")
+                if pace_s is not None:
+                    time.sleep(pace_s)
+                else:
+                    self.wait(lambda: stamp in self.answered() or not self.alive(), answer_timeout,
+                              f"the answer to pair {len(run.pairs_sent)}")
                 if not self.alive():
                     break
             if memory_every and run.sent % memory_every == 0 and self.alive():
