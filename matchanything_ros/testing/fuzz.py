@@ -311,6 +311,11 @@ def hostile_image_files(folder: str | Path, seed: int = 0) -> dict[str, Path]:
         "sliver_8x20000.png": cv2.imencode(".png", np.zeros((8, 20000), np.uint8))[1].tobytes(),
         "tiny_1x1.png": cv2.imencode(".png", np.zeros((1, 1), np.uint8))[1].tobytes(),
         "jpeg_header_only.jpg": cv2.imencode(".jpg", np.zeros((64, 64), np.uint8))[1].tobytes()[:200],
+        # other decoders OpenCV would run (issue 18, item 8): headers claiming huge images
+        "radiance_named.png": b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 20000 +X 20000\n" + bytes(1000),
+        "bomb_60000.pgm": b"P5\n60000 60000\n255\n" + bytes(1000),
+        "bomb_60000.bmp": b"BM" + struct.pack("<IHHI", 1054, 0, 0, 54)
+        + struct.pack("<IiiHHIIiiII", 40, 60000, 60000, 1, 8, 0, 0, 2835, 2835, 0, 0) + bytes(1000),
     }
     out = {}
     for name, data in files.items():
