@@ -49,6 +49,8 @@ RIG_MISMATCH = "RIG_MISMATCH"
 CONVERGING, TRACKING, DISPUTED, CHANGED, UNSUPPORTED = "CONVERGING", "TRACKING", "DISPUTED", "CHANGED", "UNSUPPORTED"
 UNKNOWN_SCALE_VARIANCE = 1.0e6  # as geometry.pose: two views do not observe the baseline length
 _BOOTSTRAP = 24
+#: inliers pooled over the window at most (the defaults, 30 frames x 300, stay below it)
+POOL_POINTS = 12_000
 BOOTSTRAP_ITERS = 3  # Gauss-Newton iterations of each essential bootstrap refit
 _AGREE = 0.5  # a frame agrees with a model when this share of its inliers fits it
 #: essential rig: a translation direction with a larger bootstrap sigma counts as not observable
@@ -601,10 +603,18 @@ class RigEstimator:
         p0, p1 = p0[ok], p1[ok]
         if len(p0) < 8:
             return None
-        if len(p0) > self.config.max_points:
-            keep = self._rng.choice(len(p0), self.config.max_points, replace=False)
+        per_frame = self.per_frame_points()
+        if len(p0) > per_frame:
+            keep = self._rng.choice(len(p0), per_frame, replace=False)
             p0, p1 = p0[keep], p1[keep]
         return _Frame(self._updates, p0, p1)
+
+    def per_frame_points(self) -> int:
+        """Inliers kept per frame: ``rig.max_points``, and no more than :data:`POOL_POINTS` over
+        the window, so the pool (memory, and the time of every frame's refit and bootstrap)
+        stays bounded whatever ``rig.window`` x ``rig.max_points`` allows (issue 18, item 5:
+        window 1000 x 100,000 had taken one frame from 0.6 to 4.8 s and growing)."""
+        return max(8, min(self.config.max_points, POOL_POINTS // self.config.window))
 
     def _agreement(self, model: RigModel, frame: _Frame) -> float:
         return float(np.mean(self._ops.residuals(model, frame.p0, frame.p1) <= self.threshold))

@@ -437,6 +437,22 @@ def test_rig_outputs_send_again_for_a_new_estimator_and_failed_writes_warn():
     assert "rig calibration file write(s) failed" in report.message
 
 
+def test_the_pool_is_bounded_whatever_window_and_max_points_allow():
+    """Issue 18, item 5: rig.window 1000 x rig.max_points 100,000 (both in range) had let the
+    pool, and every frame's refit, grow without bound. At most POOL_POINTS are pooled."""
+    from matchanything_ros.rig import POOL_POINTS
+
+    rng = np.random.default_rng(11)
+    rig = RigEstimator(RigConfig(enabled=True, window=1000, max_points=100000), "homography", 3.0)
+    assert rig.per_frame_points() == POOL_POINTS // 1000
+    assert RigEstimator(RigConfig(enabled=True), "homography", 3.0).per_frame_points() == RigConfig().max_points
+    for _ in range(60):
+        rig.update(_h_frame(rng, H_TRUE))
+    values = rig.status()[2]
+    assert int(values["rig_frames"]) == 60 and 0 < int(values["rig_points"]) <= 60 * rig.per_frame_points()
+    assert corner_distance(rig.snapshot().model.H, H_TRUE, SIZE) < 2.0
+
+
 def test_a_failed_calibration_write_is_tried_again_on_the_next_frame():
     """Found by the fuzz suite with fitting pairs: a write refused for one frame's header (a
     frame id that is not one) waited RESEND_UPDATES frames for the next try; all three tries of

@@ -365,7 +365,7 @@ _DESCRIPTIONS: dict[str, str] = {
     # rig mode (matchanything_ros/rig.py, docs/NODE.md "Rig mode")
     "rig.enabled": "rig mode: estimate the fixed visible/thermal geometry over frames, gate each frame against it",
     "rig.window": "frames whose inliers are pooled for the rig estimate (changing it restarts the estimate)",
-    "rig.max_points": "inliers kept per frame in the pool (random subset; changing it restarts the estimate)",
+    "rig.max_points": "inliers kept per frame in the pool (random subset; at most 12000 pooled over rig.window; changing it restarts the estimate)",
     "rig.min_frames": "frames of evidence before the rig estimate counts as converged",
     "rig.gate_px": "homography: max corner distance (px) of a frame's H from the rig's, plus 3 sigma; beyond: RIG_MISMATCH",
     "rig.gate_deg": "essential: max rotation angle (deg) of a frame from the rig, plus 3 sigma; beyond: RIG_MISMATCH",
