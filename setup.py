@@ -47,6 +47,8 @@ setup(
             "ros-std-msgs",
             "ros-diagnostic-msgs",
         ],
+        # OpenVINO backend (backend: openvino): the same ONNX export compiled for the CPU, fp32 or bf16.
+        "openvino": ["openvino>=2024.6"],
         # MINIMA models (minima_splg, minima_loftr): kornia's LightGlue and LoFTR (docs/MODELS.md).
         "minima": ["kornia>=0.9"],
         # Test-only: the reference implementation for parity, and an independent ROS 2 decoder for MCAP.

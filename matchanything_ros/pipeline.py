@@ -32,7 +32,7 @@ class PipelineConfig:
     names (nested dataclasses become dotted names, e.g. ``thermal.mode``)."""
 
     model: str = "auto"  # "auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"
-    backend: str = "auto"  # for ELoFTR: "auto", "torch", "onnxruntime", "tensorrt"
+    backend: str = "auto"  # ELoFTR, MINIMA SP+LG: "auto", "torch", "onnxruntime", "openvino", "tensorrt"
     device: str = "auto"  # "auto", "cpu", "cuda"
     precision: str = "fp32"  # "fp32" or "fp16" (GPU backends)
     weights: str = ""  # explicit weights path; empty = cache, then the offline default

@@ -67,9 +67,11 @@ def test_engine_input_validation(model, pair):
 
 
 def test_create_engine_errors(model, tmp_path):
-    assert BACKENDS == ("torch", "onnxruntime", "tensorrt")
+    assert BACKENDS == ("torch", "onnxruntime", "openvino", "tensorrt")
     with pytest.raises(EngineError, match="unknown backend"):
-        create_engine("openvino", model=model)
+        create_engine("tvm", model=model)
+    with pytest.raises(EngineError, match="precision"):
+        create_engine("torch", model=model, precision="bf16")
     with pytest.raises(EngineError, match="needs model"):
         create_engine("torch")
     with pytest.raises(EngineError, match="needs onnx_path"):

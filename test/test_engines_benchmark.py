@@ -128,7 +128,7 @@ def test_unsupported_case_is_a_row_with_a_note(tmp_path):
 def test_benchmark_command_rejects_bad_arguments(capsys):
     from matchanything_ros.cli import main
 
-    assert main(["benchmark", "--backends", "openvino", "--random-weights"]) == 2
+    assert main(["benchmark", "--backends", "tvm", "--random-weights"]) == 2
     assert "unknown backend" in capsys.readouterr().err
     assert main(["benchmark", "--resolutions", "100x100", "--random-weights"]) == 2
     assert "multiples of 32" in capsys.readouterr().err

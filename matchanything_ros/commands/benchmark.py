@@ -6,7 +6,7 @@ HELP = "latency/memory benchmark: backend x resolution x precision"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--backends", default="torch,onnxruntime", help="comma list of torch, onnxruntime, tensorrt")
+    parser.add_argument("--backends", default="torch,onnxruntime", help="comma list of torch, onnxruntime, openvino, tensorrt")
     parser.add_argument("--resolutions", default="640x480", help="comma list of WIDTHxHEIGHT (multiples of 32)")
     parser.add_argument("--precisions", default="fp32", help="comma list of fp32, fp16")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -41,7 +41,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..engines import BACKENDS, PRECISIONS
-    from ..engines.benchmark import BenchmarkConfig, environment, format_table, parse_resolution, run_benchmark
+    from ..engines.benchmark import (
+        BenchmarkConfig, environment, format_table, parse_resolution, run_benchmark, unsupported,
+    )
     from ..matching import MatcherError
     from . import CommandError
 
@@ -94,7 +96,7 @@ def run(args) -> int:
     print(format_table(results))
     failed = [f"{r.backend}/{r.precision} {r.width}x{r.height}" for r in results
               if r.backend != "reference" and r.median_ms is None
-              and not (r.backend == "onnxruntime" and r.precision != "fp32")]
+              and not unsupported(r.backend, r.precision)]
     profiles = {}
     if args.profile:
         from ..engines.benchmark import benchmark_pair, format_profile, profile_onnxruntime

@@ -8,7 +8,7 @@ from . import CommandError
 def add_arguments(parser) -> None:
     parser.add_argument("--reference", required=True, help="reference pack folder (manifest.json, reference.npz, weights.ckpt)")
     parser.add_argument("--data", default=None, help="RoadScene folder (default: <reference>/../../data/roadscene_dev)")
-    parser.add_argument("--backends", default="torch,onnxruntime", help="comma-separated: torch, onnxruntime, tensorrt")
+    parser.add_argument("--backends", default="torch,onnxruntime", help="comma-separated: torch, onnxruntime, openvino, tensorrt")
     parser.add_argument("--modes", default="demo", help="comma-separated: demo (authors' Space), mnn (EfficientLoFTR rule)")
     parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
     parser.add_argument("--max-matches", type=int, default=3840, help="K, the fixed number of output slots")

@@ -1,6 +1,6 @@
 """Inference backends for the ELoFTR deploy network behind one interface.
 
-``create_engine("torch" | "onnxruntime" | "tensorrt", ...)`` returns an :class:`Engine` whose
+``create_engine("torch" | "onnxruntime" | "openvino" | "tensorrt", ...)`` returns an :class:`Engine` whose
 ``run(image0, image1, threshold)`` takes float32 ``(1, 1, H, W)`` arrays and returns
 ``(kpts0, kpts1, scores)`` numpy arrays. Backends import their libraries only when created.
 """
@@ -12,7 +12,7 @@ from .base import INPUT_NAMES, OUTPUT_NAMES, PRECISIONS, Engine, EngineError
 
 __all__ = ["BACKENDS", "Engine", "EngineError", "INPUT_NAMES", "OUTPUT_NAMES", "PRECISIONS", "create_engine"]
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def create_engine(
@@ -30,6 +30,7 @@ def create_engine(
     - ``"torch"``: needs ``model`` (an ``ELoFTRDeploy``); options: ``cuda_graphs``.
     - ``"onnxruntime"``: needs ``onnx_path``; options: ``intra_op_threads``,
       ``inter_op_threads``, ``optimized_model_path``, ``profile_prefix``.
+    - ``"openvino"``: needs ``onnx_path``; CPU, fp32; options: ``threads``, ``cache_dir``.
     - ``"tensorrt"``: needs ``onnx_path`` (built and cached) and/or ``engine_path``; CUDA only;
       options: ``cache_dir``, ``rebuild``, ``timing_cache``, ``workspace_gb``.
 
@@ -49,6 +50,12 @@ def create_engine(
         if onnx_path is None:
             raise EngineError("backend 'onnxruntime' needs onnx_path= (create it with `matchanything-ros export`)")
         return OnnxRuntimeEngine(onnx_path, device=device, precision=precision, **options)
+    if backend == "openvino":
+        from .openvino_engine import OpenVINOEngine
+
+        if onnx_path is None:
+            raise EngineError("backend 'openvino' needs onnx_path= (create it with `matchanything-ros export`)")
+        return OpenVINOEngine(onnx_path, device=device, precision=precision, **options)
     if backend == "tensorrt":
         from .tensorrt_engine import TensorRTEngine
 

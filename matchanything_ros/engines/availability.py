@@ -16,7 +16,7 @@ def backend_problems(backends: tuple[str, ...], device: str) -> list[str]:
         problems.append(f"device {device}: torch sees no CUDA GPU")
     missing_export = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     for backend in backends:
-        if backend in ("onnxruntime", "tensorrt") and missing_export:
+        if backend in ("onnxruntime", "openvino", "tensorrt") and missing_export:
             problems.append(f"{backend}: the ONNX export needs {', '.join(missing_export)} (pip install -e '.[onnx]')")
         if backend == "onnxruntime":
             try:
@@ -26,6 +26,17 @@ def backend_problems(backends: tuple[str, ...], device: str) -> list[str]:
                 continue
             if cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
                 problems.append("onnxruntime: no CUDAExecutionProvider (pip install onnxruntime-gpu)")
+        elif backend == "openvino":
+            from .base import EngineError
+            from .openvino_engine import import_openvino
+
+            try:
+                import_openvino()
+            except EngineError as exc:
+                problems.append(f"openvino: {exc}")
+                continue
+            if cuda:
+                problems.append("openvino: runs on the CPU only (device cpu)")
         elif backend == "tensorrt":
             from .base import EngineError
             from .tensorrt_engine import import_tensorrt

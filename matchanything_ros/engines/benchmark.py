@@ -222,12 +222,12 @@ def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
             for precision in cfg.precisions:
                 row = CaseResult(backend, cfg.device, precision, width, height)
                 rows.append(row)
-                if backend == "onnxruntime" and precision != "fp32":
-                    row.note = "onnxruntime runs the fp32 export only"
+                if unsupported(backend, precision):
+                    row.note = unsupported(backend, precision)
                     continue
                 try:
                     setup_start = time.perf_counter()
-                    if backend in ("onnxruntime", "tensorrt") and onnx_path is None:
+                    if backend in ("onnxruntime", "openvino", "tensorrt") and onnx_path is None:
                         onnx_path = work / f"eloftr_{height}x{width}_k{cfg.top_k}.onnx"
                         export_onnx(deploy, onnx_path, height, width, top_k=cfg.top_k)
                         setup_start = time.perf_counter()  # export is shared; not counted per engine
@@ -255,6 +255,15 @@ def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
         del engines, calls
         gc.collect()
     return results
+
+
+def unsupported(backend: str, precision: str) -> str | None:
+    """Why a backend x precision row of the grid is not run (by design, not a failure), or None."""
+    if backend == "onnxruntime" and precision != "fp32":
+        return "onnxruntime runs the fp32 export only"
+    if backend == "openvino" and precision != "fp32":
+        return "openvino runs fp32 only (its bf16: docs/BENCHMARKS.md)"
+    return None
 
 
 @contextlib.contextmanager
@@ -292,6 +301,8 @@ def _setup_engine(row: CaseResult, backend: str, precision: str, deploy, onnx_pa
         options = {}
         if backend == "onnxruntime" and cfg.threads:
             options["intra_op_threads"] = cfg.threads
+        if backend == "openvino" and cfg.threads:
+            options["threads"] = cfg.threads
         if backend == "torch" and cfg.cuda_graphs and on_cuda:
             options["cuda_graphs"] = True
         if backend == "tensorrt":
@@ -360,6 +371,13 @@ def environment() -> dict:
         import onnxruntime
 
         info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        import openvino
+
+        info["openvino"] = openvino.__version__
+        info["cpu_bf16"] = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except ImportError:
         pass
     if torch.cuda.is_available():

@@ -3,7 +3,7 @@ MINIMA's generated multi-modal data, with the published weights.
 
 * ``minima_splg``: our fixed-K SuperPoint + kornia's LightGlue
   (:mod:`matchanything_ros.models.minima.splg`), through the same engines as ELoFTR (torch,
-  onnxruntime, tensorrt); the ONNX export runs all 9 LightGlue layers (no early stop/pruning).
+  onnxruntime, openvino, tensorrt); the ONNX export runs all 9 LightGlue layers (no early stop/pruning).
 * ``minima_loftr``: kornia's LoFTR with MINIMA's configuration (``temp_bug_fix=True``), torch only.
 
 Both images are resized to one common network size (long side ``resolution``, sides multiples
@@ -72,7 +72,7 @@ class MinimaSPLGMatcher(Matcher):
 
     weights: ``minima_lightglue.pth`` (file or directory); ``superpoint_v1.pth`` is taken from
     ``superpoint_weights``, else beside it, else the cache; missing files are downloaded unless
-    ``download=False``. backend: "auto", "torch", "onnxruntime", "tensorrt". max_keypoints,
+    ``download=False``. backend: "auto", "torch", "onnxruntime", "openvino", "tensorrt". max_keypoints,
     detection_threshold, depth_confidence, width_confidence: MINIMA's settings (2048, 0.0005,
     0.95, 0.99; the last two apply to the torch backend only, exports run every layer).
     match_threshold: LightGlue's filter threshold (MINIMA: 0.1). max_matches: keep the best.
@@ -175,8 +175,10 @@ class MinimaSPLGMatcher(Matcher):
             if self.backend == "torch":
                 engine = create_engine("torch", model=self._model, device=self.device, precision=self.precision)
             else:
-                engine = create_engine(self.backend, onnx_path=self._onnx_for(size), engine_path=self.engine_path,
-                                       device=self.device, precision=self.precision)
+                from matchanything_ros.models.eloftr.matcher import engine_options
+
+                engine = create_engine(self.backend, onnx_path=self._onnx_for(size), device=self.device,
+                                       precision=self.precision, **engine_options(self.backend, self))
         except EngineError as exc:
             raise MatcherError(f"minima_splg {self.backend} backend: {exc}") from None
         self._engines[key] = engine

@@ -288,7 +288,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
 TRANSPORTS = ("raw", "compressed")
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"),
-    "backend": ("auto", "torch", "onnxruntime", "tensorrt"),
+    "backend": ("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "fp16"),
     "match_rule": ("auto", "mtd", "mnn"),

@@ -193,7 +193,10 @@ def refine(
     logits = (feat0 @ feat1.transpose(1, 2))[:, 0]  # (K, 9)
     heat = torch.softmax(logits / config.fine_regress_temperature, dim=-1).reshape(n, 3, 3)
     grid = offs.to(heat.dtype)
-    expect_x = (heat.sum(dim=1) * grid).sum(dim=-1)
-    expect_y = (heat.sum(dim=2) * grid).sum(dim=-1)
+    # the expectation as a product with the grid (the released code: (heat * grid).sum): the
+    # same three-term sum, but OpenVINO's CPU plugin (2024.6-2026.4) fused the exported
+    # Mul + ReduceSum chain wrongly and returned garbage keypoints (test/test_openvino_engine.py)
+    expect_x = heat.sum(dim=1) @ grid
+    expect_y = heat.sum(dim=2) @ grid
     kpts1 = kpts1 + torch.stack([expect_x, expect_y], dim=-1)
     return kpts0, kpts1

@@ -1,7 +1,7 @@
 """ELoFTRMatcher: MatchAnything-ELoFTR behind the package's Matcher interface.
 
 Preprocesses as the authors' Space does (``preprocess.py``), runs the deploy network through an
-engine ("torch", "onnxruntime" or "tensorrt" from :mod:`matchanything_ros.engines`), keeps the
+engine ("torch", "onnxruntime", "openvino" or "tensorrt" from :mod:`matchanything_ros.engines`), keeps the
 slots with a non-zero score and maps keypoints back to each original image. When more cell pairs
 pass the threshold than the K output slots hold, ``info["truncated"]`` says so (and how many).
 """
@@ -23,11 +23,11 @@ from .preprocess import network_size, prepare_pair
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16")
 MAX_TOP_K = 3840  # TensorRT TopK limit; the network refuses larger K
 #: bump when the exported graph changes, so cached ONNX files are re-exported
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 
 
 def default_cache_dir() -> Path:
@@ -50,13 +50,23 @@ def resolve_backend(backend: str, device: str) -> str:
     return "torch"
 
 
+def engine_options(backend: str, matcher) -> dict:
+    """The backend-specific options a matcher passes to ``create_engine`` (its engine file for
+    TensorRT, its cache folder for OpenVINO's compiled models)."""
+    if backend == "tensorrt":
+        return {"engine_path": matcher.engine_path}
+    if backend == "openvino":
+        return {"cache_dir": matcher.cache_dir / "openvino"}
+    return {}
+
+
 class ELoFTRMatcher(Matcher):
     """MatchAnything-ELoFTR matcher.
 
     weights: checkpoint path (HF ``model.safetensors`` or the authors' ``.ckpt``); None = Hugging
     Face cache, then download (``download=False`` forbids that). backend: "auto", "torch",
-    "onnxruntime", "tensorrt". device: "auto", "cpu", "cuda[:N]". precision: "fp32" or "fp16"
-    (the coarse matching head always runs in fp32). resolution: long side of the network input
+    "onnxruntime", "openvino", "tensorrt". device: "auto", "cpu", "cuda[:N]". precision: "fp32" or
+    "fp16" (GPU backends; the coarse matching head always runs in fp32). resolution: long side of the network input
     (multiple of 32). fixed_size: (h, w) network size for every pair instead (the authors' Space
     uses (480, 640) whatever the aspect). max_matches: K, at most 3840. match_threshold: coarse
     confidence threshold; None = the weights' config (0.1, MatchAnything's MATCH_COARSE.THR).
@@ -174,13 +184,8 @@ class ELoFTRMatcher(Matcher):
             if self.backend == "torch":
                 engine = create_engine("torch", model=self._model, device=self.device, precision=self.precision)
             else:
-                engine = create_engine(
-                    self.backend,
-                    onnx_path=self._onnx_for(size),
-                    engine_path=self.engine_path,
-                    device=self.device,
-                    precision=self.precision,
-                )
+                engine = create_engine(self.backend, onnx_path=self._onnx_for(size), device=self.device,
+                                       precision=self.precision, **engine_options(self.backend, self))
         except EngineError as exc:
             raise MatcherError(f"ELoFTR {self.backend} backend: {exc}") from None
         self._engines[key] = engine
