@@ -279,6 +279,7 @@ def features(args) -> list[dict]:
 # -- score fit and report ----------------------------------------------------------------------
 
 TRAIN_SYNTHETIC = 100  # synthetic seeds below this are used to fit
+FIT_SYNTHETIC_PLANAR = TRAIN_SYNTHETIC  # --fit-synthetic: planar seeds in the fit (0: RoadScene fit drives only)
 _FIT_NAMES: set[str] | None = None
 
 
@@ -298,7 +299,7 @@ def is_train(rec) -> bool:
         return rec["name"] in _FIT_NAMES
     if rec["set"] == "stereo":  # seeds 0-99 held out: make-bag's stereo bags start at seed 0
         return rec["seed"] >= TRAIN_SYNTHETIC
-    return rec["seed"] < TRAIN_SYNTHETIC
+    return rec["seed"] < FIT_SYNTHETIC_PLANAR
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
@@ -719,10 +720,14 @@ def main() -> int:
                    "leave-one-drive-out log-loss on the fit drives")
     p.add_argument("--refresh", action="store_true", help="recompute the features from the match cache")
     p.add_argument("--plot", help="write the precision-coverage curves as a PNG")
+    p.add_argument("--fit-synthetic", type=int, default=TRAIN_SYNTHETIC,
+                   help="with --fit: synthetic planar seeds below this are fitted on too (default 100; 0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--refine", action="store_true", help="collect: also the refinement pass's matches; report: "
                    "each case as the pipeline with refine=true reports it (the refit where it is kept)")
     args = p.parse_args()
+    global FIT_SYNTHETIC_PLANAR
+    FIT_SYNTHETIC_PLANAR = args.fit_synthetic
     if args.threads:
         import torch
 
