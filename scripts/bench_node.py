@@ -102,6 +102,19 @@ class Driver:
         return None
 
 
+def _settings(items: list[str]) -> list[tuple[str, object]]:
+    """``["backend=tensorrt"]`` -> [("backend", "tensorrt")] (YAML values)."""
+    import yaml
+
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected NAME=VALUE")
+        out.append((name.strip(), yaml.safe_load(value)))
+    return out
+
+
 def bench_node(args) -> dict:
     from matchanything_ros.node.outputs import OutputBuilder, rclpy_types
     from matchanything_ros.synthetic import make_planar_pair
@@ -111,6 +124,7 @@ def bench_node(args) -> dict:
         f"matcher_node:\n  ros__parameters:\n    model: {args.model}\n    resolution: 640\n"
         f"    geometry: homography\n    polarity: normal\n    qos: {{reliability: {args.qos}}}\n"
         "    publish: {registered: false, debug_image: false}\n    diagnostics: {period: 0.5}\n"
+        + "".join(f"    {name}: {json.dumps(value)}\n" for name, value in _settings(args.set))
     )
     env = ros_env(PROFILE)
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", profile_variable()) if k in env})
@@ -155,7 +169,8 @@ def bench_node(args) -> dict:
             "end_to_end_overhead_ms": 1000 * float(np.median(latencies)) - inference,
         }
 
-        period = 1000 * float(np.median(latencies)) / 2.0 / 1000  # 2x the processing rate
+        # 2x the processing rate, or the rate asked for (--rate)
+        period = 1.0 / args.rate if args.rate else 1000 * float(np.median(latencies)) / 2.0 / 1000
         stamps = []
         t_end = time.monotonic() + args.overload_seconds
         while time.monotonic() < t_end:
@@ -237,6 +252,9 @@ def main() -> int:
     parser.add_argument("--overload-seconds", type=float, default=12.0)
     parser.add_argument("--skip-transport", action="store_true")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="one more node parameter (dotted name, YAML value; repeatable), e.g. --set backend=tensorrt")
+    parser.add_argument("--rate", type=float, help="phase 2 at this input rate (Hz) instead of twice the processing rate")
     args = parser.parse_args()
     # the machine may be shared: record its load next to the figures
     results = {"load_average_1min_before": os.getloadavg()[0], "node": bench_node(args)}
