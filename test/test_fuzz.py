@@ -282,3 +282,52 @@ def test_parity_pack_with_a_bad_manifest_is_one_line_exit_2(tmp_path):
     for text, words in (('{"cases": {}}', "no config.match_coarse.thr"), ("{not json", "not valid JSON")):
         (pack / "manifest.json").write_text(text)
         _one_line_exit(run_cli("parity", "--reference", str(pack), "--data", str(data)), 2, words)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_expectations_hold_whatever_the_time_between_pairs(seed):
+    """The generator's expected counters against the node's own input checks and stamp gate
+    (ROS-free, no DDS), with 0-3 s between pairs as on a loaded machine (the live fuzz waits
+    for each answer and stamps valid pairs by the clock). The generator had counted its start
+    time as a stamp: with seconds between pairs a backwards message became a far-past outlier."""
+    import collections
+    import random
+    import time
+
+    from matchanything_ros.imaging.encodings import ImageFormatError
+    from matchanything_ros.imaging.limits import SizeLimits
+    from matchanything_ros.node.pair_io import image_from_cdr, receive_image
+    from matchanything_ros.node.sync import ApproximateTimeSynchronizer, stamp_to_ns
+
+    rng = random.Random(seed)
+    now = [time.time_ns()]
+
+    def clock():
+        now[0] += int(rng.uniform(0.0, 3.0) * 1e9)
+        return now[0]
+
+    gen = HostileStream(2026 + seed, now[0], clock=clock)
+    sync = ApproximateTimeSynchronizer(2, 10, 0.02, reset_threshold_ns=int(FUZZ_RESET_THRESHOLD_S * 1e9),
+                                       max_future_ns=int(FUZZ_MAX_FUTURE_S * 1e9), max_bytes=2**30)
+    counted, expected = collections.Counter(), collections.Counter()
+    for m in gen.messages(600):
+        if m.expect:
+            expected[m.expect] += 1
+        if "info" in m.topic:
+            continue
+        stream, index = ("visible", 0) if m.topic == TOPICS["visible"] else ("thermal", 1)
+        try:
+            msg = image_from_cdr(m.data)
+        except ImageFormatError:
+            counted[f"bad_input.{stream}_malformed"] += 1
+            continue
+        msg, problem = receive_image(msg, False, SizeLimits(FUZZ_LIMITS["max_pixels"], FUZZ_LIMITS["min_side"]))
+        if problem:
+            counted[f"bad_input.{stream}_{problem[0]}"] += 1
+            continue
+        _, rejected = sync.offer(index, stamp_to_ns(msg.header.stamp), msg, now[0])
+        for reason in rejected:
+            counted["stamp_backwards" if reason == "stamp_backwards" else f"bad_input.{stream}_{reason}"] += 1
+    image_keys = {k for k in expected if "camera_info" not in k}
+    assert {k: counted[k] for k in image_keys} == {k: expected[k] for k in image_keys}
+    assert expected["stamp_backwards"] > 5

@@ -141,3 +141,19 @@ def test_camera_info_history_gives_an_image_the_info_of_its_own_stamp():
     assert h.for_image(msg(9, 0)) is c  # no info with that stamp: the newest
     h.add(msg(4, 0, "d"))
     assert h.for_image(msg(1, 0)).k == "d"  # a is gone (size 3)
+
+    # the image's own info still in flight (a separate topic): waited for, up to wait_s
+    import threading
+    import time
+
+    late = msg(5, 0, "e")
+    threading.Timer(0.2, h.add, (late,)).start()
+    t = time.monotonic()
+    assert h.for_image(msg(5, 0), wait_s=5.0) is late and time.monotonic() - t < 4.0
+    assert h.late == 0
+    assert h.for_image(msg(6, 0), wait_s=0.1) is late and h.late == 1  # never came: the newest, counted
+    fresh = CameraInfoHistory()
+    fresh.add(msg(1, 0, "x"))
+    t = time.monotonic()
+    assert fresh.for_image(msg(2, 0), wait_s=5.0).k == "x" and time.monotonic() - t < 1.0  # infos never
+    assert fresh.late == 0  # stamped like images: no wait, nothing counted

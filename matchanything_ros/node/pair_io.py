@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from typing import Any, Iterator
 
 import numpy as np
@@ -193,19 +194,35 @@ class CameraInfoHistory:
 
     def __init__(self, size: int = 16):
         self._msgs: collections.deque = collections.deque(maxlen=size)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._exact_seen = False  # this camera's infos carry its images' stamps
+        self.late = 0  # images processed with the newest info because theirs had not come in time
 
     def add(self, msg: Any) -> None:
-        with self._lock:
+        with self._cond:
             self._msgs.append(msg)
+            self._cond.notify_all()
 
-    def for_image(self, image_msg: Any) -> Any | None:
-        with self._lock:
-            msgs = list(self._msgs)
-        if not msgs:
-            return None
+    def for_image(self, image_msg: Any, wait_s: float = 0.0) -> Any | None:
+        """The info with the image's stamp, else the newest. ``wait_s``: once this camera has
+        shown infos stamped like its images, wait up to that long for the image's own (it is a
+        separate topic: on a loaded machine it can arrive after the image; found by a test whose
+        pose came out with the previous frame's K under load)."""
         stamp = _stamp(image_msg)
-        return next((m for m in reversed(msgs) if _stamp(m) == stamp), msgs[-1])
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while True:
+                exact = next((m for m in reversed(self._msgs) if _stamp(m) == stamp), None)
+                if exact is not None:
+                    self._exact_seen = True
+                    return exact
+                left = deadline - time.monotonic()
+                if not (self._exact_seen and left > 0):
+                    break
+                self._cond.wait(left)
+            if self._exact_seen and wait_s > 0 and self._msgs:
+                self.late += 1
+            return self._msgs[-1] if self._msgs else None
 
 
 def _stamp(msg: Any) -> tuple[int, int]:

@@ -50,6 +50,10 @@ from ..pipeline import Pipeline, PipelineConfig
 from .params import current_values, declare_all
 
 THROTTLE_S = 5.0
+#: how long the worker waits for an image's own CameraInfo once the camera has shown infos
+#: stamped like its images (a separate topic can arrive after the image); then the newest
+#: one is used and counted in camera_info_late
+CAMERA_INFO_WAIT_S = 0.5
 
 
 class MatcherNode(Node):
@@ -369,11 +373,10 @@ class MatcherNode(Node):
     def _on_pair(self, visible: Any, thermal: Any) -> None:
         now = time.monotonic()
         self.health.on_pair(now)
-        infos = (self._camera_info[VISIBLE].for_image(visible), self._camera_info[THERMAL].for_image(thermal))
         worker = self.worker
         if worker is None:  # deactivated while this pair was in flight (managed node)
             return
-        worker.submit((visible, thermal, *infos, now))
+        worker.submit((visible, thermal, now))  # CameraInfo: looked up by the worker (its own stamp)
         self.health.set_count("dropped_overload", worker.dropped)
         # Hand the GIL to the woken worker now: otherwise it waits until this executor thread
         # blocks in rcl_wait again (docs/NODE.md: the node's own overhead went 2.0 -> 0.9 ms).
@@ -398,14 +401,18 @@ class MatcherNode(Node):
             self._process_locked(item, self.pipeline)
 
     def _process_locked(self, item: tuple, pipeline: Pipeline) -> None:
-        vis_msg, th_msg, vis_info, th_info, paired_at = item
+        vis_msg, th_msg, paired_at = item
         cfg = self.cfg
         visible, thermal = self._decode(vis_msg, "visible"), self._decode(th_msg, "thermal")
         if visible is None or thermal is None:
             return
         K0 = K1 = None
         if cfg.topics.use_camera_info:
-            K0, K1 = camera_matrix(vis_info, vis_msg), camera_matrix(th_info, th_msg)
+            # each image's own CameraInfo, waited for briefly when it is still in flight
+            infos = [self._camera_info[i].for_image(msg, CAMERA_INFO_WAIT_S)
+                     for i, msg in ((VISIBLE, vis_msg), (THERMAL, th_msg))]
+            self.health.set_count("camera_info_late", sum(h.late for h in self._camera_info))
+            K0, K1 = camera_matrix(infos[0], vis_msg), camera_matrix(infos[1], th_msg)
         if pipeline.config.geometry == "essential" and (K0 is None or K1 is None):
             self.health.count("missing_camera_info")
             self.get_logger().warning(
