@@ -120,3 +120,14 @@ def test_ray_two_workers_corrupt_bag_and_a_worker_killed_mid_bag(drives, tmp_pat
     assert _figures(summarise(results)["bags"]) == _figures(summarise(alone)["bags"])
     assert _pooled(summarise(results)) == _pooled(summarise(alone))
     assert len({r["pid"] for r in results if r.get("pid")}) >= 2  # two workers did the work
+
+
+def test_a_bag_run_here_leaves_the_callers_thread_counts(drives, tmp_path):
+    """Found by the whole suite: run_bag in this process had left torch at one thread, and a
+    later test's in-process reference then matched differently from the node it checked."""
+    import cv2
+    import torch
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    run_bag(find_bags([str(drives / "day" / "b1")])[0], str(tmp_path), FleetOptions(overrides=OPTIONS.overrides, threads=1))
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before

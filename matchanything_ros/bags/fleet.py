@@ -158,13 +158,28 @@ def run_bag(bag: FleetBag, out_root: str, options: FleetOptions) -> dict[str, An
 
 
 def _replay_and_evaluate(bag: Path, folder: Path, options: FleetOptions) -> dict[str, Any]:
+    import cv2
+    import torch
+
+    from ..node.threads import apply_threads
+
+    # one bag's thread count, not the caller's: in this process (workers 1) the count is set
+    # back afterwards (a test suite's later results depend on it)
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    apply_threads(options.threads)
+    try:
+        return _replay_and_evaluate_here(bag, folder, options)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+
+
+def _replay_and_evaluate_here(bag: Path, folder: Path, options: FleetOptions) -> dict[str, Any]:
     from ..commands import CommandError
     from ..commands.replay import load_configs
     from ..evaluation.evaluate import evaluate
-    from ..node.threads import apply_threads
     from .replay import ReplayOptions, replay
 
-    apply_threads(options.threads)
     try:
         node_cfg, pipe_cfg = load_configs(options.config, options.node_name, options.overrides, options.namespace)
     except CommandError as exc:

@@ -205,9 +205,9 @@ class CameraInfoHistory:
 
     def for_image(self, image_msg: Any, wait_s: float = 0.0) -> Any | None:
         """The info with the image's stamp, else the newest. ``wait_s``: once this camera has
-        shown infos stamped like its images, wait up to that long for the image's own (it is a
-        separate topic: on a loaded machine it can arrive after the image; found by a test whose
-        pose came out with the previous frame's K under load)."""
+        shown infos stamped like its images, wait up to that long for the image's own: it is a
+        separate topic, which DDS does not order with the images, so on a loaded machine it can
+        arrive after the image that completes the pair."""
         stamp = _stamp(image_msg)
         deadline = time.monotonic() + wait_s
         with self._cond:
