@@ -17,27 +17,11 @@ pytestmark = pytest.mark.slow  # exports the network: seconds to tens of seconds
 from matchanything_ros.engines import EngineError, create_engine  # noqa: E402
 from matchanything_ros.engines.benchmark import benchmark_pair  # noqa: E402
 from matchanything_ros.engines.export import export_onnx  # noqa: E402
-from matchanything_ros.engines.random_weights import random_deploy_model  # noqa: E402
 from test_eloftr_matcher import images, weights_file  # noqa: E402,F401 (fixtures)
 from test_minima import pair  # noqa: E402,F401 (fixture)
-from test_onnx_engine import _slot_errors  # noqa: E402
+from test_onnx_engine import _slot_errors, exported, model  # noqa: E402,F401 (fixtures: the same sizes)
 
-TOP_K = 256
-
-
-@pytest.fixture(scope="module")
-def model():
-    return random_deploy_model(top_k=TOP_K, seed=0)
-
-
-@pytest.fixture(scope="module", params=[(128, 160), (160, 224)], ids=lambda s: f"{s[0]}x{s[1]}")
-def exported(request, model, tmp_path_factory):
-    height, width = request.param
-    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"eloftr_{height}x{width}.onnx", height, width)
-    return path, height, width
-
-
-def test_openvino_fp32_matches_pytorch(model, exported, tmp_path):
+def test_openvino_fp32_matches_pytorch(model, exported, tmp_path):  # noqa: F811
     path, height, width = exported
     engine = create_engine("openvino", onnx_path=path, cache_dir=tmp_path / "ov")
     assert engine.describe()["inference_precision"] == "f32"  # never the CPU's bf16 default
@@ -57,7 +41,7 @@ def test_openvino_fp32_matches_pytorch(model, exported, tmp_path):
     assert list((tmp_path / "ov").iterdir()), "compiled model cached"
 
 
-def test_openvino_refuses_what_it_cannot_run(exported, tmp_path):
+def test_openvino_refuses_what_it_cannot_run(exported, tmp_path):  # noqa: F811
     path, _, _ = exported
     with pytest.raises(EngineError, match="CPU only"):
         create_engine("openvino", onnx_path=path, device="cuda")
