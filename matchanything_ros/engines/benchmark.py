@@ -222,8 +222,8 @@ def run_benchmark(cfg: BenchmarkConfig, progress=print) -> list[CaseResult]:
             for precision in cfg.precisions:
                 row = CaseResult(backend, cfg.device, precision, width, height)
                 rows.append(row)
-                if unsupported(backend, precision):
-                    row.note = unsupported(backend, precision)
+                if reason := unsupported(backend, precision):
+                    row.note = reason
                     continue
                 try:
                     setup_start = time.perf_counter()

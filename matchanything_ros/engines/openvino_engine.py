@@ -9,16 +9,12 @@ reference pack (docs/BENCHMARKS.md, ``scripts/openvino_bf16.py``), so it is not 
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from .base import INPUT_NAMES, OUTPUT_NAMES, Engine, EngineError
 from .onnx_engine import default_threads
-
-log = logging.getLogger(__name__)
-
 
 
 def import_openvino():

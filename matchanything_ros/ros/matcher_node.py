@@ -397,22 +397,26 @@ class MatcherNode(Node):
             used = apply_threads(self._threads_applied)
             self.get_logger().info(f"inference threads: {used} (worker.threads {self._threads_applied}, "
                                    f"{WAIT_POLICY_ENV}={os.environ.get(WAIT_POLICY_ENV, 'unset')})")
+        vis_msg, th_msg, paired_at = item
+        infos = (None, None)
+        if self.cfg.topics.use_camera_info:
+            # each image's own CameraInfo, waited for briefly when it is still in flight; before
+            # the pipeline lock, so a parameter change's swap never waits on it
+            infos = tuple(self._camera_info[i].for_image(msg, CAMERA_INFO_WAIT_S)
+                          for i, msg in ((VISIBLE, vis_msg), (THERMAL, th_msg)))
+            self.health.set_count("camera_info_late", sum(h.late for h in self._camera_info))
         with self._pipeline_lock:
-            self._process_locked(item, self.pipeline)
+            self._process_locked((vis_msg, th_msg, *infos, paired_at), self.pipeline)
 
     def _process_locked(self, item: tuple, pipeline: Pipeline) -> None:
-        vis_msg, th_msg, paired_at = item
+        vis_msg, th_msg, vis_info, th_info, paired_at = item
         cfg = self.cfg
         visible, thermal = self._decode(vis_msg, "visible"), self._decode(th_msg, "thermal")
         if visible is None or thermal is None:
             return
         K0 = K1 = None
         if cfg.topics.use_camera_info:
-            # each image's own CameraInfo, waited for briefly when it is still in flight
-            infos = [self._camera_info[i].for_image(msg, CAMERA_INFO_WAIT_S)
-                     for i, msg in ((VISIBLE, vis_msg), (THERMAL, th_msg))]
-            self.health.set_count("camera_info_late", sum(h.late for h in self._camera_info))
-            K0, K1 = camera_matrix(infos[0], vis_msg), camera_matrix(infos[1], th_msg)
+            K0, K1 = camera_matrix(vis_info, vis_msg), camera_matrix(th_info, th_msg)
         if pipeline.config.geometry == "essential" and (K0 is None or K1 is None):
             self.health.count("missing_camera_info")
             self.get_logger().warning(
