@@ -161,9 +161,11 @@ MAX_CHECKPOINT_BYTES = 1 << 30
 MAX_ZIP_RATIO = 2
 
 
-def check_zip_checkpoint(path: Path) -> None:
-    """WeightsError when a torch zip checkpoint would unpack to more than MAX_CHECKPOINT_BYTES
-    or MAX_ZIP_RATIO times its size: a few MB of deflated zeros become gigabytes in memory."""
+def check_zip_checkpoint(path: Path, max_bytes: int | None = None) -> None:
+    """WeightsError when a torch zip checkpoint would unpack to more than ``max_bytes`` (default
+    MAX_CHECKPOINT_BYTES) or MAX_ZIP_RATIO times its size: a few MB of deflated zeros become
+    gigabytes in memory."""
+    max_bytes = MAX_CHECKPOINT_BYTES if max_bytes is None else int(max_bytes)
     import zipfile
 
     try:
@@ -172,9 +174,9 @@ def check_zip_checkpoint(path: Path) -> None:
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise WeightsError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from None
     size = path.stat().st_size
-    if unpacked > MAX_CHECKPOINT_BYTES or unpacked > MAX_ZIP_RATIO * size + (1 << 20):
+    if unpacked > max_bytes or unpacked > MAX_ZIP_RATIO * size + (1 << 20):
         raise WeightsError(f"{path}: unpacks to {unpacked} bytes from {size} (a compressed archive; torch "
-                           f"checkpoints are stored, at most {MAX_CHECKPOINT_BYTES} bytes); refused")
+                           f"checkpoints are stored, at most {max_bytes} bytes); refused")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:

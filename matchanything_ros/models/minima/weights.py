@@ -150,9 +150,10 @@ def download(item: Published, target_dir: str | Path | None = None, fetch=None) 
 
 
 # --------------------------------------------------------------------------- layouts
-def read_checkpoint(path, layout: str) -> dict:
+def read_checkpoint(path, layout: str, max_bytes: int | None = None) -> dict:
     """Tensors of a safetensors file or a torch checkpoint (``{"state_dict": ...}`` unwrapped),
-    read without running code; WeightsError naming ``layout`` otherwise."""
+    read without running code; WeightsError naming ``layout`` otherwise. ``max_bytes``: the most a
+    zip checkpoint may unpack to (default ``MAX_CHECKPOINT_BYTES``)."""
     import torch
 
     path = Path(path)
@@ -165,7 +166,7 @@ def read_checkpoint(path, layout: str) -> dict:
     if head[:2] == b"PK":
         from ..eloftr.weights import check_zip_checkpoint
 
-        check_zip_checkpoint(path)
+        check_zip_checkpoint(path, max_bytes)
     try:
         if head[:2] == b"PK" or head[:1] == b"\x80":
             data = torch.load(str(path), map_location="cpu", weights_only=True)
