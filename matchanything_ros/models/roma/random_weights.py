@@ -79,6 +79,5 @@ def write_published_files(directory, variant: str = "matchanything_roma", seed: 
         raise ValueError(f"unknown RoMa variant {variant!r}")
     paths = {"checkpoint": directory / CHECKPOINT_NAMES[variant], "dinov2": directory / DINOV2_NAME}
     torch.save(ckpt, paths["checkpoint"])
-    if not paths["dinov2"].is_file():
-        torch.save(cast(seeded_state_dict(vit, seed)), paths["dinov2"])
+    torch.save(cast(seeded_state_dict(vit, seed)), paths["dinov2"])
     return paths
