@@ -18,7 +18,7 @@ from .geometry import GeometryResult, GeometryStatus, apply_homography, estimate
 from .geometry.pose import POSE_COVARIANCE_INFLATION, POSE_ROTATION_FLOOR_PX, with_rotation_sigma
 from .geometry.quality import Quality, assess, polarity_disagreement_deg, rotation_sigma_deg
 from .imaging.thermal import ThermalConfig, normalize_thermal
-from .matching import Matcher, Matches, create_matcher, resolve_model
+from .matching import ROMA_MODELS, Matcher, Matches, create_matcher, resolve_model
 from .rig import RigCheck, RigConfig, RigEstimator
 
 POLARITIES = ("normal", "inverted", "auto", "both")
@@ -31,7 +31,8 @@ class PipelineConfig:
     """Everything that decides what the pipeline computes. Field names are the ROS parameter
     names (nested dataclasses become dotted names, e.g. ``thermal.mode``)."""
 
-    model: str = "auto"  # "auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"
+    # "auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr", "matchanything_roma", "minima_roma"
+    model: str = "auto"
     backend: str = "auto"  # ELoFTR, MINIMA SP+LG: "auto", "torch", "onnxruntime", "openvino", "tensorrt"
     device: str = "auto"  # "auto", "cpu", "cuda"
     precision: str = "fp32"  # "fp32" or "fp16" (GPU backends)
@@ -41,7 +42,7 @@ class PipelineConfig:
     # `resolution`) or "WxH" (every pair stretched to W x H, multiples of 32: "640x480" is the
     # authors' Space, whatever the camera's aspect; docs/ELOFTR.md)
     network_size: str = "auto"
-    max_matches: int = 2048  # top-K kept by the matcher
+    max_matches: int = 2048  # top-K kept by the matcher (RoMa models: matches sampled from the dense warp)
     match_threshold: float = 0.1  # matcher confidence threshold (ELoFTR coarse threshold)
     # ELoFTR coarse selection: "auto" (the weights' config: MatchAnything keeps every pair above
     # the threshold), "mtd" (that), "mnn" (mutual nearest neighbours, EfficientLoFTR's rule)
@@ -139,6 +140,12 @@ class PipelineConfig:
         (each implementation takes only its own options). Pass an already resolved ``model``
         to skip the weights lookup."""
         model = model or self.resolved_model()
+        if model in ROMA_MODELS:
+            # RoMa resizes to the authors' fixed sizes (no `resolution`), keeps no threshold
+            # (`match_threshold`) and samples `max_matches` matches from its dense warp (the
+            # authors: 5000 MatchAnything, 10000 MINIMA; docs/MODELS.md)
+            return {"backend": self.backend, "device": self.device, "precision": self.precision,
+                    "weights": self.weights or None, "num_matches": self.max_matches}
         opts: dict[str, Any] = {"max_matches": self.max_matches, "resolution": self.resolution}
         if model == "matchanything_eloftr":
             opts.update(

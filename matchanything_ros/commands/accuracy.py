@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
         "--random-weights",
         metavar="DIR",
         default=None,
-        help="weighted models (ELoFTR, MINIMA) get seeded random checkpoints written to DIR: proves the "
+        help="weighted models (ELoFTR, MINIMA, RoMa) get seeded random checkpoints written to DIR: proves the "
         "plumbing only, the scores mean nothing (docs/MODELS.md)",
     )
 
@@ -193,7 +193,7 @@ def run(args) -> int:
 
         from matchanything_ros.matching.model_benchmark import random_weights_paths
 
-        random_paths = random_weights_paths(Path(args.random_weights), args.seed)
+        random_paths = random_weights_paths(Path(args.random_weights), args.seed, models)
     rows = []
     for model in models:
         pipeline = None

@@ -26,7 +26,8 @@ def add_arguments(parser) -> None:
         "--models",
         default="",
         help="time whole matchers instead, e.g. xfeat,matchanything_eloftr,minima_splg,minima_splg:onnxruntime,"
-        "minima_loftr (MODEL[:BACKEND]; resolution = long side; see docs/MODELS.md)",
+        "minima_loftr,matchanything_roma (MODEL[:BACKEND]; resolution = long side, the image size for RoMa, which "
+        "resizes to its own; see docs/MODELS.md)",
     )
     parser.add_argument(
         "--profile",

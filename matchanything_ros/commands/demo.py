@@ -12,7 +12,8 @@ HELP = "run the pipeline on built-in synthetic pairs and write a visualisation"
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument("--outliers", action="store_true", help="also draw the outlier matches (red) in the pictures")
-    parser.add_argument("--model", default="auto", help="auto (default), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr")
+    parser.add_argument("--model", default="auto", help="auto (default), xfeat, sift, matchanything_eloftr, minima_splg, "
+                        "minima_loftr, matchanything_roma, minima_roma")
     parser.add_argument("--pairs", type=int, default=3, help="planar pairs to run (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="first synthetic seed")
 

@@ -9,12 +9,13 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("visible", help="visible image file (8-bit colour or gray)")
     parser.add_argument("thermal", help="thermal image file (8- or 16-bit)")
-    parser.add_argument("--model", default="auto", help="auto (default), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr")
+    parser.add_argument("--model", default="auto", help="auto (default), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr, "
+                        "matchanything_roma, minima_roma")
     parser.add_argument("--backend", default="auto", help="ELoFTR / minima_splg backend: auto, torch, onnxruntime, openvino, tensorrt")
-    parser.add_argument("--weights", default="", help="weights file or folder (ELoFTR or MINIMA; default: cache)")
+    parser.add_argument("--weights", default="", help="weights file or folder (ELoFTR, MINIMA or RoMa; default: cache)")
     parser.add_argument("--geometry", default="homography", choices=GEOMETRY_MODES)
     parser.add_argument("--polarity", default="both", choices=POLARITIES, help="thermal polarity (default both)")
-    parser.add_argument("--resolution", type=int, default=640, help="matcher long side (px)")
+    parser.add_argument("--resolution", type=int, default=640, help="matcher long side (px; RoMa: its own fixed sizes)")
     parser.add_argument("--network-size", default="auto",
                         help="MatchAnything-ELoFTR input: auto (keep the aspect, long side --resolution) or WxH "
                              "(stretch every pair: 640x480 is the authors' Space)")

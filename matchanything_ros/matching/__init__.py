@@ -10,7 +10,8 @@ from typing import Callable
 
 from .base import Matcher, MatcherError, Matches
 
-__all__ = ["Matcher", "MatcherError", "Matches", "create_matcher", "available_models", "resolve_model"]
+__all__ = ["Matcher", "MatcherError", "Matches", "create_matcher", "available_models", "resolve_model", "ROMA_MODELS",
+           "SLOW_ON_CPU"]
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,15 @@ _REGISTRY: dict[str, str] = {
     "matchanything_eloftr": "matchanything_ros.models.eloftr.matcher:ELoFTRMatcher",
     "minima_splg": "matchanything_ros.matching.minima:MinimaSPLGMatcher",
     "minima_loftr": "matchanything_ros.matching.minima:MinimaLoFTRMatcher",
+    "matchanything_roma": "matchanything_ros.matching.roma:MatchAnythingRomaMatcher",
+    "minima_roma": "matchanything_ros.matching.roma:MinimaRomaMatcher",
 }
+
+#: the dense RoMa models (matching/roma.py)
+ROMA_MODELS = ("matchanything_roma", "minima_roma")
+#: models that take tens of seconds per pair on a CPU: the node refuses them there unless told
+#: that frames will be dropped (node.config.frame_rate_problem)
+SLOW_ON_CPU = ROMA_MODELS
 
 #: the model used when ELoFTR weights are not available (chosen by measurement, see README)
 OFFLINE_DEFAULT = "xfeat"
@@ -57,7 +66,7 @@ def resolve_model(name: str, options: dict | None = None) -> str:
 
 def create_matcher(name: str = "auto", **options) -> Matcher:
     """Build a matcher by registry name ("auto", "xfeat", "sift", "matchanything_eloftr",
-    "minima_splg", "minima_loftr").
+    "minima_splg", "minima_loftr", "matchanything_roma", "minima_roma").
 
     ``options`` are passed to the implementation (e.g. ``backend``, ``weights``, ``device``,
     ``resolution``); unknown options raise a TypeError from the implementation.

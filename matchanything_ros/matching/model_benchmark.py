@@ -29,7 +29,9 @@ from ..engines.benchmark import (
 )
 from .base import MatcherError
 
-WEIGHTED = ("matchanything_eloftr", "minima_splg", "minima_loftr")
+WEIGHTED = ("matchanything_eloftr", "minima_splg", "minima_loftr", "matchanything_roma", "minima_roma")
+#: matchers whose constructor takes the ONNX/engine ``cache_dir``
+_CACHED = ("matchanything_eloftr", "minima_splg")
 
 
 def parse_cases(text: str) -> list[tuple[str, str | None]]:
@@ -47,14 +49,31 @@ def parse_cases(text: str) -> list[tuple[str, str | None]]:
     return cases
 
 
-def random_weights_paths(work_dir: Path, seed: int = 0) -> dict[str, Path]:
-    """model -> weights path (file or directory) of seeded random checkpoints in published layouts."""
+def random_weights_paths(work_dir: Path, seed: int = 0, models=None) -> dict[str, Path]:
+    """model -> weights path (file or directory) of seeded random checkpoints in published layouts,
+    for ``models`` (default: every weighted model). The RoMa models' files (their checkpoints and
+    the 1.2 GB DINOv2 beside them) are written only when one of them is asked for."""
+    from ..matching import ROMA_MODELS
     from ..models.minima.weights import write_random_checkpoints
 
+    wanted = set(WEIGHTED if models is None else models)
+    paths: dict[str, Path] = {}
+    roma = [m for m in ROMA_MODELS if m in wanted]
+    if roma:
+        from ..models.roma.files import write_random_checkpoints as write_roma
+
+        folder = work_dir / "roma_random"
+        try:
+            write_roma(folder, roma, seed)  # each file once: present files are kept
+            paths.update({m: folder for m in roma})
+        except ImportError:  # the network is not installed: their rows say what is missing
+            pass
+    if not wanted & {"minima_splg", "minima_loftr", "matchanything_eloftr"}:
+        return paths
     minima = work_dir / "minima_random"
     if not (minima / "minima_loftr.ckpt").is_file():
         write_random_checkpoints(minima, seed)
-    paths = {"minima_splg": minima, "minima_loftr": minima}
+    paths.update({"minima_splg": minima, "minima_loftr": minima})
     eloftr = work_dir / "eloftr_random" / "model.safetensors"
     if not eloftr.is_file():
         try:
@@ -74,11 +93,11 @@ def random_weights_paths(work_dir: Path, seed: int = 0) -> dict[str, Path]:
 def run_model_benchmark(cases, resolutions, *, device="cpu", weights=None, random_weights=False, seed=0,
                         warmup=2, runs=10, work_dir="benchmark_work", progress=print) -> list[CaseResult]:
     """One :class:`CaseResult` per (case, resolution); ``backend`` reads ``model:backend``."""
-    from . import create_matcher
+    from . import ROMA_MODELS, create_matcher
 
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    paths = random_weights_paths(work, seed) if random_weights else {}
+    paths = random_weights_paths(work, seed, [model for model, _ in cases]) if random_weights else {}
     results = []
     for width, height in resolutions:
         f0, f1 = benchmark_pair(height, width, seed)
@@ -88,14 +107,15 @@ def run_model_benchmark(cases, resolutions, *, device="cpu", weights=None, rando
             label = f"{model}:{backend}" if backend else model
             row = CaseResult(label, device, "fp32", width, height)
             rows.append(row)
-            options = {"resolution": max(width, height)}
+            # RoMa resizes to the authors' fixed sizes (docs/MODELS.md): no `resolution`
+            options = {} if model in ROMA_MODELS else {"resolution": max(width, height)}
             if model != "sift":  # OpenCV's SIFT runs on the CPU and takes no device
                 options["device"] = device
             if backend:
                 options["backend"] = backend
             if model in WEIGHTED:
                 options.update(weights=paths.get(model, weights), download=False)
-                if model != "minima_loftr":
+                if model in _CACHED:
                     options["cache_dir"] = work
             try:
                 with PeakRSS() as rss:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..matching import ROMA_MODELS
 from ..pipeline import PipelineConfig
 
 RELIABILITIES = ("best_effort", "reliable")
@@ -121,6 +122,9 @@ class WorkerConfig:
 
     queue_size: int = 1  # pending pairs kept; when full the OLDEST is dropped (and counted)
     threads: int = 0  # torch/OpenCV threads of inference; 0: MATCHANYTHING_THREADS, else one per core
+    # a model too slow for frame rate on the CPU (the RoMa models: tens of seconds per pair) is
+    # refused there unless this says that dropping the frames in between is accepted
+    allow_cpu_frame_drops: bool = False
 
 
 @dataclass
@@ -287,7 +291,8 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
 }
 TRANSPORTS = ("raw", "compressed")
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr"),
+    "model": ("auto", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr", "matchanything_roma",
+              "minima_roma"),
     "backend": ("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "fp16"),
@@ -300,15 +305,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "topics.thermal_transport": TRANSPORTS,
 }
 _DESCRIPTIONS: dict[str, str] = {
-    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr",
+    "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr, matchanything_roma, minima_roma (RoMa: GPU; on the CPU only with worker.allow_cpu_frame_drops)",
     "backend": "ELoFTR inference backend",
     "device": "inference device",
     "precision": "GPU backends: fp32 or fp16",
     "network_size": "MatchAnything-ELoFTR input: auto (keep the aspect ratio, long side `resolution`) or WxH, multiples of 32 (640x480: the authors' Space)",
-    "weights": "weights: ELoFTR model.safetensors or the authors' tensor-only .ckpt, MINIMA minima_lightglue.pth / minima_loftr.ckpt (or their folder); never an ONNX model or engine, pickled objects are refused; empty = local cache",
-    "resolution": "long side (px) the matcher resizes to",
-    "max_matches": "matches kept by the matcher (best first)",
-    "match_threshold": "matcher confidence threshold",
+    "weights": "weights: ELoFTR model.safetensors or the authors' tensor-only .ckpt, MINIMA minima_lightglue.pth / minima_loftr.ckpt, RoMa matchanything_roma.ckpt / minima_roma.pth with dinov2_vitl14_pretrain.pth beside it (or their folder); never an ONNX model or engine, pickled objects are refused; empty = local cache",
+    "resolution": "long side (px) the matcher resizes to (not RoMa: it resizes to the authors' fixed sizes)",
+    "max_matches": "matches kept by the matcher (best first); RoMa models: matches sampled from the dense warp (the authors: 5000 MatchAnything, 10000 MINIMA)",
+    "match_threshold": "matcher confidence threshold (not RoMa)",
     "match_rule": "ELoFTR selection: auto (weights' config), mtd (every pair above the threshold, MatchAnything), mnn (mutual nearest neighbours, EfficientLoFTR)",
     "geometry": "robust model: homography/affine (registration), essential (pose, needs CameraInfo), fundamental, none",
     "ransac_threshold": "inlier threshold (px) of the robust fit",
@@ -354,6 +359,7 @@ _DESCRIPTIONS: dict[str, str] = {
     "output.debug_outliers": "debug/matches: also draw the outlier matches (red); default inliers only (readable)",
     "worker.queue_size": "pairs waiting for inference; when full the oldest is dropped",
     "worker.threads": "CPU threads of inference (torch, OpenCV); 0 = $MATCHANYTHING_THREADS, else one per core",
+    "worker.allow_cpu_frame_drops": "run a model too slow for frame rate on the CPU (matchanything_roma, minima_roma: tens of seconds per pair), accepting that the node matches one pair at a time and drops, and counts (dropped_overload), the frames in between; false: such a model on the CPU is refused at start-up and at run time",
     "diagnostics.period": "seconds between /diagnostics messages",
     "diagnostics.warn_inlier_ratio": "WARN below this inlier ratio",
     "diagnostics.warn_latency": "WARN when the median stamp-to-publish latency (s) exceeds this",
@@ -470,9 +476,20 @@ def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
 
     backends = () if pipe_cfg.backend in ("auto", "torch") else (pipe_cfg.backend,)
     if pipe_cfg.model not in ("matchanything_eloftr", "minima_splg", "minima_loftr", "auto"):
-        backends = ()  # xfeat and sift take no backend
+        backends = ()  # xfeat and sift take no backend; RoMa: checked below
     if pipe_cfg.model != "sift" and (problems := backend_problems(backends, pipe_cfg.device)):
         return "; ".join(problems)
+    if pipe_cfg.model in ROMA_MODELS:  # RoMa files, never downloaded here
+        if pipe_cfg.backend not in ("auto", "torch") or pipe_cfg.precision != "fp32":
+            return (f"model {pipe_cfg.model!r} runs on the torch backend in fp32 only (got backend "
+                    f"{pipe_cfg.backend!r}, precision {pipe_cfg.precision!r})")
+        from ..models.roma.files import resolve_files as roma_files
+
+        try:
+            roma_files(pipe_cfg.model, pipe_cfg.weights or None, allow_download=False)
+        except Exception as exc:  # WeightsError: what is missing and how to get it
+            return str(exc)
+        return None
     if pipe_cfg.model in ("minima_splg", "minima_loftr"):  # MINIMA files, never downloaded here
         try:
             from ..models.minima.weights import resolve_files
@@ -507,6 +524,30 @@ def runtime_problem(pipe_cfg: PipelineConfig) -> str | None:
         except Exception as exc:  # WeightsError and whatever a damaged file raises: one line
             return " ".join(str(exc).split())[:400]
     return None
+
+
+def frame_rate_problem(node_cfg: NodeConfig, pipe_cfg: PipelineConfig) -> str | None:
+    """Why the node must refuse to run ``pipe_cfg`` (at start-up or as a run-time change), or None:
+    a model that takes tens of seconds per pair on the CPU (the RoMa models) would match one pair
+    while the cameras send hundreds, the rest dropped. That is refused unless
+    ``worker.allow_cpu_frame_drops`` says it is accepted. ``device: auto`` counts as the CPU when
+    PyTorch sees no GPU."""
+    from ..matching import SLOW_ON_CPU
+
+    if pipe_cfg.model not in SLOW_ON_CPU or node_cfg.worker.allow_cpu_frame_drops or not on_cpu(pipe_cfg.device):
+        return None
+    return (f"model {pipe_cfg.model!r} on the CPU takes tens of seconds per pair: the node would match one pair "
+            "and drop the frames in between; use device 'cuda', or set worker.allow_cpu_frame_drops: true to accept "
+            "that (docs/NODE.md, 'Models too slow for frame rate')")
+
+
+def on_cpu(device: str) -> bool:
+    """Whether ``device`` ("auto", "cpu", "cuda", "cuda:N") runs on the CPU here."""
+    if device == "auto":
+        from ..devices import auto_device
+
+        device = auto_device()
+    return not device.startswith("cuda")
 
 
 WILDCARD = "/**"

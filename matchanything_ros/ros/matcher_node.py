@@ -32,8 +32,8 @@ from ..imaging.encodings import ImageFormatError
 from ..matching import MatcherError
 from ..imaging.limits import SizeLimits
 from ..node.config import (
-    NodeConfig, params_files_in_args, params_sections, runtime_problem, sections_for_node,
-    split_parameters, valid_frame_id,
+    NodeConfig, frame_rate_problem, on_cpu, params_files_in_args, params_sections, runtime_problem,
+    sections_for_node, split_parameters, valid_frame_id,
 )
 from ..node.health import NodeHealth, SequenceGaps
 from ..node.outputs import OutputBuilder, rclpy_types
@@ -96,9 +96,22 @@ class MatcherNode(Node):
         """Build the pipeline (model loading: a bad model or weights raises a clear error) and
         the publishers."""
         self.cfg, pipe_cfg = split_parameters(current_values(self, self._specs))
+        problem = frame_rate_problem(self.cfg, pipe_cfg)
+        if problem:  # before the model loads: a RoMa model on the CPU without the opt-in
+            raise ValueError(problem)
         self.pipeline = Pipeline(pipe_cfg)
         self.get_logger().info(f"matcher ready: {self.pipeline.matcher.describe()}, geometry {pipe_cfg.geometry}")
+        self._warn_slow_cpu(pipe_cfg)
         self._make_publishers()
+
+    def _warn_slow_cpu(self, pipe_cfg: PipelineConfig) -> None:
+        """One line when a model too slow for frame rate runs on the CPU by the user's choice."""
+        from ..matching import SLOW_ON_CPU
+
+        if pipe_cfg.model in SLOW_ON_CPU and on_cpu(pipe_cfg.device):
+            self.get_logger().warning(
+                f"{pipe_cfg.model} on the CPU (worker.allow_cpu_frame_drops): tens of seconds per pair; the frames "
+                "in between are dropped and counted (dropped_overload)")
 
     def activate_stage(self) -> None:
         """Subscribe and start matching and reporting."""
@@ -521,6 +534,8 @@ class MatcherNode(Node):
             node_cfg, pipe_cfg = split_parameters(values)
         except (ValueError, TypeError) as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if (problem := frame_rate_problem(node_cfg, pipe_cfg)) is not None:
+            return SetParametersResult(successful=False, reason=problem)  # before anything loads
         if self.pipeline is None:  # not configured (managed node): configure builds from these
             self.cfg = node_cfg
             return SetParametersResult(successful=True)
@@ -566,6 +581,8 @@ class MatcherNode(Node):
             else:
                 self.pipeline.reconfigure(cfg)
         self.get_logger().info(f"pipeline reconfigured: {self.pipeline.matcher.describe()}, geometry {cfg.geometry}")
+        if rebuilt is not None:
+            self._warn_slow_cpu(cfg)
 
     def destroy_node(self) -> None:
         worker = getattr(self, "worker", None)  # absent when __init__ failed or not active

@@ -44,8 +44,8 @@ class GP(nn.Module):
         return ((c - 1.0) / self.temperature).exp()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        b, _, h1, w1 = x.shape
-        _, _, h2, w2 = y.shape
+        b, _, h1, w1 = (int(v) for v in x.shape)
+        _, _, h2, w2 = (int(v) for v in y.shape)
         f = torch.cos(8 * math.pi * self.pos_conv(coordinate_grid(b, h2, w2, y.device)))
         x = x.float().flatten(2).transpose(1, 2)
         y = y.float().flatten(2).transpose(1, 2)
@@ -82,7 +82,7 @@ class TransformerDecoder(nn.Module):
 def cls_to_flow_refine(cls: torch.Tensor) -> torch.Tensor:
     """Anchor logits (B, R*R, H, W) -> warp (B, 2, H, W): the softmax-weighted mean of the best
     anchor and its left/right/up/down neighbours (indices clamped, not wrapped to the grid)."""
-    b, c, h, w = cls.shape
+    c = int(cls.shape[1])
     res = round(math.sqrt(c))
     steps = torch.linspace(-1 + 1 / res, 1 - 1 / res, steps=res, device=cls.device)
     gy, gx = torch.meshgrid(steps, steps, indexing="ij")
@@ -101,7 +101,7 @@ def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: in
     around each warp target, / sqrt(C)."""
     r = radius
     k = (2 * r + 1) ** 2
-    b, c, h, w = feature0.shape
+    b, c, h, w = (int(v) for v in feature0.shape)
     wy = torch.linspace(-2 * r / h, 2 * r / h, 2 * r + 1, device=feature0.device)
     wx = torch.linspace(-2 * r / w, 2 * r / w, 2 * r + 1, device=feature0.device)
     gy, gx = torch.meshgrid(wy, wx, indexing="ij")
@@ -140,7 +140,7 @@ class ConvRefiner(nn.Module):
         self.radius = radius
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, scale_factor: float) -> tuple[torch.Tensor, torch.Tensor]:
-        b, _, h, w = x.shape
+        b, _, h, w = (int(v) for v in x.shape)
         x_hat = F.grid_sample(y, flow.permute(0, 2, 3, 1), align_corners=False, mode="bilinear")
         displacement = flow - coordinate_grid(b, h, w, x.device)
         parts = [x, x_hat, self.disp_emb(40 / 32 * scale_factor * displacement)]
@@ -182,7 +182,7 @@ class Decoder(nn.Module):
                 scale_factor: float = 1.0) -> dict[int, dict[str, torch.Tensor]]:
         """Pyramids of images A and B -> {scale: {"flow", "certainty"}} after each scale."""
         scales = self.SCALES[1:] if upsample else self.SCALES
-        sizes = {scale: f1[scale].shape[-2:] for scale in f1}
+        sizes = {scale: tuple(int(v) for v in f1[scale].shape[-2:]) for scale in f1}  # ints: constants in an export
         h, w = sizes[1]
         b = f1[1].shape[0]
         coarsest = int(scales[0])

@@ -99,7 +99,7 @@ class DINOv2(nn.Module):
     def _pos_embed(self, h: int, w: int) -> torch.Tensor:
         n = self.pos_embed.shape[1] - 1
         side = int(math.sqrt(n))
-        gh, gw = h // self.patch, w // self.patch
+        gh, gw = int(h) // self.patch, int(w) // self.patch  # python ints: a constant in an export
         if gh * gw == n and gh == gw:
             return self.pos_embed
         patch_pos = self.pos_embed[:, 1:].float().reshape(1, side, side, self.dim).permute(0, 3, 1, 2)

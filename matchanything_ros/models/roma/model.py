@@ -118,20 +118,27 @@ class RoMa(nn.Module):
 
     @torch.inference_mode()
     def dense(self, image_a, image_b) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float (3, H, W) images in [0, 1] (or uint8 (H, W, 3) RGB arrays: see ``_resize``) -> warp (R, 2R, 4) (symmetric; (R, R, 4) otherwise) of
-        (x_A, y_A, x_B, y_B) in [-1, 1] and certainty (R, 2R) in [0, 1], R the output side."""
+        """Float (3, H, W) images in [0, 1] (or uint8 (H, W, 3) RGB arrays: see ``_resize``) -> warp
+        (R, 2R, 4) (symmetric; (R, R, 4) otherwise) of (x_A, y_A, x_B, y_B) in [-1, 1] and
+        certainty (R, 2R) in [0, 1], R the output side."""
         s = self.settings
-        corresps = self._decode(self._resize(image_a, s.coarse_res), self._resize(image_b, s.coarse_res), upsample=False)
+        coarse = (self._resize(image_a, s.coarse_res), self._resize(image_b, s.coarse_res))
+        fine = (self._resize(image_a, s.upsample_res), self._resize(image_b, s.upsample_res)) if s.upsample_res else ()
+        return self.dense_network(*coarse, *fine)
+
+    def dense_network(self, a_coarse, b_coarse, a_fine=None, b_fine=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`dense` from the resized network inputs (1, 3, R, R): the part of RoMa that is one
+        fixed-shape graph (the antialiased resize and the sampling are not)."""
+        s = self.settings
+        corresps = self._decode(a_coarse, b_coarse, upsample=False)
         side = s.upsample_res or s.coarse_res
         if s.attenuate_cert:
             low = F.interpolate(corresps[16]["certainty"], size=(side, side), align_corners=False, mode="bilinear")
             low = 0.5 * low * (low < 0)
         if s.upsample_res:
             scale_factor = math.sqrt(s.upsample_res * s.upsample_res / (s.coarse_res * s.coarse_res))
-            corresps = self._decode(
-                self._resize(image_a, side), self._resize(image_b, side), upsample=True,
-                flow=corresps[1]["flow"], certainty=corresps[1]["certainty"], scale_factor=scale_factor,
-            )
+            corresps = self._decode(a_fine, b_fine, upsample=True, flow=corresps[1]["flow"],
+                                    certainty=corresps[1]["certainty"], scale_factor=scale_factor)
         flow = corresps[1]["flow"]
         certainty = corresps[1]["certainty"] - (low if s.attenuate_cert else 0)
         b = flow.shape[0]
@@ -139,7 +146,7 @@ class RoMa(nn.Module):
         coords = coordinate_grid(1, side, side, flow.device).permute(0, 2, 3, 1)
         certainty = certainty.sigmoid()
         outside = (flow.abs() > 1).sum(dim=-1) > 0  # a target off image B is no match
-        certainty[outside[:, None]] = 0
+        certainty = certainty.masked_fill(outside[:, None], 0)
         flow = flow.clamp(-1, 1)
         if s.symmetric:
             a_to_b, b_to_a = flow.chunk(2)
