@@ -120,3 +120,29 @@ def test_seeded_weights_are_a_function_of_name_and_shape():
     assert not torch.equal(a, seeded_tensor("decoder.proj.8.0.weight", (512, 1024, 1, 1), seed=1))
     state = seeded_state_dict({"x.running_var": torch.zeros(4), "x.num_batches_tracked": torch.zeros((), dtype=torch.long)})
     assert (state["x.running_var"] > 0).all() and state["x.num_batches_tracked"].dtype == torch.long
+
+
+def test_dense_network_exports_to_onnx_and_runs_at_parity(tmp_path):
+    """The fixed-shape export of both passes: standard ONNX operators except the GP's inverse
+    (ONNX Runtime's com.microsoft::Inverse), and ONNX Runtime gives torch's warp and certainty."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from dataclasses import replace
+
+    from matchanything_ros.models.roma.export import INVERSE, export_dense_onnx
+    from matchanything_ros.models.roma.model import MATCHANYTHING_ROMA, RoMa
+
+    model = RoMa(replace(MATCHANYTHING_ROMA, coarse_res=112, upsample_res=224))
+    model.load_state_dict(seeded_state_dict(model.state_dict(), 3))
+    ops = export_dense_onnx(model.eval(), tmp_path / "roma.onnx")
+    assert not model.training
+    assert {op for op in ops if not op.startswith("ai.onnx::")} == {INVERSE} and ops[INVERSE] == 1
+    assert ops["ai.onnx::GridSample"] > 0  # warping, local correlation
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.rand(1, 3, s, s, generator=g) for s in (112, 112, 224, 224)]
+    session = ort.InferenceSession(str(tmp_path / "roma.onnx"), providers=["CPUExecutionProvider"])
+    warp, certainty = session.run(None, {f"{n}": x.numpy() for n, x in zip(("a_coarse", "b_coarse", "a_fine", "b_fine"), inputs)})
+    with torch.no_grad():
+        ref_warp, ref_certainty = model.dense_network(*inputs)
+    np.testing.assert_allclose(warp, ref_warp.numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(certainty, ref_certainty.numpy(), atol=1e-5, rtol=0)

@@ -23,10 +23,11 @@ from .dinov2 import Block
 
 def coordinate_grid(b: int, h: int, w: int, device=None) -> torch.Tensor:
     """(B, 2, H, W) pixel-centre coordinates in [-1, 1], x first."""
-    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=device)
-    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=device)
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=device, dtype=torch.float32)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=device, dtype=torch.float32)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack((grid_x, grid_y))[None].expand(b, 2, h, w)
+    # (the explicit float32 keeps an ONNX export from typing the folded constant as double)
+    return torch.stack((grid_x, grid_y))[None].expand(b, 2, h, w).to(torch.float32)
 
 
 class GP(nn.Module):
@@ -84,9 +85,9 @@ def cls_to_flow_refine(cls: torch.Tensor) -> torch.Tensor:
     anchor and its left/right/up/down neighbours (indices clamped, not wrapped to the grid)."""
     c = int(cls.shape[1])
     res = round(math.sqrt(c))
-    steps = torch.linspace(-1 + 1 / res, 1 - 1 / res, steps=res, device=cls.device)
+    steps = torch.linspace(-1 + 1 / res, 1 - 1 / res, steps=res, device=cls.device, dtype=torch.float32)
     gy, gx = torch.meshgrid(steps, steps, indexing="ij")
-    anchors = torch.stack((gx, gy), dim=-1).reshape(c, 2)
+    anchors = torch.stack((gx, gy), dim=-1).reshape(c, 2).to(torch.float32)
     prob = cls.softmax(dim=1)
     mode = prob.max(dim=1).indices
     index = torch.stack((mode - 1, mode, mode + 1, mode - res, mode + res), dim=1).clamp(0, c - 1).long()
@@ -102,10 +103,10 @@ def local_correlation(feature0: torch.Tensor, feature1: torch.Tensor, radius: in
     r = radius
     k = (2 * r + 1) ** 2
     b, c, h, w = (int(v) for v in feature0.shape)
-    wy = torch.linspace(-2 * r / h, 2 * r / h, 2 * r + 1, device=feature0.device)
-    wx = torch.linspace(-2 * r / w, 2 * r / w, 2 * r + 1, device=feature0.device)
+    wy = torch.linspace(-2 * r / h, 2 * r / h, 2 * r + 1, device=feature0.device, dtype=torch.float32)
+    wx = torch.linspace(-2 * r / w, 2 * r / w, 2 * r + 1, device=feature0.device, dtype=torch.float32)
     gy, gx = torch.meshgrid(wy, wx, indexing="ij")
-    window = torch.stack((gx, gy), dim=-1).reshape(1, k, 2)
+    window = torch.stack((gx, gy), dim=-1).reshape(1, k, 2).to(torch.float32)
     coords = flow.permute(0, 2, 3, 1)
     corr = torch.empty((b, k, h, w), device=feature0.device, dtype=feature0.dtype)
     for i in range(b):

@@ -158,7 +158,16 @@ class RoMa(nn.Module):
 
     # ------------------------------------------------------------------ sample
     def sample(self, warp: torch.Tensor, certainty: torch.Tensor, num: int, generator: torch.Generator | None = None):
-        """The authors' ``threshold_balanced`` sampling -> (matches (N, 4), certainty (N,))."""
+        """The authors' ``threshold_balanced`` sampling -> (matches (N, 4), certainty (N,)): rows of
+        the flattened warp, with the certainty as the sampler sees it (values above the threshold
+        become 1)."""
+        index, certainty = self.sample_indices(warp, certainty, num, generator)
+        return warp.reshape(-1, 4)[index], certainty[index]
+
+    def sample_indices(self, warp: torch.Tensor, certainty: torch.Tensor, num: int,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices into the flattened warp that :meth:`sample` picks, and the flattened thresholded
+        certainty."""
         certainty = certainty.clone()
         certainty[certainty > self.settings.sample_thresh] = 1
         matches, certainty = warp.reshape(-1, 4), certainty.reshape(-1)
@@ -167,13 +176,13 @@ class RoMa(nn.Module):
         try:
             good = torch.multinomial(certainty, num_samples=min(4 * num, len(certainty)), replacement=False, generator=generator)
         except RuntimeError:  # fewer positive certainties than samples: the authors keep one match
-            return matches[[0]], certainty[[0]]
-        good_matches, good_certainty = matches[good], certainty[good]
+            return torch.zeros(1, dtype=torch.long, device=warp.device), certainty
+        good_matches = matches[good]
         density = kde(good_matches.half() if self.settings.kde_half else good_matches, std=0.1)
         p = 1 / (density + 1)
         p[density < 10] = 1e-7  # at least ~10 close neighbours
-        balanced = torch.multinomial(p, num_samples=min(num, len(good_certainty)), replacement=False, generator=generator)
-        return good_matches[balanced], good_certainty[balanced]
+        balanced = torch.multinomial(p, num_samples=min(num, len(good)), replacement=False, generator=generator)
+        return good[balanced], certainty
 
 
 def kde(x: torch.Tensor, std: float = 0.1, chunk: int = 2048) -> torch.Tensor:
@@ -221,28 +230,41 @@ class RomaRunner:
     def match_images(self, image0: np.ndarray, image1: np.ndarray, *, num: int | None = None, seed: int = 0):
         """uint8 (H, W) grey or (H, W, 3) BGR images -> (kpts0 (N, 2), kpts1 (N, 2), certainty (N,))
         float32, in original pixels (centres at integers)."""
-        s = self.settings
-        prepare = _space_resize if s.preprocess == "space" else _minima_resize
-        a, b = prepare(image0, s), prepare(image1, s)
-        if s.preprocess == "space":
-            a, b = torch.from_numpy(a).to(self.device), torch.from_numpy(b).to(self.device)
-            (h_a, w_a), (h_b, w_b) = a.shape[-2:], b.shape[-2:]
-        else:
-            (h_a, w_a), (h_b, w_b) = a.shape[:2], b.shape[:2]
+        a, b = self.prepare(image0), self.prepare(image1)
         warp, certainty = self.model.dense(a, b)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        matches, cert = self.model.sample(warp, certainty, num or s.num, generator)
+        matches, cert = self.model.sample(warp, certainty, num or self.settings.num, generator)
+        return self.keypoints(matches, cert, self.network_size(a), self.network_size(b), image0.shape, image1.shape)
+
+    def prepare(self, image: np.ndarray):
+        """The image as the variant feeds it to :meth:`RoMa.dense` (a float tensor for the Space's
+        pipeline, a uint8 RGB array for MINIMA's)."""
+        if self.settings.preprocess == "space":
+            return torch.from_numpy(_space_resize(image, self.settings)).to(self.device)
+        return _minima_resize(image, self.settings)
+
+    @staticmethod
+    def network_size(prepared) -> tuple[int, int]:
+        """(h, w) of a :meth:`prepare` result: the frame ``to_pixel_coordinates`` works in."""
+        return tuple(prepared.shape[-2:]) if isinstance(prepared, torch.Tensor) else tuple(prepared.shape[:2])
+
+    def keypoints(self, matches: torch.Tensor, cert: torch.Tensor, size0, size1, shape0, shape1):
+        """Sampled warp rows -> keypoints in the original images (shapes ``shape0/1``), as the
+        variant's pipeline returns them."""
+        (h_a, w_a), (h_b, w_b) = size0, size1
         # to_pixel_coordinates: [-1, 1] -> [0, W] (pixel edges)
         k0 = torch.stack((w_a / 2 * (matches[:, 0] + 1), h_a / 2 * (matches[:, 1] + 1)), dim=-1)
         k1 = torch.stack((w_b / 2 * (matches[:, 2] + 1), h_b / 2 * (matches[:, 3] + 1)), dim=-1)
-        s0 = np.array([image0.shape[1] / w_a, image0.shape[0] / h_a], dtype=np.float32)
-        s1 = np.array([image1.shape[1] / w_b, image1.shape[0] / h_b], dtype=np.float32)
-        if s.preprocess == "minima":  # DataIOWrapper: kpts * (w / w_new, h / h_new), nothing dropped
+        s0 = np.array([shape0[1] / w_a, shape0[0] / h_a], dtype=np.float32)
+        s1 = np.array([shape1[1] / w_b, shape1[0] / h_b], dtype=np.float32)
+        if self.settings.preprocess == "minima":  # DataIOWrapper: kpts * (w / w_new, h / h_new), nothing dropped
             k0, k1, cert = (t.float().cpu().numpy() for t in (k0, k1, cert))
             return k0 * s0, k1 * s1, cert
         # the Space: certainty above match_thresh, inside the network image, then match_dense's
-        # scale_keypoints(k + 0.5, original / network) - 0.5
-        keep = (cert > s.match_thresh) & (k0[:, 0] <= w_a - 1) & (k0[:, 1] <= h_a - 1) & (k1[:, 0] <= w_b - 1) & (k1[:, 1] <= h_b - 1)
+        # scale_keypoints(k + 0.5, original / network) - 0.5 (which treats the edge-convention
+        # keypoints as centre-convention ones: the authors' half-pixel offset, kept)
+        keep = (cert > self.settings.match_thresh) & (k0[:, 0] <= w_a - 1) & (k0[:, 1] <= h_a - 1) \
+            & (k1[:, 0] <= w_b - 1) & (k1[:, 1] <= h_b - 1)
         k0, k1, cert = (t[keep].float().cpu().numpy() for t in (k0, k1, cert))
         return (k0 + 0.5) * s0 - 0.5, (k1 + 0.5) * s1 - 0.5, cert
 
