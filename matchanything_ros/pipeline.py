@@ -285,10 +285,13 @@ class Pipeline:
         self.matcher = matcher or create_matcher(self.config.model, **self.config.matcher_options(model))
         self._matcher_key = self.config.matcher_key(model)
         self.rig: RigEstimator | None = None
+        self.refresher = None  # the two-rate rig's refresh model (rig_refresh.py)
+        self._refresh_key: tuple | None = None
         self._update_rig(self.config)
 
     def _update_rig(self, config: PipelineConfig) -> None:
-        """Rig mode on/off; a new estimator (the estimate restarts) when what it pools changes."""
+        """Rig mode on/off; a new estimator (the estimate restarts) when what it pools changes;
+        the two-rate rig's refresher (re)built when its model or the settings it runs with change."""
         c = config.rig
         key = (config.geometry, config.ransac_threshold, c.window, c.max_points)
         if not c.enabled:
@@ -298,12 +301,38 @@ class Pipeline:
         else:
             self.rig.config = c  # gate and alarm settings apply from the next frame
         self._rig_key = key
+        refresh_key = None if self.rig is None or not c.refresh_model else (
+            c.refresh_model, c.refresh_weights, c.refresh_every, c.refresh_wait, config.geometry,
+            config.ransac_threshold, config.polarity, config.device, config.min_quality, repr(config.thermal))
+        if refresh_key is None:
+            self.refresher = None
+        elif refresh_key != self._refresh_key or self.refresher is None:
+            from .rig_refresh import RigRefresher
+
+            self.refresher = RigRefresher(config, self.rig)
+        else:
+            self.refresher.rig = self.rig
+        self._refresh_key = refresh_key
 
     def adopt_rig(self, other: "Pipeline") -> None:
-        """Keep ``other``'s rig estimate (a rebuilt matcher does not change the rig)."""
+        """Keep ``other``'s rig estimate (a rebuilt matcher does not change the rig), and its
+        refresher when this one would run the same refresh model."""
         if self.rig is not None and other.rig is not None and self._rig_key == other._rig_key:
             other.rig.config = self.config.rig
             self.rig = other.rig
+            if self.refresher is not None and other.refresher is not None and self._refresh_key == other._refresh_key:
+                self.refresher = other.refresher
+            if self.refresher is not None:
+                self.refresher.rig = self.rig
+
+    def rig_status(self) -> tuple[int, str, dict[str, Any]] | None:
+        """(level, message, values) of the rig and the refresher, for diagnostics; None off rig mode."""
+        if self.rig is None:
+            return None
+        level, message, values = self.rig.status()
+        if self.refresher is not None:
+            values.update(self.refresher.status())
+        return level, message, values
 
     def reconfigure(self, config: PipelineConfig) -> None:
         """Apply a new config; the matcher is rebuilt only when a matcher option changed."""
@@ -374,9 +403,14 @@ class Pipeline:
         )
         if self.rig is not None:  # the gate: a separate step after the per-frame verdict
             tr = time.perf_counter()
-            result.rig = self.rig.update(result, K0, K1)
+            result.rig = self.rig.update(result, K0, K1, pool=not cfg.rig.refresh_only)
             result.timings["rig"] = time.perf_counter() - tr
             result.timings["total"] += result.timings["rig"]
+            if self.refresher is not None:  # the two-rate rig: the slow model's turn, in the background
+                tr = time.perf_counter()
+                self.refresher.offer(visible, thermal, K0, K1)
+                if cfg.rig.refresh_wait:
+                    result.timings["rig_refresh"] = time.perf_counter() - tr
         return result
 
     def refine(

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,14 @@ class RigConfig:
     # scripts/rig_study.py).
     systematic_px: float = 1.0
     systematic_deg: float = 3.0
+    # Two-rate rig (rig_refresh.py): a second, slower and more accurate model ("" = off) matches
+    # every `refresh_every`-th pair in the background and adds its fit to the estimate, while the
+    # pipeline's own model answers every frame and is gated against the estimate.
+    refresh_model: str = ""
+    refresh_weights: str = ""  # its weights ("" = its local cache)
+    refresh_every: int = 10  # pairs between two refreshes (a busy refresher skips its turn)
+    refresh_only: bool = False  # the estimate pools only the refresh model's frames
+    refresh_wait: bool = False  # run each refresh inline (deterministic: bag evaluation)
 
     def validate(self) -> None:
         if self.window < 2:
@@ -103,6 +111,10 @@ class RigConfig:
             raise ValueError(f"rig.systematic_px must be >= 0, got {self.systematic_px}")
         if not 0 <= self.systematic_deg < 90:
             raise ValueError(f"rig.systematic_deg must be in [0, 90), got {self.systematic_deg}")
+        if self.refresh_every < 1:
+            raise ValueError(f"rig.refresh_every must be >= 1, got {self.refresh_every}")
+        if self.refresh_only and not self.refresh_model:
+            raise ValueError("rig.refresh_only needs rig.refresh_model")
 
 
 @dataclass
@@ -135,6 +147,7 @@ class RigEstimate:
     updates: int  # frames seen so far
     changes: int  # how many times the rig was found changed
     version: int  # increments when the estimate is refitted
+    sources: dict[str, int] = field(default_factory=dict)  # frames pooled per model ("": the frame model)
 
 
 @dataclass
@@ -168,6 +181,7 @@ class _Frame:
     index: int
     p0: np.ndarray  # homography: px; essential: normalised coordinates
     p1: np.ndarray
+    source: str = ""  # the model whose matches these are
 
 
 # -- model operations -------------------------------------------------------------------------
@@ -521,8 +535,12 @@ class RigEstimator:
                          if self.mode is None else "waiting for evidence")
 
     # -- public ---------------------------------------------------------------------------
-    def update(self, result: Any, K0: np.ndarray | None = None, K1: np.ndarray | None = None) -> RigCheck:
-        """Add a frame's evidence, refit, run the drift alarm, and gate the frame."""
+    def update(self, result: Any, K0: np.ndarray | None = None, K1: np.ndarray | None = None,
+               source: str = "", pool: bool = True) -> RigCheck:
+        """Add a frame's evidence, refit, run the drift alarm, and gate the frame. ``source``
+        names the model that matched it (diagnostics count the estimate's frames per model);
+        ``pool`` False: the frame is gated and watched by the alarm but not pooled into the
+        estimate (the two-rate rig's ``refresh_only``)."""
         with self._lock:
             self._updates += 1
             if self.mode is None:
@@ -532,8 +550,9 @@ class RigEstimator:
             frame = self._frame(result, K0, K1)
             check = self._gate(result, frame)  # against the estimate before this frame
             if frame is not None:
+                frame.source = source
                 self._recent.append(frame)
-                if not check.mismatch:
+                if pool and not check.mismatch:
                     self._window.append(frame)
                     self._refit()
                 self._watch()
@@ -552,7 +571,7 @@ class RigEstimator:
                 sigma=self._sigma, sigma_translation_deg=self._sigma_t, frames=len(self._window),
                 points=self._estimate_support, converged=self._converged(), state=self._public_state(),
                 level=self._level(), message=self._message, image_size=self._image_size,
-                updates=self._updates, changes=self._changes, version=self._version,
+                updates=self._updates, changes=self._changes, version=self._version, sources=self._sources(),
             )
 
     def status(self) -> tuple[int, str, dict[str, Any]]:
@@ -563,6 +582,9 @@ class RigEstimator:
                 "rig_frames": len(self._window), "rig_points": self._estimate_support,
                 "rig_updates": self._updates, "rig_changes": self._changes,
             }
+            sources = self._sources()
+            if len(sources) > 1 or "" not in sources:  # which models the estimate pools
+                values["rig_sources"] = ", ".join(f"{k or 'frame model'}: {v}" for k, v in sorted(sources.items()))
             if self.mode == "homography":
                 values["rig_corner_sigma_px"] = self._sigma
             elif self.mode == "essential":
@@ -572,6 +594,13 @@ class RigEstimator:
             return self._level(), self._message, values
 
     # -- internals ------------------------------------------------------------------------
+    def _sources(self) -> dict[str, int]:
+        """Frames of the estimate's window per source model."""
+        counts: dict[str, int] = {}
+        for frame in self._window:
+            counts[frame.source] = counts.get(frame.source, 0) + 1
+        return counts
+
     def _public_state(self) -> str:
         return CHANGED if self._hold > 0 and self._state != DISPUTED else self._state
 

@@ -508,7 +508,7 @@ class BagReplay:
         if self.pipeline.rig is not None:
             from ..node.rig_outputs import rig_report
 
-            reports.append(rig_report(self.pipeline.rig, "matcher_node: rig calibration", "/matcher_node (replay)"))
+            reports.append(rig_report(self.pipeline, "matcher_node: rig calibration", "/matcher_node (replay)"))
         self._emit("diagnostics", t_ns, self.out.diagnostics(t_ns, reports))
 
 

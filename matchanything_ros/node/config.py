@@ -288,6 +288,7 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "rig.alarm_hold": (0, 100000),
     "rig.systematic_px": (0.0, 100.0),
     "rig.systematic_deg": (0.0, 89.0),
+    "rig.refresh_every": (1, 100000),
 }
 TRANSPORTS = ("raw", "compressed")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -303,6 +304,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "qos.reliability": RELIABILITIES,
     "topics.visible_transport": TRANSPORTS,
     "topics.thermal_transport": TRANSPORTS,
+    "rig.refresh_model": ("", "xfeat", "sift", "matchanything_eloftr", "minima_splg", "minima_loftr",
+                          "matchanything_roma", "minima_roma"),
 }
 _DESCRIPTIONS: dict[str, str] = {
     "model": "matcher: auto (MatchAnything-ELoFTR if weights are local, else xfeat), xfeat, sift, matchanything_eloftr, minima_splg, minima_loftr, matchanything_roma, minima_roma (RoMa: GPU; on the CPU only with worker.allow_cpu_frame_drops)",
@@ -379,6 +382,11 @@ _DESCRIPTIONS: dict[str, str] = {
     "rig.recent": "frames of the candidate estimate that watches for a changed rig (drift alarm)",
     "rig.alarm_frames": "frames in a row the candidate must differ before the rig counts as changed (ERROR, restart)",
     "rig.alarm_hold": "frames the ERROR stays after a detected rig change",
+    "rig.refresh_model": "two-rate rig: a slower, more accurate model (e.g. minima_roma) that matches every rig.refresh_every-th pair in the background and adds its fit to the rig estimate while `model` answers every frame; empty = off",
+    "rig.refresh_weights": "weights of rig.refresh_model (as `weights`; empty = its local cache)",
+    "rig.refresh_every": "two-rate rig: pairs between refreshes (a refresh still running skips its turn, counted in rig_refresh_skipped)",
+    "rig.refresh_only": "two-rate rig: the estimate pools only the refresh model's frames (the frame model's are gated and watched by the drift alarm)",
+    "rig.refresh_wait": "two-rate rig: run each refresh inline, delaying that frame (repeatable bag evaluation); false: in the background",
     "rig.systematic_px": "essential: shared match error (px) added to the rig rotation covariance (0 = bootstrap only)",
     "rig.systematic_deg": "essential: shared match error (deg) added to the rig translation-direction covariance (0 = bootstrap only)",
     "publish.rig": "rig mode: publish rig/pose and rig/homography (latched) once converged",

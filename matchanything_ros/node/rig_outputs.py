@@ -129,8 +129,9 @@ class RigOutputs:
 
 def rig_report(rig: Any, name: str, hardware_id: str = "") -> DiagnosticReport:
     """The rig's DiagnosticStatus: OK while tracking, WARN while converging without evidence or
-    disputed, ERROR for ``rig.alarm_hold`` frames after a detected change."""
-    level, message, values = rig.status()
+    disputed, ERROR for ``rig.alarm_hold`` frames after a detected change. ``rig``: a
+    RigEstimator, or a Pipeline (then the two-rate rig's refresher values are included)."""
+    level, message, values = rig.rig_status() if hasattr(rig, "rig_status") else rig.status()
     return DiagnosticReport(level, name, message, hardware_id, values)
 
 

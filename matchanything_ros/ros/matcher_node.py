@@ -500,7 +500,7 @@ class MatcherNode(Node):
         reports = [self.health.node_report(time.monotonic(), self.cfg, self.pipeline.config, self.sync_backend)]
         rig = self.pipeline.rig
         if rig is not None:
-            reports.append(rig_report(rig, f"{self.get_name()}: rig calibration", self.get_fully_qualified_name()))
+            reports.append(rig_report(self.pipeline, f"{self.get_name()}: rig calibration", self.get_fully_qualified_name()))
         self.pub_diag.publish(self.out.diagnostics(self.get_clock().now().nanoseconds, reports))
 
     def set_parameters_atomically(self, parameter_list: list) -> SetParametersResult:
