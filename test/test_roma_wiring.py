@@ -421,3 +421,26 @@ def test_matcher_on_seeded_weights_end_to_end(random_roma):
         built = matcher if other == variant else create_matcher(
             other, weights=random_roma / rf.MODEL_FILES[other][0].filename, device="cpu", download=False, **SMALL)
         assert built.num_matches == (300 if other == variant else VARIANTS[other].num)
+
+
+@needs_network
+@pytest.mark.parametrize("model", ["matchanything_roma", "minima_roma"])
+def test_cli_match_runs_roma_end_to_end(random_roma, tmp_path, model):
+    """`matchanything-ros match` with a RoMa model on seeded random weights (at 112 / 224 px to
+    stay quick): it matches, fits and writes its JSON; an option RoMa lacks is one line, exit 2."""
+    import json
+
+    import cv2
+
+    from matchanything_ros.cli import main
+    from matchanything_ros.synthetic import make_planar_pair
+
+    pair = make_planar_pair(3, size=(200, 160))
+    cv2.imwrite(str(tmp_path / "v.png"), pair.visible)
+    cv2.imwrite(str(tmp_path / "t.png"), pair.thermal)
+    common = [str(tmp_path / "v.png"), str(tmp_path / "t.png"), "--model", model, "--weights", str(random_roma),
+              "--polarity", "normal", "--matcher-option", "coarse_res=112", "--matcher-option", "upsample_res=224"]
+    assert main(["match", *common, "--json", str(tmp_path / "out.json")]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["num_matches"] > 0 and model in out["model"]
+    assert main(["match", *common, "--matcher-option", "resolution=320"]) == 2

@@ -25,6 +25,9 @@ def add_arguments(parser) -> None:
         metavar="K",
         help="visible [thermal] intrinsics: camera_info YAML or fx,fy,cx,cy (needed for essential)",
     )
+    parser.add_argument("--matcher-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra matcher constructor option, e.g. coarse_res=448 (RoMa), method=sparse "
+                             "(XFeat); repeatable")
     parser.add_argument("--json", metavar="OUT", help="write the result (geometry, matches) as JSON")
     parser.add_argument("--viz", metavar="OUT.png", help="write a picture of the matches")
     parser.add_argument("--outliers", action="store_true", help="--viz: also draw the outlier matches (red)")
@@ -70,8 +73,17 @@ def run(args) -> int:
             resolution=args.resolution,
             network_size=args.network_size,
         )
-        pipeline = Pipeline(config)
+        matcher = None
+        if args.matcher_option:
+            from ..matching import create_matcher
+            from .accuracy import _parse_sets
+
+            model = config.resolved_model()
+            matcher = create_matcher(model, **{**config.matcher_options(model), **_parse_sets(args.matcher_option)})
+        pipeline = Pipeline(config, matcher=matcher)
         result = pipeline.process(visible, thermal, K0=K0, K1=K1)
+    except TypeError as exc:  # an option the matcher does not take
+        raise CommandError(f"--matcher-option: {exc}") from None
     except (MatcherError, ValueError) as exc:
         raise CommandError(str(exc)) from None
     print(result.summary())
