@@ -43,6 +43,10 @@ class PipelineConfig:
     # authors' Space, whatever the camera's aspect; docs/ELOFTR.md)
     network_size: str = "auto"
     max_matches: int = 2048  # top-K kept by the matcher (RoMa models: matches sampled from the dense warp)
+    # RoMa models: the square sides of the coarse and the upsampled pass; 0 = the authors' 560 / 864
+    # (smaller: faster, less accurate; docs/MODELS.md)
+    roma_coarse_res: int = 0
+    roma_upsample_res: int = 0
     match_threshold: float = 0.1  # matcher confidence threshold (ELoFTR coarse threshold)
     # ELoFTR coarse selection: "auto" (the weights' config: MatchAnything keeps every pair above
     # the threshold), "mtd" (that), "mnn" (mutual nearest neighbours, EfficientLoFTR's rule)
@@ -99,6 +103,15 @@ class PipelineConfig:
             raise ValueError(f"match_rule must be auto, mtd or mnn, got {self.match_rule!r}")
         if self.precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {self.precision!r}")
+        if self.roma_coarse_res or self.roma_upsample_res:
+            from .models.roma.model import RomaSettings
+
+            coarse = self.roma_coarse_res or RomaSettings.coarse_res
+            up = self.roma_upsample_res or RomaSettings.upsample_res
+            try:
+                RomaSettings(coarse_res=coarse, upsample_res=up).check()
+            except ValueError as exc:
+                raise ValueError(f"roma_coarse_res / roma_upsample_res: {exc}") from None
         self.fixed_network_size()  # raises for a malformed value
         if self.network_size != "auto" and self.model not in ("auto", "matchanything_eloftr"):
             raise ValueError(f"network_size {self.network_size!r} applies to MatchAnything-ELoFTR only, "
@@ -145,7 +158,8 @@ class PipelineConfig:
             # (`match_threshold`) and samples `max_matches` matches from its dense warp (the
             # authors: 5000 MatchAnything, 10000 MINIMA; docs/MODELS.md)
             return {"backend": self.backend, "device": self.device, "precision": self.precision,
-                    "weights": self.weights or None, "num_matches": self.max_matches}
+                    "weights": self.weights or None, "num_matches": self.max_matches,
+                    "coarse_res": self.roma_coarse_res or None, "upsample_res": self.roma_upsample_res or None}
         opts: dict[str, Any] = {"max_matches": self.max_matches, "resolution": self.resolution}
         if model == "matchanything_eloftr":
             opts.update(

@@ -144,9 +144,12 @@ class Harness:
                 v.clear()
 
     def close(self) -> None:
-        self.executor.shutdown()
+        # bounded: an executor whose spin thread does not wake up must not hang the suite (seen
+        # once, in the lifecycle module's teardown after the managed node had exited)
+        self.executor.shutdown(timeout_sec=WAIT)
         self.node.destroy_node()
         rclpy.shutdown(context=self.ctx)
+        self.thread.join(WAIT)
 
     # -- inputs -----------------------------------------------------------------------------
     def image(self, array: np.ndarray, encoding: str, stamp_ns: int, frame: str):

@@ -211,7 +211,11 @@ def test_registry_pipeline_and_node_options(tmp_path):
     # what the pipeline hands a RoMa matcher: no resolution / threshold; max_matches = matches sampled
     options = PipelineConfig(model="minima_roma", weights=str(tmp_path), max_matches=5000, device="cpu").matcher_options()
     assert options == {"backend": "auto", "device": "cpu", "precision": "fp32", "weights": str(tmp_path),
-                       "num_matches": 5000}
+                       "num_matches": 5000, "coarse_res": None, "upsample_res": None}
+    small = PipelineConfig(model="minima_roma", roma_coarse_res=112, roma_upsample_res=224).matcher_options()
+    assert (small["coarse_res"], small["upsample_res"]) == (112, 224)
+    with pytest.raises(ValueError, match="roma_coarse_res / roma_upsample_res: coarse_res 100"):
+        PipelineConfig(model="minima_roma", roma_coarse_res=100).validate()
     # node / replay parameters (a params file, as `--params-file` gives them)
     params = tmp_path / "p.yaml"
     params.write_text("/**:\n  ros__parameters:\n    model: matchanything_roma\n    device: cuda\n"
@@ -444,3 +448,21 @@ def test_cli_match_runs_roma_end_to_end(random_roma, tmp_path, model):
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["num_matches"] > 0 and model in out["model"]
     assert main(["match", *common, "--matcher-option", "resolution=320"]) == 2
+
+
+@needs_network
+def test_bag_replay_runs_roma_through_the_nodes_code_path(random_roma, tmp_path):
+    """Bag replay (the node's pipeline, stamps, outputs) with MINIMA-RoMa on seeded weights at
+    112 / 224 px: every pair is matched and published; replay has no frame-rate rule."""
+    import json
+
+    from matchanything_ros.cli import main
+
+    bag, out = tmp_path / "bag", tmp_path / "out"
+    assert main(["make-bag", str(bag), "--synthetic", "planar", "--frames", "2", "--size", "200x160", "--no-progress"]) == 0
+    assert main(["replay", str(bag), "--out", str(out), "--no-progress", "-p", "model=minima_roma",
+                 "-p", f"weights={random_roma}", "-p", "polarity=normal", "-p", "max_matches=500",
+                 "-p", "roma_coarse_res=112", "-p", "roma_upsample_res=224"]) == 0
+    assert main(["evaluate", str(out), "--gt", str(tmp_path / "bag.gt.json"), "--json", str(tmp_path / "e.json")]) == 0
+    frames = json.loads((tmp_path / "e.json").read_text())["frames"]
+    assert len(frames) == 2 and all(f["num_matches"] == 500 for f in frames)

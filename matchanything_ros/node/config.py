@@ -289,6 +289,8 @@ _RANGES: dict[str, tuple[float | int, float | int]] = {
     "rig.systematic_px": (0.0, 100.0),
     "rig.systematic_deg": (0.0, 89.0),
     "rig.refresh_every": (1, 100000),
+    "roma_coarse_res": (0, 840),
+    "roma_upsample_res": (0, 4096),
 }
 TRANSPORTS = ("raw", "compressed")
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -317,6 +319,8 @@ _DESCRIPTIONS: dict[str, str] = {
     "resolution": "long side (px) the matcher resizes to (not RoMa: it resizes to the authors' fixed sizes)",
     "max_matches": "matches kept by the matcher (best first); RoMa models: matches sampled from the dense warp (the authors: 5000 MatchAnything, 10000 MINIMA)",
     "match_threshold": "matcher confidence threshold (not RoMa)",
+    "roma_coarse_res": "RoMa models: square side (px) of the coarse pass, a multiple of 14 and of 8; 0 = the authors' 560 (smaller: faster, less accurate)",
+    "roma_upsample_res": "RoMa models: square side (px) of the upsampled pass, a multiple of 8, at least the coarse side; 0 = the authors' 864",
     "match_rule": "ELoFTR selection: auto (weights' config), mtd (every pair above the threshold, MatchAnything), mnn (mutual nearest neighbours, EfficientLoFTR)",
     "geometry": "robust model: homography/affine (registration), essential (pose, needs CameraInfo), fundamental, none",
     "ransac_threshold": "inlier threshold (px) of the robust fit",
