@@ -85,15 +85,21 @@ def hint(model: str) -> str:
     )
 
 
+def explicit_file(explicit: str | os.PathLike, filename: str, what: str = "") -> Path:
+    """A weights path the user named: the file, or ``filename`` inside the named folder; it must
+    exist (WeightsError naming what was expected)."""
+    path = Path(explicit).expanduser()
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path} (expected {filename}{', the ' + what if what else ''})")
+    return path
+
+
 def find_file(item: Published, explicit: str | Path | None = None, directory: Path | None = None) -> Path | None:
     """An explicit file (must exist), else ``item.filename`` in ``directory`` or the cache, else None."""
     if explicit:
-        path = Path(explicit).expanduser()
-        if path.is_dir():
-            path = path / item.filename
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path} (expected {item.filename})")
-        return path
+        return explicit_file(explicit, item.filename)
     for folder in (directory, cache_dir()):
         if folder is not None and (folder / item.filename).is_file():
             return folder / item.filename

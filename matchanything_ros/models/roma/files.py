@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..eloftr.weights import WeightsError
+from ..minima.weights import explicit_file
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,7 @@ def find_file(item: RomaFile, explicit: str | os.PathLike | None = None, beside:
     """``explicit`` (a file, or a folder holding ``item.filename``; it must exist), else
     ``item.filename`` beside the checkpoint, in the cache (and for DINOv2 torch.hub's folder), else None."""
     if explicit:
-        path = Path(explicit).expanduser()
-        if path.is_dir():
-            path = path / item.filename
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path} (expected {item.filename}, the {item.what})")
-        return path
+        return explicit_file(explicit, item.filename, item.what)
     for folder in _places(item, beside):
         if (folder / item.filename).is_file():
             return folder / item.filename
