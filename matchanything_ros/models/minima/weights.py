@@ -131,7 +131,21 @@ def download(item: Published, target_dir: str | Path | None = None, fetch=None) 
     path = target / item.filename
     if path.is_file() and path.stat().st_size > 0:
         return path
-    target.mkdir(parents=True, exist_ok=True)
+    errors = fetch_first(item.urls, path, fetch)
+    if not errors:
+        return path
+    command = " / ".join(f"`matchanything-ros weights download --model {m}`" for m, items in MODEL_FILES.items() if item in items)
+    raise WeightsError(
+        f"cannot download {item.filename} ({'; '.join(errors)}); this machine looks offline: run "
+        f"{command} on a connected machine and copy {target}, or pass an explicit path"
+    )
+
+
+def fetch_first(urls, path: Path, fetch=None) -> list[str]:
+    """Write the first of ``urls`` that answers to ``path`` (its folder created), atomically: a
+    ``.part`` file renamed when complete, removed on failure. ``fetch(url, dest)`` writes one URL
+    (default ``torch.hub.download_url_to_file``). Returns [] on success, else one error per URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fetch is None:
         from torch.hub import download_url_to_file
 
@@ -139,20 +153,17 @@ def download(item: Published, target_dir: str | Path | None = None, fetch=None) 
             download_url_to_file(url, str(dest), progress=False)
 
     errors = []
-    for url in item.urls:
-        tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(path.name + ".part")
+    for url in urls:
+        log.info("downloading %s from %s", path.name, url)
         try:
             fetch(url, tmp)
             tmp.replace(path)  # never leave a half file under the real name
-            return path
+            return []
         except Exception as exc:  # network errors come in many types; all mean "not reachable"
             errors.append(f"{url}: {type(exc).__name__}")
             tmp.unlink(missing_ok=True)
-    command = " / ".join(f"`matchanything-ros weights download --model {m}`" for m, items in MODEL_FILES.items() if item in items)
-    raise WeightsError(
-        f"cannot download {item.filename} ({'; '.join(errors)}); this machine looks offline: run "
-        f"{command} on a connected machine and copy {target}, or pass an explicit path"
-    )
+    return errors
 
 
 # --------------------------------------------------------------------------- layouts

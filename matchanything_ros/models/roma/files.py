@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..eloftr.weights import WeightsError
-from ..minima.weights import explicit_file
+from ..minima.weights import explicit_file, fetch_first
 
 log = logging.getLogger(__name__)
 
@@ -150,24 +150,9 @@ def download(item: RomaFile, target_dir: str | os.PathLike | None = None, fetch=
                         if item in files)
     if not item.urls:
         raise WeightsError(f"{item.filename} ({item.what}) cannot be downloaded by this program: {item.by_hand}")
-    target.mkdir(parents=True, exist_ok=True)
-    if fetch is None:
-        from torch.hub import download_url_to_file
-
-        def fetch(url, dest):
-            download_url_to_file(url, str(dest), progress=False)
-
-    errors = []
-    tmp = path.with_name(path.name + ".part")
-    for url in item.urls:
-        log.info("downloading %s (%s) from %s into %s", item.filename, item.what, url, target)
-        try:
-            fetch(url, tmp)
-            tmp.replace(path)  # never a half file under the real name
-            return path
-        except Exception as exc:  # network errors come in many types; all mean "not reachable"
-            errors.append(f"{url}: {type(exc).__name__}")
-            tmp.unlink(missing_ok=True)
+    errors = fetch_first(item.urls, path, fetch)
+    if not errors:
+        return path
     raise WeightsError(
         f"cannot download {item.filename} ({'; '.join(errors)}); this machine looks offline: run {models} "
         f"on a connected machine and copy {target}, or pass an explicit path"
